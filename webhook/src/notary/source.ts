@@ -1,0 +1,46 @@
+/**
+ * One small interface per backend: the verification code asks for a role's bytes, a
+ * source delivers at most `maxBytes` of them or throws a FetchError. Sources never
+ * interpret the bytes; tuf/ decides whether they are trustworthy.
+ */
+export interface MetadataRequest {
+  /** 'root' | 'timestamp' | 'snapshot' | 'targets' | 'targets/releases' | ... */
+  role: string;
+  /** Versioned root: `<version>.root.json`. */
+  version?: number;
+  /** Hash-addressed file as the official client fetches it: `<role>.<sha256 hex>.json`. */
+  sha256Hex?: string;
+  /** Hard cap: reading stops with a 'too-large' FetchError past it. */
+  maxBytes: number;
+}
+
+export type FetchErrorKind =
+  | 'not-found' // 404 / no such file
+  | 'too-large' // more bytes than maxBytes
+  | 'timeout' // deadline reached / aborted
+  | 'unreachable' // connection refused, reset, DNS
+  | 'tls' // certificate not trusted, wrong host
+  | 'auth' // 401/403 after the token dance
+  | 'http'; // any other status
+
+export class FetchError extends Error {
+  override readonly name = 'FetchError';
+  constructor(
+    readonly kind: FetchErrorKind,
+    /** Where it came from: the server URL or the metadata directory. */
+    readonly server: string,
+    readonly role: string,
+    message: string,
+    readonly status?: number,
+  ) {
+    super(`${role} from ${server}: ${message}`);
+  }
+}
+
+export interface MetadataSource {
+  /** Human-readable origin for messages, e.g. "https://notary.example.com:4443". */
+  readonly server: string;
+  /** The GUN this source serves. */
+  readonly gun: string;
+  fetch(req: MetadataRequest, signal?: AbortSignal): Promise<Uint8Array>;
+}

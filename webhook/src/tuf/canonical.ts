@@ -1,0 +1,55 @@
+import { TufError } from './errors.js';
+import type { JsonValue } from './json.js';
+
+/**
+ * Canonical JSON exactly as Notary signs it (docker/go canonical/json): no whitespace, keys
+ * in byte-wise UTF-8 order, strings with only `"` and `\` escaped and every other byte raw,
+ * integers only. Signatures cover these bytes, never the raw bytes on the wire.
+ */
+export function canonicalBytes(value: JsonValue, role: string): Buffer {
+  const parts: string[] = [];
+  write(value, parts, role);
+  return Buffer.from(parts.join(''), 'utf8');
+}
+
+function write(value: JsonValue, out: string[], role: string): void {
+  if (value === null) {
+    out.push('null');
+  } else if (typeof value === 'boolean') {
+    out.push(value ? 'true' : 'false');
+  } else if (typeof value === 'number') {
+    if (!Number.isSafeInteger(value)) {
+      throw new TufError('malformed', role, `number ${value} cannot be canonicalised (integers only)`);
+    }
+    out.push(String(value));
+  } else if (typeof value === 'string') {
+    out.push(quote(value));
+  } else if (Array.isArray(value)) {
+    out.push('[');
+    value.forEach((v, i) => {
+      if (i > 0) out.push(',');
+      write(v, out, role);
+    });
+    out.push(']');
+  } else {
+    out.push('{');
+    sortedKeys(Object.keys(value)).forEach((k, i) => {
+      if (i > 0) out.push(',');
+      out.push(quote(k), ':');
+      write(value[k] as JsonValue, out, role);
+    });
+    out.push('}');
+  }
+}
+
+const NEEDS_ESCAPE = /["\\]/g;
+function quote(s: string): string {
+  return '"' + s.replace(NEEDS_ESCAPE, (c) => '\\' + c) + '"';
+}
+
+// UTF-16 order equals UTF-8 byte order except where surrogate pairs meet U+E000..U+FFFF.
+const ASTRAL = /[\uD800-\uDFFF]/;
+function sortedKeys(keys: string[]): string[] {
+  if (!keys.some((k) => ASTRAL.test(k))) return keys.sort();
+  return keys.sort((a, b) => Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8')));
+}

@@ -1,0 +1,76 @@
+/**
+ * The one place that chooses crypto implementations. SHA-2 and Ed25519 from @noble (the
+ * project's chosen libraries), ECDSA and RSA-PSS from node:crypto (OpenSSL), X.509 from
+ * node:crypto. Nothing else in trustgate imports a crypto library.
+ */
+import { createPublicKey, verify as nodeVerify, constants, X509Certificate, type KeyObject } from 'node:crypto';
+import * as ed from '@noble/ed25519';
+import { sha256 as nobleSha256, sha512 as nobleSha512 } from '@noble/hashes/sha2.js';
+
+ed.hashes.sha512 = nobleSha512;
+
+export type { KeyObject };
+export { X509Certificate };
+
+export function sha256(data: Uint8Array): Uint8Array {
+  return nobleSha256(data);
+}
+
+export function sha512(data: Uint8Array): Uint8Array {
+  return nobleSha512(data);
+}
+
+export function spkiKey(der: Uint8Array): KeyObject {
+  return createPublicKey({ key: Buffer.from(der), format: 'der', type: 'spki' });
+}
+
+export function pemPublicKey(pem: string): KeyObject {
+  return createPublicKey(pem);
+}
+
+export function spkiDer(key: KeyObject): Buffer {
+  return key.export({ format: 'der', type: 'spki' });
+}
+
+/** ECDSA over SHA-256 (whatever the curve) with a raw r||s signature, as Notary writes it. */
+export function verifyEcdsa(key: KeyObject, msg: Uint8Array, sig: Uint8Array): boolean {
+  const bits = ecBits(key);
+  if (bits === undefined || sig.length !== 2 * Math.ceil(bits / 8)) return false;
+  return nodeVerify('sha256', msg, { key, dsaEncoding: 'ieee-p1363' }, sig);
+}
+
+export function verifyRsaPss(key: KeyObject, msg: Uint8Array, sig: Uint8Array): boolean {
+  return nodeVerify('sha256', msg, { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 }, sig);
+}
+
+export function verifyRsaPkcs1(key: KeyObject, msg: Uint8Array, sig: Uint8Array): boolean {
+  return nodeVerify('sha256', msg, { key, padding: constants.RSA_PKCS1_PADDING }, sig);
+}
+
+/** Strict RFC 8032 verification (not ZIP-215), matching Go's crypto/ed25519. */
+export function verifyEd25519(publicKey: Uint8Array, msg: Uint8Array, sig: Uint8Array): boolean {
+  if (publicKey.length !== 32 || sig.length !== 64) return false;
+  try {
+    return ed.verify(sig, msg, publicKey, { zip215: false });
+  } catch {
+    return false;
+  }
+}
+
+export function ecBits(key: KeyObject): number | undefined {
+  const curve = key.asymmetricKeyDetails?.namedCurve;
+  switch (curve) {
+    case 'prime256v1':
+      return 256;
+    case 'secp384r1':
+      return 384;
+    case 'secp521r1':
+      return 521;
+    default:
+      return undefined;
+  }
+}
+
+export function rsaBits(key: KeyObject): number {
+  return key.asymmetricKeyDetails?.modulusLength ?? 0;
+}

@@ -1,0 +1,219 @@
+import { canonicalBytes } from './canonical.js';
+import { TufError } from './errors.js';
+import { Fields, isObject, parseJson, type JsonObject } from './json.js';
+import { decodeBase64, parseKey, type PublicKey } from './keys.js';
+
+export interface Signature {
+  keyid: string;
+  method: string;
+  sig: Buffer;
+}
+
+/** A metadata file split into what is signed (as canonical bytes) and its signatures. */
+export interface Envelope {
+  role: string;
+  signed: JsonObject;
+  canonical: Buffer;
+  signatures: Signature[];
+}
+
+export interface RoleKeys {
+  keyids: string[];
+  threshold: number;
+}
+
+export interface FileMeta {
+  length: number;
+  /** algorithm -> raw digest */
+  hashes: Map<string, Buffer>;
+}
+
+interface Common {
+  version: number;
+  expires: Date;
+  /** As written, for messages. */
+  expiresText: string;
+}
+
+export interface Root extends Common {
+  keys: Map<string, PublicKey>;
+  roles: { root: RoleKeys; targets: RoleKeys; snapshot: RoleKeys; timestamp: RoleKeys };
+}
+
+export interface Timestamp extends Common {
+  snapshot: FileMeta;
+}
+
+export interface Snapshot extends Common {
+  meta: Map<string, FileMeta>;
+}
+
+export interface DelegatedRole extends RoleKeys {
+  name: string;
+  paths: string[];
+}
+
+export interface Targets extends Common {
+  targets: Map<string, FileMeta>;
+  delegationKeys: Map<string, PublicKey>;
+  delegations: DelegatedRole[];
+}
+
+type TypeName = 'Root' | 'Timestamp' | 'Snapshot' | 'Targets';
+
+export function parseEnvelope(bytes: Uint8Array, role: string, type: TypeName): Envelope {
+  const doc = parseJson(bytes, role);
+  if (!isObject(doc)) throw new TufError('malformed', role, 'metadata is not a JSON object');
+  const top = new Fields(doc, role, 'file');
+  const signed = top.object('signed');
+  const signatures = top.array('signatures').map((s, i) => {
+    if (!isObject(s)) throw new TufError('malformed', role, `signatures[${i}] is not an object`);
+    const f = new Fields(s, role, `signatures[${i}]`);
+    return {
+      keyid: f.string('keyid'),
+      method: f.string('method').toLowerCase(),
+      sig: decodeBase64(f.string('sig'), role, `signatures[${i}].sig`),
+    };
+  });
+  const actual = signed['_type'];
+  if (actual !== type) throw new TufError('malformed', role, `_type is ${JSON.stringify(actual)}, expected "${type}"`);
+  return { role, signed, canonical: canonicalBytes(signed, role), signatures };
+}
+
+// Go's time.Time text form: RFC 3339 with up to 9 fractional digits.
+const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/;
+
+function common(env: Envelope): Common {
+  const f = new Fields(env.signed, env.role, 'signed');
+  const expiresText = f.string('expires');
+  const expires = new Date(expiresText);
+  if (!RFC3339.test(expiresText) || Number.isNaN(expires.getTime())) {
+    throw new TufError('malformed', env.role, `expires "${expiresText}" is not an RFC 3339 time`);
+  }
+  return { version: f.int('version', 1), expires, expiresText };
+}
+
+function roleKeys(f: Fields, name: string, keys: Map<string, PublicKey>, role: string): RoleKeys {
+  const r = f.fields(name);
+  const keyids = r.stringArray('keyids');
+  const threshold = r.int('threshold', 1);
+  for (const id of keyids) {
+    if (!keys.has(id)) throw new TufError('malformed', role, `role ${name} lists key ${id}, which is not in keys`);
+  }
+  return { keyids: [...new Set(keyids)], threshold };
+}
+
+function keyMap(obj: JsonObject, role: string): Map<string, PublicKey> {
+  const keys = new Map<string, PublicKey>();
+  for (const id of Object.keys(obj)) keys.set(id, parseKey(id, obj[id], role));
+  return keys;
+}
+
+export function parseRoot(env: Envelope): Root {
+  const f = new Fields(env.signed, env.role, 'signed');
+  const keys = keyMap(f.object('keys'), env.role);
+  const roles = f.fields('roles');
+  return {
+    ...common(env),
+    keys,
+    roles: {
+      root: roleKeys(roles, 'root', keys, env.role),
+      targets: roleKeys(roles, 'targets', keys, env.role),
+      snapshot: roleKeys(roles, 'snapshot', keys, env.role),
+      timestamp: roleKeys(roles, 'timestamp', keys, env.role),
+    },
+  };
+}
+
+function fileMeta(obj: JsonObject, role: string, where: string): FileMeta {
+  const f = new Fields(obj, role, where);
+  const hashesObj = f.object('hashes');
+  const hashes = new Map<string, Buffer>();
+  for (const alg of Object.keys(hashesObj)) {
+    const v = hashesObj[alg];
+    if (typeof v !== 'string') throw new TufError('malformed', role, `${where}.hashes.${alg} must be a string`);
+    hashes.set(alg, decodeBase64(v, role, `${where}.hashes.${alg}`));
+  }
+  return { length: f.int('length', 0), hashes };
+}
+
+export function parseTimestamp(env: Envelope): Timestamp {
+  const meta = new Fields(env.signed, env.role, 'signed').fields('meta');
+  return { ...common(env), snapshot: fileMeta(meta.object('snapshot'), env.role, 'meta.snapshot') };
+}
+
+export function parseSnapshot(env: Envelope): Snapshot {
+  const metaObj = new Fields(env.signed, env.role, 'signed').object('meta');
+  const meta = new Map<string, FileMeta>();
+  for (const name of Object.keys(metaObj)) {
+    const v = metaObj[name];
+    if (!isObject(v)) throw new TufError('malformed', env.role, `meta.${name} must be an object`);
+    meta.set(name, fileMeta(v, env.role, `meta.${name}`));
+  }
+  for (const required of ['root', 'targets']) {
+    if (!meta.get(required)?.hashes.has('sha256')) {
+      throw new TufError('malformed', env.role, `meta.${required} with a sha256 hash is required`);
+    }
+  }
+  return { ...common(env), meta };
+}
+
+const ROLE_NAME = /^[-a-z0-9_/]+$/;
+
+export function parseTargets(env: Envelope): Targets {
+  const f = new Fields(env.signed, env.role, 'signed');
+  const targetsObj = f.object('targets');
+  const targets = new Map<string, FileMeta>();
+  for (const name of Object.keys(targetsObj)) {
+    const v = targetsObj[name];
+    if (!isObject(v)) throw new TufError('malformed', env.role, `targets["${name}"] must be an object`);
+    targets.set(name, fileMeta(v, env.role, `targets["${name}"]`));
+  }
+  let delegationKeys = new Map<string, PublicKey>();
+  const delegations: DelegatedRole[] = [];
+  if (f.has('delegations')) {
+    const d = f.fields('delegations');
+    delegationKeys = keyMap(d.object('keys'), env.role);
+    const seen = new Set<string>();
+    d.array('roles').forEach((r, i) => {
+      if (!isObject(r)) throw new TufError('malformed', env.role, `delegations.roles[${i}] must be an object`);
+      const rf = new Fields(r, env.role, `delegations.roles[${i}]`);
+      const name = rf.string('name');
+      checkDelegationName(name, env.role);
+      if (seen.has(name)) throw new TufError('delegation', env.role, `delegation ${name} is listed twice`);
+      seen.add(name);
+      if (rf.has('path_hash_prefixes')) {
+        throw new TufError('delegation', env.role, `delegation ${name} uses path_hash_prefixes, which Notary v1 does not support`);
+      }
+      const keyids = rf.stringArray('keyids');
+      for (const id of keyids) {
+        if (!delegationKeys.has(id)) throw new TufError('malformed', env.role, `delegation ${name} lists key ${id}, which is not in delegations.keys`);
+      }
+      delegations.push({
+        name,
+        keyids: [...new Set(keyids)],
+        threshold: rf.int('threshold', 1),
+        paths: rf.has('paths') ? rf.stringArray('paths') : [],
+      });
+    });
+  }
+  return { ...common(env), targets, delegationKeys, delegations };
+}
+
+/**
+ * A role listed in X's delegations must be a direct child X/<name>, with a clean name:
+ * otherwise a delegation could claim a place elsewhere in the tree ("path escape").
+ */
+function checkDelegationName(name: string, parent: string): void {
+  const segments = name.split('/');
+  const child = segments.slice(parent.split('/').length);
+  if (
+    name.length >= 256 ||
+    !ROLE_NAME.test(name) ||
+    !name.startsWith(parent + '/') ||
+    child.length !== 1 ||
+    segments.some((s) => s === '' || s === '.' || s === '..')
+  ) {
+    throw new TufError('delegation', parent, `"${name}" is not a valid direct child delegation of ${parent}`);
+  }
+}

@@ -1,0 +1,151 @@
+import { TufError } from './errors.js';
+import type { FileMeta, Targets } from './metadata.js';
+import type { TrustedParts, VerifiedDelegation } from './trusted-set.js';
+
+/** One target as a role signs it. */
+export interface SignedTarget {
+  name: string;
+  role: string;
+  /** sha256:<hex> of the manifest. */
+  digest: string;
+  length: number;
+  /** Key IDs (canonical IDs for x509 keys) that may sign this role, like `docker trust inspect` shows. */
+  signers: string[];
+  expires: string;
+}
+
+interface RoleView {
+  name: string;
+  meta: Targets;
+  paths: string[];
+  signers: string[];
+}
+
+/**
+ * Verified trust data of one repository, immutable and safe to share between requests.
+ * Every lookup re-checks expiry against the caller's clock, because verified metadata
+ * kept in a cache goes stale like any other.
+ */
+export class TrustedRepository {
+  constructor(
+    readonly gun: string,
+    readonly parts: TrustedParts,
+  ) {}
+
+  /** The earliest expiry among root, timestamp, snapshot and targets. */
+  get expires(): Date {
+    const { root, timestamp, snapshot, targets } = this.parts;
+    const all = [root.meta.expires, timestamp.meta.expires, snapshot.meta.expires, targets.meta.expires];
+    return new Date(Math.min(...all.map((d) => d.getTime())));
+  }
+
+  assertFresh(now: Date): void {
+    const { root, timestamp, snapshot, targets } = this.parts;
+    for (const [role, m] of [
+      ['timestamp', timestamp.meta],
+      ['snapshot', snapshot.meta],
+      ['targets', targets.meta],
+      ['root', root.meta],
+    ] as const) {
+      if (m.expires.getTime() <= now.getTime()) throw new TufError('expired', role, `expired at ${m.expiresText}`);
+    }
+  }
+
+  /** A role of the tree as trusted now, or the reason it is not trusted. */
+  role(name: string, now: Date): RoleView | TufError {
+    this.assertFresh(now);
+    if (name === 'targets') {
+      const root = this.parts.root.meta;
+      return {
+        name,
+        meta: this.parts.targets.meta,
+        paths: [''],
+        signers: root.roles.targets.keyids.map((id) => root.keys.get(id)!.canonicalId),
+      };
+    }
+    const skipped = this.parts.skipped.get(name);
+    if (skipped) return skipped;
+    const d: VerifiedDelegation | undefined = this.parts.delegations.get(name);
+    if (!d) {
+      return this.parts.snapshot.meta.meta.has(name)
+        ? new TufError('not-found', name, 'is not reachable from targets through valid delegations')
+        : new TufError('not-found', name, `the repository has no ${name} delegation`);
+    }
+    if (d.meta.expires.getTime() <= now.getTime()) return new TufError('expired', name, `expired at ${d.meta.expiresText}`);
+    const parent = d.parent === 'targets' ? this.parts.targets.meta : this.parts.delegations.get(d.parent)!.meta;
+    const role = parent.delegations.find((r) => r.name === name)!;
+    return {
+      name,
+      meta: d.meta,
+      paths: d.paths,
+      signers: role.keyids.map((id) => parent.delegationKeys.get(id)!.canonicalId),
+    };
+  }
+
+  /** The target `name` exactly as role `roleName` signs it. */
+  findInRole(roleName: string, name: string, now: Date): SignedTarget | TufError {
+    const role = this.role(roleName, now);
+    if (role instanceof TufError) return role;
+    const file = role.meta.targets.get(name);
+    if (!file) return new TufError('not-found', roleName, `does not sign "${name}"`);
+    if (!role.paths.some((p) => name.startsWith(p))) {
+      return new TufError('delegation', roleName, `signs "${name}", which is outside its delegated paths [${role.paths.map((p) => JSON.stringify(p)).join(', ')}]`);
+    }
+    return toSigned(name, roleName, file, role);
+  }
+
+  /** Every target of a role (within its paths) whose manifest digest is `digest`. */
+  findDigestInRole(roleName: string, digest: string, now: Date): SignedTarget[] | TufError {
+    const role = this.role(roleName, now);
+    if (role instanceof TufError) return role;
+    const out: SignedTarget[] = [];
+    for (const [name, file] of role.meta.targets) {
+      if (!role.paths.some((p) => name.startsWith(p))) continue;
+      const t = toSigned(name, roleName, file, role);
+      if (!(t instanceof TufError) && t.digest === digest) out.push(t);
+    }
+    return out;
+  }
+
+  /** All trusted roles in pre-order (targets first), for inspection. */
+  roleNames(): string[] {
+    const out = ['targets'];
+    const visit = (parent: Targets) => {
+      for (const r of parent.delegations) {
+        const d = this.parts.delegations.get(r.name);
+        if (d) {
+          out.push(r.name);
+          visit(d.meta);
+        }
+      }
+    };
+    visit(this.parts.targets.meta);
+    return out;
+  }
+
+  /** Every signed target of a role within its paths. */
+  listRole(roleName: string, now: Date): SignedTarget[] | TufError {
+    const role = this.role(roleName, now);
+    if (role instanceof TufError) return role;
+    const out: SignedTarget[] = [];
+    for (const [name, file] of role.meta.targets) {
+      if (!role.paths.some((p) => name.startsWith(p))) continue;
+      const t = toSigned(name, roleName, file, role);
+      if (!(t instanceof TufError)) out.push(t);
+    }
+    return out;
+  }
+}
+
+function toSigned(name: string, roleName: string, file: FileMeta, role: RoleView): SignedTarget | TufError {
+  const sha = file.hashes.get('sha256');
+  if (!sha || sha.length !== 32) return new TufError('malformed', roleName, `target "${name}" has no sha256 manifest digest`);
+  return {
+    name,
+    role: roleName,
+    digest: 'sha256:' + sha.toString('hex'),
+    length: file.length,
+    signers: role.signers,
+    expires: role.meta.expiresText,
+  };
+}

@@ -1,0 +1,108 @@
+/**
+ * Which digest the trust data signs for an image, under one policy's requirements. Pure:
+ * a verified repository, a parsed reference and a clock in; a digest or a reason out.
+ */
+import { TufError, type SignedTarget, type TrustedRepository } from '../tuf/index.js';
+
+export interface DelegationRequirement {
+  roles: string[];
+  /** How many of `roles` must sign the same digest. */
+  threshold: number;
+}
+
+export interface ImageTarget {
+  tag?: string;
+  digest?: string;
+}
+
+export type SignedDigest =
+  | { ok: true; digest: string; roles: string[]; targets: SignedTarget[] }
+  | { ok: false; code: string; role: string; reason: string };
+
+/** Docker's rule when no delegation is required: `targets/releases` first, then `targets`. */
+const DOCKER_ROLES = ['targets/releases', 'targets'];
+
+export function signedDigest(
+  repo: TrustedRepository,
+  image: ImageTarget,
+  required: DelegationRequirement | undefined,
+  now: Date,
+): SignedDigest {
+  try {
+    repo.assertFresh(now);
+  } catch (e) {
+    if (e instanceof TufError) return fail(e.code, e.role, e.message);
+    throw e;
+  }
+  return required ? byRequiredRoles(repo, image, required, now) : byDockerRule(repo, image, now);
+}
+
+function fail(code: string, role: string, reason: string): SignedDigest {
+  return { ok: false, code, role, reason };
+}
+
+function describe(image: ImageTarget): string {
+  return image.tag ? `tag "${image.tag}"` : `digest ${image.digest}`;
+}
+
+function byDockerRule(repo: TrustedRepository, image: ImageTarget, now: Date): SignedDigest {
+  const misses: TufError[] = [];
+  for (const role of DOCKER_ROLES) {
+    const found = lookup(repo, role, image, now);
+    if (found instanceof TufError) {
+      misses.push(found);
+      continue;
+    }
+    if (image.digest && found.digest !== image.digest) {
+      return fail('digest-mismatch', role, `${role} signs ${describe(image)} as ${found.digest}, not ${image.digest}`);
+    }
+    return { ok: true, digest: found.digest, roles: [role], targets: [found] };
+  }
+  // Say why the preferred role could not vouch (expired? under-signed?) before "unsigned".
+  const telling = misses.find((m) => m.code !== 'not-found');
+  if (telling) return fail(telling.code, telling.role, telling.message);
+  return fail('unsigned', 'targets', `${describe(image)} is not signed in targets/releases or targets`);
+}
+
+function byRequiredRoles(repo: TrustedRepository, image: ImageTarget, req: DelegationRequirement, now: Date): SignedDigest {
+  const signedBy = new Map<string, SignedTarget[]>();
+  const problems: TufError[] = [];
+  for (const role of req.roles) {
+    const found = lookup(repo, role, image, now);
+    if (found instanceof TufError) {
+      problems.push(found);
+      continue;
+    }
+    const list = signedBy.get(found.digest) ?? [];
+    list.push(found);
+    signedBy.set(found.digest, list);
+  }
+  if (signedBy.size > 1) {
+    const detail = [...signedBy].map(([d, ts]) => `${ts.map((t) => t.role).join(', ')}: ${d}`).join('; ');
+    return fail('digest-mismatch', req.roles.join(','), `required roles sign different digests for ${describe(image)} (${detail})`);
+  }
+  const [digest, targets] = [...signedBy][0] ?? [undefined, []];
+  if (digest && image.digest && digest !== image.digest) {
+    return fail('digest-mismatch', targets[0]!.role, `${targets.map((t) => t.role).join(', ')} sign ${describe(image)} as ${digest}, not ${image.digest}`);
+  }
+  if (!digest || targets.length < req.threshold) {
+    const first = problems.find((p) => p.code !== 'not-found') ?? problems[0];
+    const missing = problems.map((p) => p.role).join(', ');
+    const reason =
+      `${describe(image)} is signed by ${targets.length} of the required roles (${req.roles.join(', ')}), ` +
+      `${req.threshold} needed; missing ${missing}` + (first ? `: ${first.message}` : '');
+    return fail(first && first.code !== 'not-found' ? first.code : 'unsigned', first?.role ?? req.roles[0]!, reason);
+  }
+  return { ok: true, digest, roles: targets.map((t) => t.role), targets };
+}
+
+/**
+ * A tag is looked up by name; a bare digest must be some target's digest in that role.
+ * `tag@digest` is looked up by tag and compared by the callers.
+ */
+function lookup(repo: TrustedRepository, role: string, image: ImageTarget, now: Date): SignedTarget | TufError {
+  if (image.tag) return repo.findInRole(role, image.tag, now);
+  const found = repo.findDigestInRole(role, image.digest!, now);
+  if (found instanceof TufError) return found;
+  return found[0] ?? new TufError('not-found', role, `signs no target with digest ${image.digest}`);
+}

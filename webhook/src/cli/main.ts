@@ -1,0 +1,52 @@
+#!/usr/bin/env node
+/**
+ * trustgate command line: verify | inspect | policy check | serve.
+ * Exit codes: 0 success, 1 verification refused, 2 usage or input error.
+ */
+import { verifyCommand, inspectCommand } from './verify.js';
+import { policyCheckCommand } from './policy-check.js';
+import { UsageError } from './usage.js';
+
+const USAGE = `usage:
+  trustgate verify IMAGE --policy FILE [--metadata-dir DIR] [--at RFC3339] [--output text|json] [--timeout SECONDS]
+  trustgate inspect IMAGE --policy FILE [--metadata-dir DIR] [--at RFC3339] [--output text|json]
+  trustgate policy check FILE...
+  trustgate serve --policy-dir DIR | --kubernetes [--port 8443] [--tls-cert FILE --tls-key FILE] ...`;
+
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'verify':
+      return verifyCommand(rest);
+    case 'inspect':
+      return inspectCommand(rest);
+    case 'policy':
+      if (rest[0] !== 'check') throw new UsageError(`unknown policy subcommand "${rest[0] ?? ''}"`);
+      return policyCheckCommand(rest.slice(1));
+    case 'serve': {
+      const { serveCommand } = await import('./serve-command.js');
+      return serveCommand(rest);
+    }
+    case undefined:
+    case '-h':
+    case '--help':
+    case 'help':
+      process.stdout.write(USAGE + '\n');
+      return command === undefined ? 2 : 0;
+    default:
+      throw new UsageError(`unknown command "${command}"`);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e: unknown) => {
+    const msg = e instanceof Error ? e.message : String(e);
+    process.stderr.write(`trustgate: ${msg.split('\n')[0]}\n`);
+    if (e instanceof UsageError || (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) process.stderr.write(USAGE + '\n');
+    process.exitCode = 2;
+  },
+);

@@ -1,0 +1,21 @@
+import { readFileSync } from 'node:fs';
+import { parsePolicyYaml, PolicyValidationError, policyId } from '../policy/model.js';
+
+/** Validate policy files as the cluster would; every problem with its field path. */
+export async function policyCheckCommand(files: string[]): Promise<number> {
+  if (files.length === 0) throw new Error('policy check needs at least one FILE');
+  let bad = 0;
+  for (const file of files) {
+    try {
+      for (const p of parsePolicyYaml(readFileSync(file, 'utf8'), file)) process.stdout.write(`${file}: ${policyId(p)} ok\n`);
+    } catch (e) {
+      bad++;
+      if (e instanceof PolicyValidationError) {
+        for (const pr of e.problems) process.stdout.write(`${file}: ${pr.path}: ${pr.message}\n`);
+      } else {
+        process.stdout.write(`${file}: ${(e as Error).message}\n`);
+      }
+    }
+  }
+  return bad === 0 ? 0 : 1;
+}

@@ -1,0 +1,204 @@
+/**
+ * The verification engine: an image and the policies that apply to it in, a verdict out.
+ * Every policy that matches must accept the image (AND); all accepting policies must agree
+ * on one digest; failures keep the mode of the policy that raised them, so a namespaced
+ * policy can add requirements but never soften a cluster policy's enforcement.
+ */
+import { createHash } from 'node:crypto';
+import { parseReference, pinnedReference, formatReference, type ImageReference } from '../images/reference.js';
+import { FetchError, type MetadataSource } from '../notary/source.js';
+import { loadRepository } from '../notary/updater.js';
+import type { TrustPolicy } from '../policy/model.js';
+import { pinFromPem, TufError, type RootPin } from '../tuf/index.js';
+import { RepositoryCache } from './repository-cache.js';
+import { signedDigest } from './signed-digest.js';
+import type { ImageVerdict, ImageVerifier, PolicyFailure, PolicyRef } from './types.js';
+import { MemoryVersionStore, type VersionStore } from './version-store.js';
+
+export interface PolicyLookup {
+  policiesFor(reference: string, namespace: string | undefined): TrustPolicy[];
+}
+
+export interface EngineMetrics {
+  cacheHit?(): void;
+  cacheMiss?(): void;
+  trustServerError?(server: string, kind: string): void;
+  verificationSeconds?(seconds: number): void;
+}
+
+export interface EngineOptions {
+  policies: PolicyLookup;
+  /** Where a policy's trust data comes from for one repository (HTTP server, directory). */
+  sourceFor: (policy: TrustPolicy, gun: string) => MetadataSource | Promise<MetadataSource>;
+  clock?: () => Date;
+  cache?: RepositoryCache;
+  versions?: VersionStore;
+  /** Allow images no policy matches (default: deny). */
+  allowUnmatched?: boolean;
+  /** Images admitted without verification: exact normalized-pattern matches, decided by the caller. */
+  isExempt?: (reference: string) => boolean;
+  metrics?: EngineMetrics;
+}
+
+interface PolicyOutcome {
+  policy: TrustPolicy;
+  digest?: string;
+  roles?: string[];
+  failure?: PolicyFailure;
+}
+
+export function policyRef(p: TrustPolicy): PolicyRef {
+  return p.namespace ? { kind: p.kind, name: p.name, namespace: p.namespace } : { kind: p.kind, name: p.name };
+}
+
+export class VerificationEngine implements ImageVerifier {
+  private readonly clock: () => Date;
+  private readonly cache: RepositoryCache;
+  private readonly versions: VersionStore;
+  private readonly pins = new WeakMap<TrustPolicy, { pin: RootPin; id: string }>();
+
+  constructor(private readonly opts: EngineOptions) {
+    this.clock = opts.clock ?? (() => new Date());
+    this.cache = opts.cache ?? new RepositoryCache({ clock: this.clock });
+    this.versions = opts.versions ?? new MemoryVersionStore();
+  }
+
+  async verifyImage(image: string, namespace: string | undefined, signal: AbortSignal): Promise<ImageVerdict> {
+    const started = performance.now();
+    try {
+      return await this.verify(image, namespace, signal);
+    } finally {
+      this.opts.metrics?.verificationSeconds?.((performance.now() - started) / 1000);
+    }
+  }
+
+  private async verify(image: string, namespace: string | undefined, signal: AbortSignal): Promise<ImageVerdict> {
+    let ref: ImageReference;
+    try {
+      ref = parseReference(image);
+    } catch (e) {
+      return denied(image, image, { code: 'invalid-reference', reason: (e as Error).message });
+    }
+    const reference = formatReference(ref);
+    if (this.opts.isExempt?.(reference)) return { image, reference, allowed: true, passed: [], failures: [] };
+    const policies = this.opts.policies.policiesFor(reference, namespace);
+    if (policies.length === 0) {
+      if (this.opts.allowUnmatched) return { image, reference, allowed: true, passed: [], failures: [] };
+      return denied(image, reference, { code: 'no-policy', reason: `no TrustPolicy or ClusterTrustPolicy matches ${reference}` });
+    }
+    const outcomes = await Promise.all(policies.map((p) => this.checkPolicy(p, ref, signal)));
+    return compose(image, reference, ref, outcomes);
+  }
+
+  /** Verify under one policy; never throws. */
+  async checkPolicy(policy: TrustPolicy, ref: ImageReference, signal: AbortSignal): Promise<PolicyOutcome> {
+    const server = policy.spec.trustServer.url;
+    const failure = (code: string, role: string | undefined, reason: string): PolicyOutcome => ({
+      policy,
+      failure: { policy: policyRef(policy), mode: policy.spec.mode, code, reason, server, ...(role ? { role } : {}) },
+    });
+    try {
+      const { pin, id: pinId } = this.pinOf(policy);
+      const repository = `${server}|${ref.name}`;
+      const maxAgeSeconds = policy.spec.freshness?.maxMetadataAgeSeconds;
+      const maxAgeMs = maxAgeSeconds === undefined ? undefined : maxAgeSeconds * 1000;
+      const load = async (previous: Parameters<typeof loadRepository>[1]['previous']) => {
+        const source = await this.opts.sourceFor(policy, ref.name);
+        try {
+          const repo = await loadRepository(source, { pin, now: this.clock(), floor: this.versions.floor(repository), previous });
+          this.versions.record(repository, repo);
+          return repo;
+        } catch (e) {
+          if (e instanceof FetchError) this.opts.metrics?.trustServerError?.(server, e.kind);
+          throw e;
+        }
+      };
+      const cached = await raceSignal(this.cache.get(`${repository}|${pinId}`, load, maxAgeMs), signal);
+      if (cached.hit) this.opts.metrics?.cacheHit?.();
+      else this.opts.metrics?.cacheMiss?.();
+      const tagged = ref.tag !== undefined ? { tag: ref.tag } : {};
+      const digest = ref.digest !== undefined ? { digest: ref.digest } : {};
+      const required = policy.spec.delegations;
+      const result = signedDigest(cached.repo, { ...tagged, ...digest }, required, this.clock());
+      if (!result.ok) return failure(result.code, result.role, result.reason);
+      return { policy, digest: result.digest, roles: result.roles };
+    } catch (e) {
+      if (e instanceof TufError) return failure(e.code, e.role, e.message);
+      if (e instanceof FetchError) return failure(e.kind, e.role, e.message);
+      if (e instanceof DeadlineError) return failure('timeout', undefined, `verification did not finish before the deadline (${server})`);
+      return failure('error', undefined, `unexpected error: ${(e as Error).message ?? String(e)}`);
+    }
+  }
+
+  private pinOf(policy: TrustPolicy): { pin: RootPin; id: string } {
+    let p = this.pins.get(policy);
+    if (!p) {
+      const pin = pinFromPem(policy.spec.root.keys, policy.spec.root.threshold);
+      const h = createHash('sha256');
+      for (const k of [...pin.keys].sort(Buffer.compare)) h.update(k);
+      h.update(String(pin.threshold));
+      p = { pin, id: h.digest('hex').slice(0, 32) };
+      this.pins.set(policy, p);
+    }
+    return p;
+  }
+}
+
+function denied(image: string, reference: string, f: { code: string; reason: string }): ImageVerdict {
+  return {
+    image,
+    reference,
+    allowed: false,
+    passed: [],
+    failures: [{ policy: { kind: 'ClusterTrustPolicy', name: '(none)' }, mode: 'enforce', ...f }],
+  };
+}
+
+function compose(image: string, reference: string, ref: ImageReference, outcomes: PolicyOutcome[]): ImageVerdict {
+  const failures = outcomes.flatMap((o) => (o.failure ? [o.failure] : []));
+  const passed = outcomes.filter((o) => o.digest);
+  const digests = new Set(passed.map((o) => o.digest!));
+  if (digests.size > 1) {
+    // Two trust sources disagree on what this tag is: nothing can be pinned safely.
+    const detail = passed.map((o) => `${policyRef(o.policy).name}: ${o.digest}`).join('; ');
+    for (const o of passed) {
+      failures.push({
+        policy: policyRef(o.policy),
+        mode: 'enforce',
+        code: 'digest-mismatch',
+        server: o.policy.spec.trustServer.url,
+        reason: `policies sign different digests for ${reference} (${detail})`,
+      });
+    }
+    return { image, reference, allowed: false, passed: [], failures };
+  }
+  const allowed = !failures.some((f) => f.mode === 'enforce');
+  const digest = [...digests][0];
+  const verdict: ImageVerdict = { image, reference, allowed, passed: passed.map((o) => policyRef(o.policy)), failures };
+  // Pin only what every enforcing policy vouched for.
+  if (allowed && digest) {
+    verdict.digest = digest;
+    verdict.pinned = pinnedReference(ref, digest);
+  }
+  return verdict;
+}
+
+class DeadlineError extends Error {}
+
+function raceSignal<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(new DeadlineError());
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(new DeadlineError());
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    );
+  });
+}

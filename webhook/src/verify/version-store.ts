@@ -1,0 +1,80 @@
+/**
+ * High-water marks: the highest version of each role ever trusted per repository, so a
+ * server that replays older (still unexpired) metadata is refused, also after a restart.
+ */
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { TrustedRepository, VersionFloor } from '../tuf/index.js';
+
+export interface VersionStore {
+  floor(repository: string): VersionFloor;
+  /** Raise the marks to what `repo` holds; never lowers one. */
+  record(repository: string, repo: TrustedRepository): void;
+}
+
+export function versionsOf(repo: TrustedRepository): Map<string, number> {
+  const { root, timestamp, snapshot, targets, delegations } = repo.parts;
+  const out = new Map<string, number>([
+    ['root', root.meta.version],
+    ['timestamp', timestamp.meta.version],
+    ['snapshot', snapshot.meta.version],
+    ['targets', targets.meta.version],
+  ]);
+  for (const [name, d] of delegations) out.set(name, d.meta.version);
+  return out;
+}
+
+export class MemoryVersionStore implements VersionStore {
+  protected readonly marks = new Map<string, Map<string, number>>();
+
+  floor(repository: string): VersionFloor {
+    return new Map(this.marks.get(repository) ?? []);
+  }
+
+  record(repository: string, repo: TrustedRepository): void {
+    if (this.raise(repository, versionsOf(repo))) this.changed();
+  }
+
+  protected raise(repository: string, versions: Map<string, number>): boolean {
+    const marks = this.marks.get(repository) ?? new Map<string, number>();
+    let moved = false;
+    for (const [role, v] of versions) {
+      if ((marks.get(role) ?? 0) < v) {
+        marks.set(role, v);
+        moved = true;
+      }
+    }
+    this.marks.set(repository, marks);
+    return moved;
+  }
+
+  protected changed(): void {}
+}
+
+/** Standalone mode: marks in a JSON file, written (atomically) only when a version moves. */
+export class FileVersionStore extends MemoryVersionStore {
+  constructor(private readonly path: string) {
+    super();
+    let text: string | undefined;
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+    if (text !== undefined) {
+      const data = JSON.parse(text) as Record<string, Record<string, number>>;
+      for (const [repo, roles] of Object.entries(data)) {
+        this.raise(repo, new Map(Object.entries(roles).filter(([, v]) => Number.isSafeInteger(v))));
+      }
+    }
+  }
+
+  protected override changed(): void {
+    const data: Record<string, Record<string, number>> = {};
+    for (const [repo, roles] of this.marks) data[repo] = Object.fromEntries(roles);
+    mkdirSync(dirname(this.path), { recursive: true });
+    const tmp = `${this.path}.${process.pid}.tmp`;
+    writeFileSync(tmp, JSON.stringify(data));
+    renameSync(tmp, this.path);
+  }
+}

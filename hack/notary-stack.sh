@@ -17,7 +17,11 @@ set -euo pipefail
 usage() { echo "usage: $0 up|down DIR" >&2; exit 2; }
 [ $# -eq 2 ] || usage
 cmd=$1
-mkdir -p "$2"
+case $cmd in
+  up) mkdir -p "$2" ;;
+  down) [ -d "$2" ] || exit 0 ;;
+  *) usage ;;
+esac
 DIR=$(cd "$2" && pwd -P)
 RUN=$DIR/run
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)

@@ -150,6 +150,18 @@ export function pidAlive(pid: number): boolean {
 }
 
 export async function startStack(opts: StackOptions = {}): Promise<Stack> {
+  // A port found free can be taken by someone else before the service binds it; that race
+  // is the one start-up failure worth another try with fresh ports.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startStackOnce(opts);
+    } catch (err) {
+      if (attempt >= 3 || !(err instanceof Error) || !err.message.includes('address already in use')) throw err;
+    }
+  }
+}
+
+async function startStackOnce(opts: StackOptions): Promise<Stack> {
   const root = repoRoot();
   const script = join(root, 'hack', 'notary-stack.sh');
   const dir = mkdtempSync(join(tmpdir(), 'trustgate-stack-'));

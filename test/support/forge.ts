@@ -400,6 +400,7 @@ export class RepoForge {
   /** Frozen earlier root versions (bytes), oldest first. */
   readonly rootHistory: Buffer[] = [];
   private readonly firstRootPems: string[];
+  private readonly cache = new Map<string, { fingerprint: string; bytes: Buffer }>();
 
   constructor(opts: ForgeOptions) {
     this.now = opts.now;
@@ -540,10 +541,23 @@ export class RepoForge {
     return e;
   }
 
+  /**
+   * Serialise a role. Signatures by ECDSA are randomised, so an unchanged role keeps its
+   * earlier bytes, as an unchanged file on a Notary server does.
+   */
+  serialise(name: string): Buffer {
+    const r = this.role(name);
+    const fingerprint = fingerprintOf(r);
+    const cached = this.cache.get(name);
+    if (fingerprint !== undefined && cached?.fingerprint === fingerprint) return cached.bytes;
+    const bytes = envelope(r.signed, r.signers, r.layout);
+    if (fingerprint !== undefined) this.cache.set(name, { fingerprint, bytes });
+    return bytes;
+  }
+
   /** Serialise the current root version as it stands. */
   rootBytes(): Buffer {
-    const r = this.role('root');
-    return envelope(r.signed, r.signers, r.layout);
+    return this.serialise('root');
   }
 
   /**
@@ -591,9 +605,8 @@ export class RepoForge {
   build(hooks: BuildHooks = {}): ForgedRepo {
     const files = new Map<string, Buffer>();
     const serialise = (name: string) => {
-      const r = this.role(name);
-      hooks.beforeSign?.(name, r.signed);
-      const bytes = envelope(r.signed, r.signers, r.layout);
+      hooks.beforeSign?.(name, this.role(name).signed);
+      const bytes = this.serialise(name);
       files.set(name, bytes);
       return bytes;
     };
@@ -624,6 +637,23 @@ export class RepoForge {
       },
     };
   }
+}
+
+/** What a role's bytes depend on; undefined when a signer mangles its signature (never cached). */
+function fingerprintOf(r: RoleState): string | undefined {
+  const signers: string[] = [];
+  for (const s of r.signers) {
+    if (s instanceof ForgeKey) signers.push(s.id);
+    else if (s.mangle) return undefined;
+    else signers.push(JSON.stringify([s.key.id, s.method, s.signWith, s.keyid]));
+  }
+  let canonical: Buffer;
+  try {
+    canonical = canonicalBytes(r.signed as JsonValue, 'forge');
+  } catch {
+    return undefined;
+  }
+  return sha256hex(canonical) + r.layout + JSON.stringify(signers);
 }
 
 function roleKeys(keys: ForgeKey[], threshold: number): Doc {

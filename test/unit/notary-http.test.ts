@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import * as http from 'node:http';
 import * as https from 'node:https';
+import * as net from 'node:net';
 import type { AddressInfo, Socket } from 'node:net';
 import { HttpSource } from '../../webhook/src/notary/http-source.js';
 import { FetchError } from '../../webhook/src/notary/source.js';
@@ -341,6 +342,22 @@ describe('notary HttpSource', function () {
       });
       const e = await expectFetchError(source({ url: srv.url }).fetch({ role: 'root', maxBytes: 4096 }));
       expect(e.kind).to.equal('unreachable');
+    });
+
+    it('reports a response that is not HTTP as an http error', async () => {
+      const raw = net.createServer((sock) => {
+        sock.resume(); // read the request so the client's close is seen
+        sock.end('SSH-2.0-OpenSSH_9.2\r\n\r\n');
+      });
+      await new Promise<void>((resolve) => raw.listen(0, '127.0.0.1', resolve));
+      try {
+        const port = (raw.address() as AddressInfo).port;
+        const e = await expectFetchError(source({ url: `http://127.0.0.1:${port}` }).fetch({ role: 'root', maxBytes: 100 }));
+        expect(e.kind).to.equal('http');
+        expect(e.message).to.contain('malformed HTTP response');
+      } finally {
+        await new Promise<void>((resolve) => raw.close(() => resolve()));
+      }
     });
 
     it('talks plain http only when the URL says so', async () => {

@@ -72,6 +72,12 @@ export class TrustedRepository {
         : new TufError('not-found', name, `the repository has no ${name} delegation`);
     }
     if (d.meta.expires.getTime() <= now.getTime()) return new TufError('expired', name, `expired at ${d.meta.expiresText}`);
+    // Keys and paths come from the parent: once an ancestor expires, the subtree goes with it.
+    for (let up = this.parts.delegations.get(d.parent); up; up = this.parts.delegations.get(up.parent)) {
+      if (up.meta.expires.getTime() <= now.getTime()) {
+        return new TufError('expired', name, `its parent ${up.name} expired at ${up.meta.expiresText}`);
+      }
+    }
     const parent = d.parent === 'targets' ? this.parts.targets.meta : this.parts.delegations.get(d.parent)!.meta;
     const role = parent.delegations.find((r) => r.name === name)!;
     return {

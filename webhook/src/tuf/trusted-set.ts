@@ -133,8 +133,9 @@ function verifyRootSelf(root: Root, env: ReturnType<typeof parseEnvelope>, gun: 
   try {
     return verifyThreshold(env, keys, root.roles.root, `root v${root.version}`);
   } catch (e) {
+    // When certificates were set aside, that is the cause to report, not the signatures.
     if (e instanceof TufError && problems.length) {
-      throw new TufError(e.code, 'root', `${e.message.replace(/^root: /, '')}; ${problems.join('; ')}`);
+      throw new TufError('untrusted-root', 'root', `${problems.join('; ')}; so root v${root.version} lacks ${root.roles.root.threshold} valid root signature(s)`);
     }
     throw e;
   }
@@ -153,15 +154,13 @@ export function verifyPinnedRoot(bytes: Uint8Array, pin: RootPin, gun: string): 
   const env = parseEnvelope(bytes, 'root', 'Root');
   const root = parseRoot(env);
   const signers = verifyRootSelf(root, env, gun);
-  const pinnedInRoot = root.roles.root.keyids.filter((id) => pin.keys.some((k) => k.equals(root.keys.get(id)!.spki)));
-  const pinnedSigners = pinnedInRoot.filter((id) => signers.has(id));
-  if (pinnedSigners.length < pin.threshold) {
-    const why = pinnedInRoot.length === 0 ? 'none of the pinned keys is a root key of' : 'too few pinned keys signed';
-    throw new TufError(
-      'untrusted-root',
-      'root',
-      `${why} root v${root.version} (${pinnedSigners.length} of the required ${pin.threshold})`,
-    );
+  // Count pinned keys, not root key IDs: one key wrapped in two certificates is still one key.
+  const spkiOf = (id: string) => root.keys.get(id)!.spki;
+  const inRoot = pin.keys.filter((k) => root.roles.root.keyids.some((id) => spkiOf(id).equals(k)));
+  const signed = inRoot.filter((k) => [...signers].some((id) => spkiOf(id).equals(k)));
+  if (signed.length < pin.threshold) {
+    const why = inRoot.length === 0 ? 'none of the pinned keys is a root key of' : 'too few pinned keys signed';
+    throw new TufError('untrusted-root', 'root', `${why} root v${root.version} (${signed.length} of the required ${pin.threshold})`);
   }
   return verifiedRoot(bytes, root);
 }

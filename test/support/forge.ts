@@ -674,6 +674,11 @@ export interface LoadOptions {
   previous?: TrustedParts;
   /** Replace a file before it is handed to the core (role -> bytes). */
   serve?: Map<string, Buffer>;
+  /**
+   * With `previous`: take unchanged snapshot, targets and delegations from it through the
+   * set's tryReuse* steps, as the updater does, instead of verifying the files again.
+   */
+  reuse?: boolean;
 }
 
 export interface Loaded {
@@ -696,15 +701,17 @@ export function clientLoad(r: ForgedRepo, opts: LoadOptions): Loaded {
   for (const bytes of r.roots.slice(1)) root = verifyNextRoot(root, bytes, r.gun);
   const set = new TrustedMetadataSet(r.gun, now, opts.floor ?? new Map(), opts.previous);
   set.setRoot(root);
+  const reuse = opts.reuse === true && opts.previous !== undefined;
   set.updateTimestamp(file('timestamp'));
-  set.updateSnapshot(file('snapshot'));
-  set.updateTargets(file('targets'));
+  if (!(reuse && set.tryReuseSnapshot())) set.updateSnapshot(file('snapshot'));
+  if (!(reuse && set.tryReuseTargets())) set.updateTargets(file('targets'));
   const listed = set.currentSnapshot().meta.meta;
   const visited: [string, VerifiedDelegation | TufError][] = [];
   const visit = (parent: string) => {
     for (const role of set.delegatedRoles(parent)) {
       if (!listed.has(role.name)) continue;
-      const outcome = set.updateDelegation(role, parent, file(role.name));
+      const reused = reuse ? set.tryReuseDelegation(role, parent) : undefined;
+      const outcome = reused ?? set.updateDelegation(role, parent, file(role.name));
       visited.push([role.name, outcome]);
       if (!(outcome instanceof TufError)) visit(role.name);
     }

@@ -623,6 +623,20 @@ describe('tuf attacks: root and pinning', () => {
     expectRefused(() => load(f.build()), 'bad-key', 'root', '1024 bits, fewer than 2048');
   });
 
+  it('refuses a root key whose certificate is a CA certificate (Notary takes only non-CA leaves)', () => {
+    const f = fresh();
+    const ca = certKey(ForgeKey.ecdsa(), GUN, NOW, { extensions: ['basicConstraints = critical,CA:TRUE', 'keyUsage = critical,keyCertSign,digitalSignature'] });
+    f.rotateRoot([ca]);
+    expectRefused(() => load(f.build()), 'untrusted-root', 'root', ca.id.slice(0, 12));
+  });
+
+  it('refuses a root certificate signed with SHA-1 (Notary: "invalid SHA1 signature algorithm")', () => {
+    const f = fresh();
+    const sha1 = certKey(ForgeKey.ecdsa(), GUN, NOW, { md: 'sha1' });
+    f.rotateRoot([sha1]);
+    expectRefused(() => load(f.build()), 'untrusted-root', 'root', /SHA-?1/i);
+  });
+
   it('refuses a root that lacks a required role', () => {
     const f = fresh();
     delete f.signed('root').roles.snapshot;

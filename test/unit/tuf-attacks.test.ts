@@ -508,6 +508,18 @@ describe('tuf attacks: delegation names and paths', () => {
     });
   }
 
+  for (const name of ['targets/releases', 'targets/qa', 'targets/releases/nightly/deeper', 'targets/releases/Nightly']) {
+    it(`refuses targets/releases delegating to ${JSON.stringify(name)}`, () => {
+      const f = fresh();
+      const r = f.build({
+        beforeSign: (role, signed) => {
+          if (role === 'targets/releases') signed.delegations.roles.push(dict({ keyids: [f.keys.nightly.id], name, paths: [''], threshold: 1 }));
+        },
+      });
+      expectRefused(() => load(r), 'delegation', 'targets/releases', `"${name}" is not a valid direct child delegation of targets/releases`);
+    });
+  }
+
   it('refuses a delegation listed twice', () => {
     const f = fresh();
     const r = f.build({
@@ -560,6 +572,21 @@ describe('tuf attacks: root and pinning', () => {
     const r = fresh().build();
     const other = certKey(ForgeKey.ecdsa(), GUN, NOW);
     expectRefused(() => verifyPinnedRoot(r.get('root'), pinFromPem([other.certPem!]), GUN), 'untrusted-root', 'root', 'none of the pinned keys is a root key of root v1');
+  });
+
+  it('refuses a root pinned by a key that root lists for another role', () => {
+    const f = fresh();
+    const r = f.build();
+    expectRefused(() => verifyPinnedRoot(r.get('root'), pinFromPem([f.keys.targets.publicPem]), GUN), 'untrusted-root', 'root', 'none of the pinned keys is a root key');
+  });
+
+  it('refuses pins that cannot be met or parsed', () => {
+    const f = fresh();
+    const pem = f.keys.root[0]!.certPem!;
+    expectRefused(() => pinFromPem([]), 'untrusted-root', 'root', 'no root keys are pinned');
+    expectRefused(() => pinFromPem([pem, pem], 2), 'untrusted-root', 'root', 'between 1 and 1 distinct keys');
+    expectRefused(() => pinFromPem([pem], 0), 'untrusted-root', 'root', 'pinned threshold 0');
+    expectRefused(() => pinFromPem(['-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n']), 'bad-key', 'root', 'pinned root key cannot be parsed');
   });
 
   it('refuses a root when a threshold of 2 pinned keys is not met, accepts it when it is', () => {
@@ -652,6 +679,22 @@ describe('tuf attacks: JSON tricks', () => {
     expectRefused(() => load(r, { serve: new Map([['timestamp', frac]]) }), 'malformed', 'timestamp', 'integers only');
     const version = replaceText(r.get('timestamp'), '"version":1}', '"version":1.5}');
     expectRefused(() => load(r, { serve: new Map([['timestamp', version]]) }), 'malformed', 'timestamp', 'integers only');
+  });
+
+  it('accepts whitespace and another key order on the wire (signatures cover the canonical form)', () => {
+    const r = fresh().build();
+    const text = r.get('timestamp').toString('utf8');
+    const doc = JSON.parse(text) as { signed: Record<string, unknown>; signatures: unknown[] };
+    const reordered = Object.fromEntries(Object.entries(doc.signed).reverse());
+    const variants = [
+      text.replace('{"signed":{', '{ "signed" : {\n\t').replace(',"signatures":', ' ,\r\n "signatures" : '),
+      JSON.stringify({ signatures: doc.signatures, signed: reordered }, null, 3),
+    ];
+    for (const v of variants) {
+      expect(v).not.to.equal(text);
+      const l = load(r, { serve: new Map([['timestamp', Buffer.from(v)]]) });
+      expect(l.set.currentTimestamp().meta.version).to.equal(1);
+    }
   });
 
   it('refuses invalid UTF-8 in a signed string', () => {

@@ -343,6 +343,11 @@ export interface ForgeOptions {
   rootThreshold?: number;
   /** Build without any delegation (targets only). */
   noDelegations?: boolean;
+  /**
+   * Generate new keys and certificates instead of the set shared by forges with the same
+   * clock, GUN and algorithm (RSA key generation and openssl runs make up most of a build).
+   */
+  freshKeys?: boolean;
 }
 
 export interface RoleState {
@@ -380,6 +385,31 @@ export interface RepoKeys {
   nightly: ForgeKey;
 }
 
+function newRepoKeys(gun: string, now: Date, opts: ForgeOptions): RepoKeys {
+  const plain = opts.algorithm === 'ed25519' ? () => ForgeKey.ed25519() : () => ForgeKey.ecdsa();
+  return {
+    root: Array.from({ length: opts.rootKeys ?? 1 }, () => certKey(ForgeKey.ecdsa(), gun, now)),
+    targets: plain(),
+    snapshot: plain(),
+    timestamp: plain(),
+    releases: certKey(ForgeKey.ecdsa(), 'releases', now),
+    qa: certKey(ForgeKey.rsa(), 'qa', now),
+    nightly: plain(),
+  };
+}
+
+const keyCache = new Map<string, RepoKeys>();
+/** A copy of the shared key set: forges may replace their keys without touching others. */
+function sharedRepoKeys(gun: string, now: Date, opts: ForgeOptions): RepoKeys {
+  const id = [gun, now.getTime(), opts.algorithm ?? 'ecdsa', opts.rootKeys ?? 1].join('|');
+  let keys = keyCache.get(id);
+  if (!keys) {
+    keys = newRepoKeys(gun, now, opts);
+    keyCache.set(id, keys);
+  }
+  return { ...keys, root: [...keys.root] };
+}
+
 export const DELEGATIONS = ['targets/releases', 'targets/releases/nightly', 'targets/qa'] as const;
 
 /** Fake manifest bytes for a label: targets are named by tag and hashed like manifests. */
@@ -405,16 +435,7 @@ export class RepoForge {
   constructor(opts: ForgeOptions) {
     this.now = opts.now;
     this.gun = opts.gun ?? GUN;
-    const plain = opts.algorithm === 'ed25519' ? () => ForgeKey.ed25519() : () => ForgeKey.ecdsa();
-    this.keys = {
-      root: Array.from({ length: opts.rootKeys ?? 1 }, () => certKey(ForgeKey.ecdsa(), this.gun, this.now)),
-      targets: plain(),
-      snapshot: plain(),
-      timestamp: plain(),
-      releases: certKey(ForgeKey.ecdsa(), 'releases', this.now),
-      qa: certKey(ForgeKey.rsa(), 'qa', this.now),
-      nightly: plain(),
-    };
+    this.keys = opts.freshKeys ? newRepoKeys(this.gun, this.now, opts) : sharedRepoKeys(this.gun, this.now, opts);
     this.firstRootPems = this.keys.root.map((k) => k.certPem!);
     const k = this.keys;
     const threshold = opts.rootThreshold ?? 1;

@@ -195,7 +195,7 @@ const invalid: Array<[string, string]> = [
   // length
   ['n'.repeat(238), 'repository name longer than 255 characters'],
   [`registry.example.com/${'a/'.repeat(117)}b`, 'repository name longer than 255 characters'],
-  ['x'.repeat(100_000), 'longer than'],
+  ['x'.repeat(100_000), 'longer than 512 characters'],
 ];
 
 describe('image references: parseReference', () => {
@@ -226,6 +226,15 @@ describe('image references: parseReference', () => {
     expect(parseReference('nginx').tag).to.equal('latest');
     expect(parseReference(`nginx@${D}`)).to.not.have.property('tag');
     expect(parseReference('nginx:1')).to.not.have.property('digest');
+  });
+
+  it('accepts the longest possible reference: 255-character name, 128-character tag, digest', () => {
+    const input = `index.docker.io/library/${'n'.repeat(237)}:${'t'.repeat(128)}@${D}`;
+    expect(input.length).to.equal(462);
+    const r = parseReference(input);
+    expect(r.name).to.have.length(255);
+    expect(r.tag).to.have.length(128);
+    expect(r.digest).to.equal(D);
   });
 
   it('returns a frozen object', () => {

@@ -38,15 +38,16 @@ const LEGACY_DEFAULT_DOMAIN = 'index.docker.io';
 const OFFICIAL_PREFIX = 'library/';
 const NAME_MAX = 255;
 const TAG_MAX = 128;
-// Longest acceptable reference: name, ':' + tag, '@sha256:' + 64 hex. Anything longer
-// is rejected before any regex runs, so hostile input costs nothing.
-const INPUT_MAX = NAME_MAX + 1 + TAG_MAX + 1 + 71;
+// No valid reference is longer than a 255-character name spelled with 'index.docker.io',
+// ':' + 128-character tag and '@sha256:' + 64 hex (462); longer input is rejected before
+// any regex runs, so hostile input costs nothing.
+const INPUT_MAX = 512;
 
 const PATH_COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
 const DOMAIN_COMPONENT = /^(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])$/;
 const IPV6_HOST = /^\[[a-fA-F0-9:]+\]$/;
 const PORT = /^[1-9][0-9]{0,4}$/;
-const TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
+const TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
 const HEX64 = /^[a-f0-9]{64}$/;
 // What go-digest's Parse accepts, which containerd then resolves as a local image ID.
 const DIGEST_ID = /^(?:sha256:[a-f0-9]{64}|sha384:[a-f0-9]{96}|sha512:[a-f0-9]{128})$/;

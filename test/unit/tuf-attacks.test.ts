@@ -326,6 +326,53 @@ describe('tuf attacks: signatures and thresholds', () => {
     expectRefused(() => load(f.build()), 'signature', 'timestamp', `signature by key ${f.keys.snapshot.id.slice(0, 12)}…, which is not a timestamp key`);
   });
 
+  it('refuses a snapshot signed by the timestamp key (a server key cannot stand in for another role)', () => {
+    const f = fresh();
+    f.signWith('snapshot', [f.keys.timestamp]);
+    expectRefused(() => load(f.build()), 'signature', 'snapshot', 'which is not a snapshot key');
+  });
+
+  it('skips a nested delegation signed by its parent\'s key instead of its own', () => {
+    const f = fresh();
+    f.signWith('targets/releases/nightly', [f.keys.releases]);
+    const { repo, visited } = load(f.build());
+    expect(visited.map(([n, o]) => [n, o instanceof TufError ? o.code : 'ok'])).to.deep.equal([
+      ['targets/releases', 'ok'],
+      ['targets/releases/nightly', 'signature'],
+      ['targets/qa', 'ok'],
+    ]);
+    expectRefused(() => repo.findInRole('targets/releases/nightly', 'nightly/20310601', NOW), 'signature', 'targets/releases/nightly', 'keys delegated by targets/releases');
+  });
+
+  it('refuses a root threshold of 2 met by one root key', () => {
+    const f = fresh({ rootKeys: 2, rootThreshold: 2 });
+    expect(load(f.build()).root.meta.roles.root.threshold).to.equal(2);
+    f.signWith('root', [f.keys.root[0]!, f.keys.root[0]!]);
+    const r = f.build();
+    expectRefused(() => verifyPinnedRoot(r.get('root'), pinFromPem(r.rootPems), GUN), 'signature', 'root', '1 valid signature(s) by root v1 keys, threshold is 2');
+  });
+
+  it('refuses a threshold of 0 in root', () => {
+    const f = fresh();
+    f.signed('root').roles.timestamp.threshold = 0;
+    const r = f.build();
+    expectRefused(() => verifyPinnedRoot(r.get('root'), pinFromPem(r.rootPems), GUN), 'malformed', 'root', 'threshold must be an integer >= 1');
+  });
+
+  it('refuses a delegation role object that its parent does not list (API misuse cannot widen trust)', () => {
+    const f = fresh();
+    const r = f.build();
+    const set = new TrustedMetadataSet(GUN, NOW);
+    set.setRoot(verifyPinnedRoot(r.get('root'), pinFromPem(r.rootPems), GUN));
+    set.updateTimestamp(r.get('timestamp'));
+    set.updateSnapshot(r.get('snapshot'));
+    set.updateTargets(r.get('targets'));
+    const real = set.delegatedRoles('targets')[0]!;
+    const forged = { ...real, keyids: [f.keys.qa.id], paths: [''] };
+    expectRefused(() => set.updateDelegation(forged, 'targets', r.get('targets/releases')), 'delegation', 'targets/releases', 'not delegated by targets');
+    expectRefused(() => set.updateDelegation(set.delegatedRoles('targets')[1]!, 'targets/releases', r.get('targets/qa')), 'delegation', 'targets/qa', 'parent targets/releases is not trusted');
+  });
+
   it('refuses a signature by an unknown key that claims a role key ID', () => {
     const f = fresh();
     f.signWith('timestamp', [{ key: ForgeKey.ecdsa(), keyid: f.keys.timestamp.id }]);

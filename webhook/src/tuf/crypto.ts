@@ -74,3 +74,36 @@ export function ecBits(key: KeyObject): number | undefined {
 export function rsaBits(key: KeyObject): number {
   return key.asymmetricKeyDetails?.modulusLength ?? 0;
 }
+
+const SHA1_SIGNATURE_OIDS = [
+  Buffer.from('06072a8648ce3d0401', 'hex'), // ecdsa-with-SHA1
+  Buffer.from('06092a864886f70d010105', 'hex'), // sha1WithRSAEncryption
+];
+
+/**
+ * Whether a certificate is signed with SHA-1. Node 20's X509Certificate does not expose the
+ * signature algorithm, so read it from the DER: Certificate ::= SEQUENCE { tbsCertificate,
+ * signatureAlgorithm, signatureValue }.
+ */
+export function isSha1Signed(cert: X509Certificate): boolean {
+  const der = cert.raw;
+  const outer = derHeader(der, 0);
+  if (!outer) return false;
+  const tbs = derHeader(der, outer.body);
+  if (!tbs) return false;
+  const alg = derHeader(der, tbs.body + tbs.length);
+  if (!alg) return false;
+  const algBody = der.subarray(alg.body, alg.body + alg.length);
+  return SHA1_SIGNATURE_OIDS.some((oid) => algBody.subarray(0, oid.length).equals(oid));
+}
+
+function derHeader(der: Buffer, at: number): { body: number; length: number } | undefined {
+  if (at + 2 > der.length) return undefined;
+  const first = der[at + 1]!;
+  if (first < 0x80) return { body: at + 2, length: first };
+  const n = first & 0x7f;
+  if (n === 0 || n > 4 || at + 2 + n > der.length) return undefined;
+  let length = 0;
+  for (let i = 0; i < n; i++) length = length * 256 + der[at + 2 + i]!;
+  return { body: at + 2 + n, length };
+}

@@ -1,5 +1,5 @@
 import { TufError } from './errors.js';
-import { sha256, sha512 } from './crypto.js';
+import { isSha1Signed, sha256, sha512 } from './crypto.js';
 import type { PublicKey } from './keys.js';
 import {
   parseEnvelope,
@@ -108,6 +108,14 @@ function rootSigningKeys(root: Root, gun: string, now: Date | undefined): { keys
     const cn = commonName(key);
     if (!key.certificate || cn === undefined) {
       problems.push(`root key ${id.slice(0, 12)}… is not an x509 certificate`);
+      continue;
+    }
+    if (key.certificate.ca) {
+      problems.push(`root certificate ${id.slice(0, 12)}… is a CA certificate, not a leaf`);
+      continue;
+    }
+    if (isSha1Signed(key.certificate)) {
+      problems.push(`root certificate ${id.slice(0, 12)}… uses the broken SHA-1 signature algorithm`);
       continue;
     }
     const matches = cn === gun || (cn.endsWith('*') && gun.startsWith(cn.slice(0, -1)));
@@ -265,8 +273,11 @@ export class TrustedMetadataSet {
       this.skipped.set(role.name, e);
       return e;
     }
-    this.delegations.set(role.name, prev);
-    return prev;
+    // Paths are re-restricted under the parent as trusted now: an ancestor may have narrowed them.
+    const parentPaths = parent === 'targets' ? [''] : this.delegations.get(parent)!.paths;
+    const reused: VerifiedDelegation = { ...prev, paths: restrictPaths(role.paths, parentPaths) };
+    this.delegations.set(role.name, reused);
+    return reused;
   }
 
   /** The newest root after walking the chain; checked for expiry, certificate validity and rollback. */

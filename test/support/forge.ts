@@ -262,7 +262,7 @@ export type Layout = 'notary' | 'pretty';
  * that signatures cover the canonical form and not the bytes.
  */
 export function envelope(signed: Doc, signers: Signer[], layout: Layout = 'notary'): Buffer {
-  const canonical = canonicalBytes(signed as JsonValue, 'forge');
+  const canonical = checkedCanonical(signed);
   const signatures = signers.map((s) => {
     const spec: SigSpec = s instanceof ForgeKey ? { key: s } : s;
     const method = spec.method ?? spec.key.defaultMethod;
@@ -278,6 +278,32 @@ export function envelope(signed: Doc, signers: Signer[], layout: Layout = 'notar
     canonical,
     Buffer.from(',"signatures":' + JSON.stringify(signatures) + '}'),
   ]);
+}
+
+/**
+ * The core's canonical form, cross-checked against a second encoder written here from the
+ * rules in FORMAT.md §2: signing with the core's encoder alone would hide a bug in it, since
+ * the core would then verify exactly what it got wrong.
+ */
+export function checkedCanonical(signed: Doc): Buffer {
+  const core = canonicalBytes(signed as JsonValue, 'forge');
+  const own = Buffer.from(ownCanonical(signed), 'utf8');
+  if (!core.equals(own)) throw new Error(`forge: core canonical form differs from the reference:\n${core}\n${own}`);
+  return core;
+}
+
+function ownCanonical(v: unknown): string {
+  if (v === null) return 'null';
+  if (typeof v === 'boolean') return String(v);
+  if (typeof v === 'number') {
+    if (!Number.isSafeInteger(v)) throw new Error(`forge: ${v} is not an integer`);
+    return String(v);
+  }
+  if (typeof v === 'string') return '"' + v.replace(/\\/g, '\\\\').replace(/"/g, '\\"') + '"';
+  if (Array.isArray(v)) return '[' + v.map(ownCanonical).join(',') + ']';
+  const obj = v as Doc;
+  const keys = Object.keys(obj).sort((a, b) => Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8')));
+  return '{' + keys.map((k) => ownCanonical(k) + ':' + ownCanonical(obj[k])).join(',') + '}';
 }
 
 /** Parse a served file back into its parts (prototype-free objects). */
@@ -296,7 +322,7 @@ export function tamper(bytes: Uint8Array, change: (signed: Doc) => void): Buffer
   change(signed);
   return Buffer.concat([
     Buffer.from('{"signed":'),
-    canonicalBytes(signed as JsonValue, 'forge'),
+    checkedCanonical(signed),
     Buffer.from(',"signatures":' + JSON.stringify(signatures) + '}'),
   ]);
 }
@@ -307,7 +333,7 @@ export function withSignatures(bytes: Uint8Array, change: (sigs: { keyid: string
   change(signatures);
   return Buffer.concat([
     Buffer.from('{"signed":'),
-    canonicalBytes(signed as JsonValue, 'forge'),
+    checkedCanonical(signed),
     Buffer.from(',"signatures":' + JSON.stringify(signatures) + '}'),
   ]);
 }

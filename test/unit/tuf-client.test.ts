@@ -234,6 +234,20 @@ describe('tuf client order: variants', () => {
     expect(set2.updateTimestamp(rewritten).meta.version).to.equal(1);
   });
 
+  it('verifies targets whose names need UTF-8 key order and escaping (astral, U+E000, quotes, backslashes)', () => {
+    const forge = new RepoForge({ now: NOW });
+    const names = ['\u{1F600}-tag', '\uE000-tag', '\uFFFD', 'é', 'a"b\\c', 'line\u2028sep', 'z'];
+    for (const n of names) forge.addTarget('targets', n, manifest(n));
+    const r = forge.build();
+    const wire = r.get('targets').toString('utf8');
+    // Byte order: U+E000 (EE..) < U+FFFD (EF..) < U+1F600 (F0..), whatever UTF-16 says.
+    expect(wire.indexOf('"\uE000-tag"')).to.be.lessThan(wire.indexOf('"\uFFFD"'));
+    expect(wire.indexOf('"\uFFFD"')).to.be.lessThan(wire.indexOf('"\u{1F600}-tag"'));
+    expect(wire).to.contain('"a\\"b\\\\c"');
+    const { repo } = clientLoad(r, { pin: pinFromPem(r.rootPems) });
+    for (const n of names) expect(ok(repo.findInRole('targets', n, NOW)).digest, n).to.equal('sha256:' + sha256hex(manifest(n)));
+  });
+
   it('walks a root rotation: v1 pinned, v2 signed by old and new root keys, v3 by the new key only', () => {
     const forge = new RepoForge({ now: NOW });
     const newRoot = certKey(ForgeKey.ecdsa(), GUN, NOW);

@@ -711,6 +711,24 @@ describe('tuf attacks: root and pinning', () => {
     expectRefused(() => load(f.build()), 'untrusted-root', 'root', /SHA-?1/i);
   });
 
+  it('refuses an RSA root certificate signed with SHA-1', () => {
+    const f = fresh();
+    const sha1 = certKey(ForgeKey.rsa(), GUN, NOW, { md: 'sha1' });
+    f.rotateRoot([sha1]);
+    expectRefused(() => load(f.build()), 'untrusted-root', 'root', /SHA-?1/i);
+  });
+
+  it('accepts root certificates signed with SHA-384 and SHA-512, and an RSA root key (rsapss)', () => {
+    for (const [base, md] of [[ForgeKey.ecdsa(), 'sha384'], [ForgeKey.ecdsa(), 'sha512'], [ForgeKey.rsa(), 'sha256']] as const) {
+      const f = fresh();
+      const k = certKey(base, GUN, NOW, { md });
+      f.rotateRoot([k]);
+      const { root } = load(f.build());
+      expect(root.meta.roles.root.keyids, `${base.keytype} ${md}`).to.deep.equal([k.id]);
+      expect(root.meta.keys.get(k.id)!.keytype).to.equal(base.keytype === 'rsa' ? 'rsa-x509' : 'ecdsa-x509');
+    }
+  });
+
   it('refuses a root that lacks a required role', () => {
     const f = fresh();
     delete f.signed('root').roles.snapshot;

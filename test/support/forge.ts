@@ -370,10 +370,12 @@ export interface ForgeOptions {
   /** Build without any delegation (targets only). */
   noDelegations?: boolean;
   /**
-   * Generate new keys and certificates instead of the set shared by forges with the same
-   * clock, GUN and algorithm (RSA key generation and openssl runs make up most of a build).
+   * Take the key set shared by every forge with the same clock, GUN, algorithm and number of
+   * root keys instead of generating new keys and certificates (RSA key generation and openssl
+   * runs make up most of a build). Off by default: two forges are two repositories with
+   * different keys unless a test asks otherwise.
    */
-  freshKeys?: boolean;
+  sharedKeys?: boolean;
 }
 
 export interface RoleState {
@@ -461,7 +463,7 @@ export class RepoForge {
   constructor(opts: ForgeOptions) {
     this.now = opts.now;
     this.gun = opts.gun ?? GUN;
-    this.keys = opts.freshKeys ? newRepoKeys(this.gun, this.now, opts) : sharedRepoKeys(this.gun, this.now, opts);
+    this.keys = opts.sharedKeys ? sharedRepoKeys(this.gun, this.now, opts) : newRepoKeys(this.gun, this.now, opts);
     this.firstRootPems = this.keys.root.map((k) => k.certPem!);
     const k = this.keys;
     const threshold = opts.rootThreshold ?? 1;

@@ -67,7 +67,7 @@ function load(r: ForgedRepo, opts: Partial<LoadOptions> = {}) {
 }
 
 function fresh(opts: { algorithm?: 'ecdsa' | 'ed25519'; rootKeys?: number; rootThreshold?: number; gun?: string } = {}) {
-  return new RepoForge({ now: NOW, ...opts });
+  return new RepoForge({ now: NOW, sharedKeys: true, ...opts });
 }
 
 function sameLength(a: Buffer, b: Buffer) {

@@ -50,7 +50,7 @@ describe('tuf client order: happy path (ECDSA repository with delegations)', () 
   let r: ForgedRepo;
 
   before(() => {
-    forge = new RepoForge({ now: NOW });
+    forge = new RepoForge({ now: NOW, sharedKeys: true });
     r = forge.build();
   });
 
@@ -184,7 +184,7 @@ describe('tuf client order: happy path (ECDSA repository with delegations)', () 
 
 describe('tuf client order: variants', () => {
   it('verifies an Ed25519 repository (eddsa signatures on targets, snapshot, timestamp, nightly)', () => {
-    const forge = new RepoForge({ now: NOW, algorithm: 'ed25519' });
+    const forge = new RepoForge({ now: NOW, sharedKeys: true, algorithm: 'ed25519' });
     const r = forge.build();
     expect(r.get('timestamp').toString()).to.contain('"method":"eddsa"');
     expect(r.get('root').toString()).to.contain('"keytype":"ed25519"');
@@ -198,7 +198,7 @@ describe('tuf client order: variants', () => {
   });
 
   it('verifies a repository without delegations', () => {
-    const r = new RepoForge({ now: NOW, noDelegations: true }).build();
+    const r = new RepoForge({ now: NOW, sharedKeys: true, noDelegations: true }).build();
     const { repo, visited } = clientLoad(r, { pin: pinFromPem(r.rootPems) });
     expect(visited).to.deep.equal([]);
     expect(repo.roleNames()).to.deep.equal(['targets']);
@@ -206,7 +206,7 @@ describe('tuf client order: variants', () => {
   });
 
   it('accepts the files indented with keys in another order: signatures cover the canonical form', () => {
-    const forge = new RepoForge({ now: NOW });
+    const forge = new RepoForge({ now: NOW, sharedKeys: true });
     for (const role of ['root', 'timestamp', 'snapshot', 'targets', 'targets/releases']) forge.layout(role, 'pretty');
     const r = forge.build();
     expect(r.get('targets').toString()).to.match(/\n {2}"signed": \{\n {4}"_type"/);
@@ -216,7 +216,7 @@ describe('tuf client order: variants', () => {
   });
 
   it('accepts Go time stamps with nanoseconds and numbers written as 2.0 (Notary re-canonicalises)', () => {
-    const forge = new RepoForge({ now: NOW });
+    const forge = new RepoForge({ now: NOW, sharedKeys: true });
     forge.signed('targets').expires = '2033-01-02T03:04:05.123456789Z';
     const r = forge.build();
     const set = new TrustedMetadataSet(GUN, NOW);
@@ -235,7 +235,7 @@ describe('tuf client order: variants', () => {
   });
 
   it('verifies targets whose names need UTF-8 key order and escaping (astral, U+E000, quotes, backslashes)', () => {
-    const forge = new RepoForge({ now: NOW });
+    const forge = new RepoForge({ now: NOW, sharedKeys: true });
     const names = ['\u{1F600}-tag', '\uE000-tag', '\uFFFD', 'é', 'a"b\\c', 'line\u2028sep', 'z'];
     for (const n of names) forge.addTarget('targets', n, manifest(n));
     const r = forge.build();
@@ -249,7 +249,7 @@ describe('tuf client order: variants', () => {
   });
 
   it('walks a root rotation: v1 pinned, v2 signed by old and new root keys, v3 by the new key only', () => {
-    const forge = new RepoForge({ now: NOW });
+    const forge = new RepoForge({ now: NOW, sharedKeys: true });
     const newRoot = certKey(ForgeKey.ecdsa(), GUN, NOW);
     forge.rotateRoot([newRoot]);
     forge.nextRoot();
@@ -268,7 +268,7 @@ describe('tuf client order: variants', () => {
   });
 
   it('walks a targets key rotation published as a new root version', () => {
-    const forge = new RepoForge({ now: NOW });
+    const forge = new RepoForge({ now: NOW, sharedKeys: true });
     const v1 = forge.build();
     const v1Keys = forge.keys.targets;
     forge.nextRoot();
@@ -289,7 +289,7 @@ describe('tuf client order: variants', () => {
   });
 
   it('accepts a root pinned by its public key PEM instead of its certificate', () => {
-    const forge = new RepoForge({ now: NOW });
+    const forge = new RepoForge({ now: NOW, sharedKeys: true });
     const r = forge.build();
     const { repo } = clientLoad(r, { pin: pinFromPem([forge.keys.root[0]!.publicPem]) });
     expect(repo.roleNames()).to.include('targets/qa');
@@ -305,7 +305,7 @@ describe('tuf delegation paths', () => {
   });
 
   it('ignores targets a nested role signs outside its paths', () => {
-    const forge = new RepoForge({ now: NOW });
+    const forge = new RepoForge({ now: NOW, sharedKeys: true });
     forge.addTarget('targets/releases/nightly', 'v3.0', manifest('v3.0'));
     forge.addTarget('targets/releases/nightly', 'nightly/ok', manifest('ok'));
     const { repo } = clientLoad(forge.build(), { pin: pinFromPem(forge.build().rootPems) });
@@ -318,7 +318,7 @@ describe('tuf delegation paths', () => {
   });
 
   it('gives a delegation without paths nothing to sign', () => {
-    const forge = new RepoForge({ now: NOW });
+    const forge = new RepoForge({ now: NOW, sharedKeys: true });
     delete forge.delegationEntry('targets', 'targets/releases').paths;
     const r = forge.build();
     const { repo } = clientLoad(r, { pin: pinFromPem(r.rootPems) });
@@ -329,7 +329,7 @@ describe('tuf delegation paths', () => {
 
 describe('tuf TrustedRepository as a long-lived cache', () => {
   it('keeps answering from trusted parts until they expire', () => {
-    const forge = new RepoForge({ now: NOW });
+    const forge = new RepoForge({ now: NOW, sharedKeys: true });
     const r = forge.build();
     const { set } = clientLoad(r, { pin: pinFromPem(r.rootPems) });
     const repo = new TrustedRepository(GUN, set.result());
@@ -338,7 +338,7 @@ describe('tuf TrustedRepository as a long-lived cache', () => {
   });
 
   it('reuses unchanged snapshot and targets from a previous set, re-checking expiry', () => {
-    const forge = new RepoForge({ now: NOW });
+    const forge = new RepoForge({ now: NOW, sharedKeys: true });
     const r1 = forge.build();
     const pin = pinFromPem(r1.rootPems);
     const first = clientLoad(r1, { pin });

@@ -39,7 +39,7 @@ function first(forge: RepoForge): { r: ForgedRepo; parts: ReturnType<typeof clie
 
 describe('tuf reuse of previously verified metadata', () => {
   it('reuses unchanged files: the same answers without the files being served again', () => {
-    const forge = new RepoForge({ now: NOW });
+    const forge = new RepoForge({ now: NOW, sharedKeys: true });
     const { r, parts } = first(forge);
     forge.bump('timestamp');
     const r2 = forge.build();
@@ -50,7 +50,7 @@ describe('tuf reuse of previously verified metadata', () => {
   });
 
   it('does not reuse targets under a new root that no longer lists the key that signed them', () => {
-    const forge = new RepoForge({ now: NOW });
+    const forge = new RepoForge({ now: NOW, sharedKeys: true });
     const { r, parts } = first(forge);
     const oldTargetsKey = forge.keys.targets;
     forge.nextRoot();
@@ -62,7 +62,7 @@ describe('tuf reuse of previously verified metadata', () => {
   });
 
   it('refuses a reused snapshot and targets below a raised version floor', () => {
-    const forge = new RepoForge({ now: NOW });
+    const forge = new RepoForge({ now: NOW, sharedKeys: true });
     const { r, parts } = first(forge);
     forge.bump('timestamp');
     const r2 = forge.build();
@@ -78,7 +78,7 @@ describe('tuf reuse of previously verified metadata', () => {
   });
 
   it('skips a reused delegation that has expired since', () => {
-    const forge = new RepoForge({ now: NOW });
+    const forge = new RepoForge({ now: NOW, sharedKeys: true });
     forge.expire('targets/qa', 20 * DAY);
     const { parts } = first(forge);
     forge.expire('timestamp', 60 * DAY);
@@ -91,7 +91,7 @@ describe('tuf reuse of previously verified metadata', () => {
   });
 
   it('refuses reused targets that have expired since', () => {
-    const forge = new RepoForge({ now: NOW });
+    const forge = new RepoForge({ now: NOW, sharedKeys: true });
     forge.expire('targets', 25 * DAY);
     const { parts } = first(forge);
     forge.expire('timestamp', 60 * DAY);
@@ -103,7 +103,7 @@ describe('tuf reuse of previously verified metadata', () => {
   it('re-restricts the paths of a reused nested delegation when a grandparent narrowed them', () => {
     // targets narrows targets/releases to rel/; releases.json and nightly.json are unchanged,
     // so nightly (paths nightly/) must now sign nothing, even though its parent file is the same.
-    const forge = new RepoForge({ now: NOW });
+    const forge = new RepoForge({ now: NOW, sharedKeys: true });
     const { r, parts } = first(forge);
     forge.delegationEntry('targets', 'targets/releases').paths = ['rel/'];
     forge.bump('targets');

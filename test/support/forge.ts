@@ -438,7 +438,6 @@ function sharedRepoKeys(gun: string, now: Date, opts: ForgeOptions): RepoKeys {
   return { ...keys, root: [...keys.root] };
 }
 
-export const DELEGATIONS = ['targets/releases', 'targets/releases/nightly', 'targets/qa'] as const;
 
 /** Fake manifest bytes for a label: targets are named by tag and hashed like manifests. */
 export function manifest(label: string): Buffer {

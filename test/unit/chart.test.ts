@@ -3,6 +3,7 @@
 // test/support/render-chart.ts and parsed as YAML, the security-relevant content asserted,
 // the chart's CRDs compared with crds/, and the Dockerfile's structure.
 import { expect } from 'chai';
+import { execFileSync } from 'node:child_process';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -275,13 +276,40 @@ describe('chart: rendering', () => {
   });
 });
 
+describe('chart: names', () => {
+  const names = (values: Record<string, unknown>, release: string) => {
+    const { docs } = render(values, { release: { name: release, namespace: RELEASE_NS } });
+    const service = one(docs, 'Service').metadata.name as string;
+    const hook = one(docs, 'ValidatingWebhookConfiguration').webhooks[0].clientConfig.service.name as string;
+    const leaf = new X509Certificate(Buffer.from(one(docs, 'Secret').data['tls.crt'] as string, 'base64'));
+    return { service, hook, certNamesService: leaf.checkHost(`${service}.${RELEASE_NS}.svc`) !== undefined };
+  };
+
+  it('derives every name from the release, and the webhook and certificate follow the Service', () => {
+    expect(names({}, 'prod')).to.deep.equal({ service: 'prod-trustgate', hook: 'prod-trustgate', certNamesService: true });
+    expect(names({}, 'trustgate-prod')).to.deep.equal({ service: 'trustgate-prod', hook: 'trustgate-prod', certNamesService: true });
+    expect(names({ fullnameOverride: 'gate' }, 'prod')).to.deep.equal({ service: 'gate', hook: 'gate', certNamesService: true });
+    const long = names({}, 'a'.repeat(60)).service;
+    expect(long).to.have.length.at.most(63);
+    expect(long).to.not.match(/-$/);
+  });
+});
+
 describe('chart: webhook configurations', () => {
-  const { docs } = render();
-  const mutating = one(docs, 'MutatingWebhookConfiguration');
-  const validating = one(docs, 'ValidatingWebhookConfiguration');
-  const hooks = [...(mutating.webhooks as Obj[]), ...(validating.webhooks as Obj[])];
-  const deployment = one(docs, 'Deployment');
-  const container = deployment.spec.template.spec.containers[0] as Obj;
+  let docs: ManifestDoc[];
+  let mutating: Obj;
+  let validating: Obj;
+  let hooks: Obj[];
+  let deployment: Obj;
+  let container: Obj;
+  before(() => {
+    docs = render().docs;
+    mutating = one(docs, 'MutatingWebhookConfiguration');
+    validating = one(docs, 'ValidatingWebhookConfiguration');
+    hooks = [...(mutating.webhooks as Obj[]), ...(validating.webhooks as Obj[])];
+    deployment = one(docs, 'Deployment');
+    container = deployment.spec.template.spec.containers[0] as Obj;
+  });
 
   it('fail closed, have no side effects, speak v1 and match equivalent versions', () => {
     expect(hooks).to.have.length(2);
@@ -456,11 +484,18 @@ describe('chart: TLS', () => {
 });
 
 describe('chart: Deployment', () => {
-  const { docs } = render();
-  const deployment = one(docs, 'Deployment');
-  const pod = deployment.spec.template.spec as Obj;
-  const container = pod.containers[0] as Obj;
-  const podLabels = deployment.spec.template.metadata.labels as Record<string, string>;
+  let docs: ManifestDoc[];
+  let deployment: Obj;
+  let pod: Obj;
+  let container: Obj;
+  let podLabels: Record<string, string>;
+  before(() => {
+    docs = render().docs;
+    deployment = one(docs, 'Deployment');
+    pod = deployment.spec.template.spec as Obj;
+    container = pod.containers[0] as Obj;
+    podLabels = deployment.spec.template.metadata.labels as Record<string, string>;
+  });
 
   it('runs 3 replicas spread over nodes and zones, never below 3 during a rollout', () => {
     expect(deployment.spec.replicas).to.equal(3);
@@ -539,7 +574,10 @@ describe('chart: RBAC is least privilege', () => {
       .filter((d) => d.doc.kind === 'Role' || d.doc.kind === 'ClusterRole')
       .flatMap((d) => ((d.doc as Obj).rules as Obj[]).map((r): Obj => ({ kind: d.doc.kind as string, ns: (d.doc as Obj).metadata.namespace as string | undefined, ...r })));
 
-  const withSecrets = render({ rbac: { secrets: [{ namespace: 'payments', names: ['notary-creds'] }, { namespace: RELEASE_NS, names: ['cluster-creds'] }] } }).docs;
+  let withSecrets: ManifestDoc[];
+  before(() => {
+    withSecrets = render({ rbac: { secrets: [{ namespace: 'payments', names: ['notary-creds'] }, { namespace: RELEASE_NS, names: ['cluster-creds'] }] } }).docs;
+  });
 
   it('grants exactly: read policies, write their status, get/update one ConfigMap, get named Secrets', () => {
     const summary = rules(withSecrets)
@@ -664,6 +702,13 @@ describe('chart: CRDs are the files in crds/', () => {
       expect(relative(ROOT, resolve(chartCrds, target))).to.equal(join('crds', f));
       expect(readFileSync(link).equals(readFileSync(join(crdDir, f)))).to.equal(true);
     }
+  });
+
+  it('git records them as symlinks, not copies that could drift', () => {
+    const out = execFileSync('git', ['ls-files', '-s', '--', 'charts/trustgate/crds'], { cwd: ROOT, encoding: 'utf8' });
+    const modes = new Map(out.trim().split('\n').filter(Boolean).map((l) => [l.split('\t')[1] as string, l.split(' ')[0] as string]));
+    expect([...modes.keys()].sort()).to.deep.equal(sources.map((f) => `charts/trustgate/crds/${f}`));
+    for (const [path, mode] of modes) expect(mode, path).to.equal('120000');
   });
 });
 

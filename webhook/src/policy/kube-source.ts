@@ -69,11 +69,15 @@ interface KubeObjectLike {
   status?: { conditions?: unknown };
 }
 
-type WatchEnd =
-  | { kind: 'closed'; events: number }
-  | { kind: 'gone'; events: number }
-  | { kind: 'error'; error: unknown; events: number }
-  | { kind: 'interrupted'; events: number };
+type WatchEnd = { events: number; lastedMs: number } & (
+  | { kind: 'closed' }
+  | { kind: 'gone' }
+  | { kind: 'error'; error: unknown }
+  | { kind: 'interrupted' }
+);
+
+/** A watch that ends sooner than this, having delivered nothing, did not really work. */
+const SHORT_WATCH_MS = 1000;
 
 const KINDS: PolicyKind[] = ['ClusterTrustPolicy', 'TrustPolicy'];
 
@@ -218,11 +222,15 @@ export class KubernetesPolicySource {
         resourceVersion = rv;
       });
       if (stop.aborted) break;
-      if (end.events > 0) failures = 0;
+      const useless = end.events === 0 && end.lastedMs < SHORT_WATCH_MS;
+      if (!useless) failures = 0;
       switch (end.kind) {
         case 'gone':
           this.log({ event: 'policy-watch-expired', kind, resourceVersion });
           resourceVersion = '';
+          // Gone straight after a fresh list means the server cannot serve a watch at all
+          // right now; relisting in a tight loop would only add to its load.
+          if (useless) await backoff();
           break;
         case 'interrupted':
           // Resync due (or our own watchdog fired): relist from scratch.
@@ -230,9 +238,9 @@ export class KubernetesPolicySource {
           break;
         case 'closed':
           // The server ends watches routinely (timeoutSeconds); re-watch from where we
-          // are. A stream that ended without a single event is treated as a failure so a
-          // server that closes at once cannot spin us.
-          if (end.events === 0) await backoff();
+          // are. One that ends at once with nothing in it counts as a failure, so a
+          // server (or proxy) that closes every stream immediately cannot spin us.
+          if (useless) await backoff();
           break;
         case 'error':
           this.log({ event: 'policy-watch-failed', kind, code: statusCode(end.error), error: errorText(end.error) });
@@ -315,28 +323,30 @@ export class KubernetesPolicySource {
     advance: (rv: string) => void,
   ): Promise<WatchEnd> {
     const timeoutSeconds = Math.round(this.watchTimeoutSeconds * (1 + Math.random()));
+    const started = Date.now();
+    type End = { kind: 'closed' } | { kind: 'gone' } | { kind: 'error'; error: unknown } | { kind: 'interrupted' };
     return new Promise<WatchEnd>((resolve) => {
-      if (stop.aborted) return resolve({ kind: 'interrupted', events: 0 });
+      if (stop.aborted) return resolve({ kind: 'interrupted', events: 0, lastedMs: 0 });
       let events = 0;
       let ended = false;
       let controller: AbortController | undefined;
-      const finish = (end: WatchEnd): void => {
+      const finish = (end: End): void => {
         if (ended) return;
         ended = true;
         clearTimeout(resync);
         clearTimeout(watchdog);
         stop.removeEventListener('abort', onStop);
         controller?.abort();
-        resolve(end);
+        resolve({ ...end, events, lastedMs: Date.now() - started });
       };
-      const onStop = (): void => finish({ kind: 'interrupted', events });
+      const onStop = (): void => finish({ kind: 'interrupted' });
       stop.addEventListener('abort', onStop);
-      const resync = setTimeout(() => finish({ kind: 'interrupted', events }), Math.max(0, resyncAt - Date.now()));
+      const resync = setTimeout(() => finish({ kind: 'interrupted' }), Math.max(0, resyncAt - Date.now()));
       // The server should have closed the stream by now; if not, the connection is
       // probably dead without either side having noticed, so start over.
       const watchdog = setTimeout(() => {
         this.log({ event: 'policy-watch-stalled', kind, timeoutSeconds });
-        finish({ kind: 'interrupted', events });
+        finish({ kind: 'interrupted' });
       }, (timeoutSeconds + 30) * 1000);
       if (!Number.isFinite(resyncAt)) clearTimeout(resync);
 
@@ -346,8 +356,8 @@ export class KubernetesPolicySource {
         try {
           if (type === 'ERROR') {
             const status = obj as { code?: unknown; reason?: unknown; message?: unknown } | null;
-            if (status?.code === 410) return finish({ kind: 'gone', events });
-            return finish({ kind: 'error', error: Object.assign(new Error(String(status?.message ?? 'watch error')), { code: status?.code }), events });
+            if (status?.code === 410) return finish({ kind: 'gone' });
+            return finish({ kind: 'error', error: Object.assign(new Error(String(status?.message ?? 'watch error')), { code: status?.code }) });
           }
           events += 1;
           const o = obj as KubeObjectLike;
@@ -365,14 +375,14 @@ export class KubernetesPolicySource {
           this.path(kind),
           { resourceVersion, allowWatchBookmarks: true, timeoutSeconds },
           onEvent,
-          (err: unknown) => finish(err ? { kind: 'error', error: err, events } : { kind: 'closed', events }),
+          (err: unknown) => finish(err ? { kind: 'error', error: err } : { kind: 'closed' }),
         )
         .then((c) => {
           controller = c;
           // stop() may have come while the request was connecting.
           if (ended) c.abort();
         })
-        .catch((err: unknown) => finish({ kind: 'error', error: err, events }));
+        .catch((err: unknown) => finish({ kind: 'error', error: err }));
     });
   }
 

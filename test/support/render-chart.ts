@@ -21,6 +21,8 @@
 //     names a value missing from values.yaml fails; use `index` where absence is expected;
 //   - printing a map or list without toYaml is an error (Helm prints Go's map[...] syntax);
 //   - unknown functions, `template`, `block`, `tpl`, `.Capabilities`, `.Files` are errors.
+// Not parsed: `}}` inside a string literal (the action ends there), `{{ else with }}`,
+// `break`/`continue`, method calls with arguments, and comparisons across number types.
 // Not modelled: Go's exact number formatting (values are JS numbers), sprig's full quoting
 // rules (quote uses JSON string syntax, which agrees for ordinary strings), subcharts,
 // `helm.sh/hook` ordering, and the values schema check (the tests do that separately).

@@ -98,6 +98,8 @@ interface Injected {
   match: (r: RecordedRequest) => boolean;
   status: number;
   remaining: number;
+  /** 'event': a watch answered 200 with one ERROR event carrying the Status, then closed. */
+  as: 'status' | 'event';
 }
 
 interface Held {
@@ -315,9 +317,13 @@ export class FakeApiServer {
     this.compactedRv = this.rv;
   }
 
-  /** Answers the next `times` requests that `match` accepts with an error Status. */
-  failNext(match: (r: RecordedRequest) => boolean, status: number, times = 1): void {
-    this.injected.push({ match, status, remaining: times });
+  /**
+   * Answers the next `times` requests that `match` accepts with an error Status: as the
+   * HTTP response, or (as: 'event', for watches) as an ERROR event in a 200 stream that
+   * then ends, which is how a watch that fails after it started looks.
+   */
+  failNext(match: (r: RecordedRequest) => boolean, status: number, times = 1, as: 'status' | 'event' = 'status'): void {
+    this.injected.push({ match, status, remaining: times, as });
   }
 
   /** Drops every pending failNext. */
@@ -485,6 +491,11 @@ export class FakeApiServer {
     const inj = this.injected.find((i) => i.remaining > 0 && i.match(r));
     if (inj) {
       inj.remaining -= 1;
+      if (inj.as === 'event' && r.watch) {
+        res.writeHead(200, { 'Content-Type': 'application/json' });
+        res.end(`${JSON.stringify({ type: 'ERROR', object: statusBody(inj.status, REASONS[inj.status] ?? 'Unknown', 'injected failure') })}\n`);
+        return;
+      }
       return this.fail(res, inj.status, 'injected failure');
     }
     const prefix = `/apis/${GROUP}/${VERSION}/`;

@@ -174,6 +174,18 @@ describe('KubernetesPolicySource (fake API server)', function () {
       expect(names(store)).to.deep.equal(['ClusterTrustPolicy//base', 'TrustPolicy/payments/pay']);
     });
 
+    it('a rejected token is logged and retried, never taken for an empty cluster', async () => {
+      api.create('clustertrustpolicies', { metadata: { name: 'base' }, spec: spec(['registry.example.com/**']) });
+      const kc = api.kubeConfig();
+      kc.users = [{ name: 'tester', token: 'wrong' }];
+      source = new KubernetesPolicySource({ kubeConfig: kc, store, log: (e) => logs.push(e as Record<string, unknown>), backoff: { initialMs: 10, maxMs: 20 } });
+      void source.start();
+      await api.waitFor(() => api.requests.filter(isList('clustertrustpolicies')).length >= 3, 'three refused lists');
+      expect(logs.some((l) => l['event'] === 'policy-list-failed' && l['code'] === 401)).to.equal(true);
+      expect(store.ready).to.equal(false);
+      expect(store.all()).to.deep.equal([]);
+    });
+
     it('with no policies at all still becomes ready (an empty cluster is a valid state)', async () => {
       await startSource();
       expect(store.ready).to.equal(true);
@@ -306,6 +318,43 @@ describe('KubernetesPolicySource (fake API server)', function () {
     });
   });
 
+  describe('status writer', () => {
+    const state = (o: KubeObject): PolicyObjectState => ({
+      kind: 'TrustPolicy',
+      name: o.metadata.name,
+      namespace: o.metadata.namespace!,
+      generation: o.metadata.generation,
+      resourceVersion: o.metadata.resourceVersion,
+      conditions: o.status?.['conditions'],
+    });
+
+    it('writes only the newest outcome waiting for an object, never an older one last', async () => {
+      const o = api.create('trustpolicies', { metadata: { name: 'pay', namespace: 'payments' }, spec: spec(['registry.example.com/payments/**']) });
+      writer = new KubernetesStatusWriter({ kubeConfig: api.kubeConfig(), log: (e) => logs.push(e as Record<string, unknown>) });
+      const release = api.hold(isStatusPatch);
+      const first = writer.report({ ...state(o), resourceVersion: undefined }, { loaded: true });
+      await api.waitForRequest(isStatusPatch);
+      const second = writer.report({ ...state(o), resourceVersion: undefined, generation: 2 }, { loaded: false, problems: [{ path: 'spec.root', message: 'x' }] });
+      const third = writer.report({ ...state(o), resourceVersion: undefined, generation: 3 }, { loaded: true });
+      release();
+      await Promise.all([first, second, third]);
+      const patches = api.requests.filter(isStatusPatch);
+      expect(patches).to.have.length(2);
+      const c = ready(api.get('trustpolicies', 'pay', 'payments')!)!;
+      expect(c).to.include({ status: 'True', observedGeneration: 3 });
+    });
+
+    it('a write computed from an outdated object is refused (409), logged, and not retried', async () => {
+      const o = api.create('trustpolicies', { metadata: { name: 'pay', namespace: 'payments' }, spec: spec(['registry.example.com/payments/**']) });
+      api.update('trustpolicies', { metadata: { name: 'pay', namespace: 'payments' }, spec: spec(['registry.example.com/other/**']) });
+      writer = new KubernetesStatusWriter({ kubeConfig: api.kubeConfig(), log: (e) => logs.push(e as Record<string, unknown>) });
+      await writer.report(state(o), { loaded: true });
+      expect(logs.find((l) => l['event'] === 'policy-status-write-failed')).to.include({ code: 409, name: 'pay' });
+      expect(api.requests.filter(isStatusPatch)).to.have.length(1);
+      expect(api.get('trustpolicies', 'pay', 'payments')!.status).to.equal(undefined);
+    });
+  });
+
   describe('reconnecting', () => {
     it('catches up after a dropped watch by re-watching from the last resourceVersion', async () => {
       api.create('clustertrustpolicies', { metadata: { name: 'keep' }, spec: spec(['registry.example.com/keep/**']) });
@@ -335,6 +384,22 @@ describe('KubernetesPolicySource (fake API server)', function () {
       expect(api.requests.filter(isWatch('trustpolicies')).length).to.be.at.least(5);
       expect(logs.filter((l) => l['event'] === 'policy-watch-failed' && l['code'] === 500)).to.have.length(3);
       expect(api.requests.filter(isList('trustpolicies'))).to.have.length(1);
+    });
+
+    it('an ERROR event other than 410 ends the watch; the source re-watches from where it was', async () => {
+      await startSource();
+      await api.waitFor(() => api.openWatches() === 2, 'both watches open');
+      const lastSeen = api.resourceVersion;
+      api.failNext(isWatch('clustertrustpolicies'), 500, 2, 'event');
+      const before = api.requests.length;
+      api.dropWatches('end');
+      api.create('clustertrustpolicies', { metadata: { name: 'base' }, spec: spec(['registry.example.com/**']) });
+      await storeSettles(store, () => store.all().length === 1, 'change after the failed watches');
+      expect(logs.filter((l) => l['event'] === 'policy-watch-failed' && l['code'] === 500)).to.have.length(2);
+      const rewatches = api.requests.slice(before).filter(isWatch('clustertrustpolicies'));
+      expect(rewatches.length).to.be.at.least(3);
+      expect(rewatches.every((r) => r.query['resourceVersion'] === lastSeen)).to.equal(true);
+      expect(api.requests.filter(isList('clustertrustpolicies'))).to.have.length(1);
     });
 
     for (const goneAs of ['event', 'status'] as const) {

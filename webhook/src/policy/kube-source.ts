@@ -112,7 +112,6 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
 }
 
 export class KubernetesPolicySource {
-  private readonly kc: KubeConfig;
   private readonly store: PolicyStore;
   private readonly log: (event: object) => void;
   private readonly statusWriter: StatusWriter | undefined;
@@ -140,7 +139,6 @@ export class KubernetesPolicySource {
   private isReady = false;
 
   constructor(opts: KubernetesPolicySourceOptions) {
-    this.kc = opts.kubeConfig;
     this.store = opts.store;
     this.log = opts.log ?? (() => {});
     this.statusWriter = opts.statusWriter;

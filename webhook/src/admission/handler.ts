@@ -1,0 +1,260 @@
+// AdmissionReview in, AdmissionReview out. One handler per webhook: the mutating one pins
+// Pod images to signed digests, the validating one re-checks the final object (a later
+// mutating webhook could have swapped an image) and workload pod templates.
+import { parseReference } from '../images/reference.js';
+import { imagesOf, isPodKind, podSpecPath, WorkloadError, type ContainerImage } from '../images/workloads.js';
+import type { ImageVerdict, ImageVerifier } from '../verify/types.js';
+import { encodePatch, ORIGINAL_IMAGES_ANNOTATION, pinPatch, type Pin } from './patch.js';
+import { auditAnnotations, denyLines, isDenied, warnings, type ImageOutcome } from './report.js';
+import { isObject, parseReview, review, ReviewError } from './review.js';
+import {
+  noMetrics,
+  silentLogger,
+  type AdmissionMetrics,
+  type AdmissionRequest,
+  type AdmissionResponse,
+  type AdmissionReviewResponse,
+  type DecisionMode,
+  type Logger,
+  type WebhookName,
+} from './types.js';
+
+export const DEFAULT_DEADLINE_MS = 8000;
+
+export interface AdmissionHandlerOptions {
+  verifier: ImageVerifier;
+  /** true for /mutate (pins Pod images), false for /validate. */
+  mutate: boolean;
+  /** Per-request budget; keep it under the webhook's timeoutSeconds. */
+  deadlineMs?: number;
+  log?: Logger;
+  metrics?: AdmissionMetrics;
+  annotationKey?: string;
+}
+
+/**
+ * Answers one review. Throws ReviewError (without uid) only when the review cannot be
+ * answered in protocol; the HTTP layer turns that into a 400.
+ */
+export type AdmissionHandler = (review: unknown, signal?: AbortSignal) => Promise<AdmissionReviewResponse>;
+
+interface Decision {
+  response: AdmissionResponse;
+  mode: DecisionMode;
+  images: string[];
+  note?: string;
+}
+
+export function createAdmissionHandler(opts: AdmissionHandlerOptions): AdmissionHandler {
+  const deadlineMs = opts.deadlineMs ?? DEFAULT_DEADLINE_MS;
+  if (!Number.isFinite(deadlineMs) || deadlineMs <= 0) throw new RangeError(`deadlineMs must be a positive number, got ${deadlineMs}`);
+  const log = opts.log ?? silentLogger;
+  const metrics = opts.metrics ?? noMetrics;
+  const webhook: WebhookName = opts.mutate ? 'mutate' : 'validate';
+  const annotationKey = opts.annotationKey ?? ORIGINAL_IMAGES_ANNOTATION;
+
+  return async (body, signal) => {
+    const started = performance.now();
+    let req: AdmissionRequest;
+    try {
+      req = parseReview(body);
+    } catch (e) {
+      if (!(e instanceof ReviewError) || e.uid === undefined) {
+        metrics.admission({ operation: 'unknown', result: 'invalid', mode: 'none', webhook }, seconds(started));
+        log.warn('malformed admission review', { webhook, error: (e as Error).message });
+        throw e;
+      }
+      const response = invalid(e.uid, e.message);
+      metrics.admission({ operation: 'unknown', result: 'invalid', mode: 'none', webhook }, seconds(started));
+      log.warn('admission', { webhook, uid: e.uid, result: 'invalid', reason: e.message, durationMs: ms(started) });
+      return review(response);
+    }
+
+    const decision = await decide(req, signal);
+    const result = decision.response.allowed ? 'allowed' : decision.response.status?.code === 400 ? 'invalid' : 'denied';
+    metrics.admission({ operation: req.operation, result, mode: decision.mode, webhook }, seconds(started));
+    log.info('admission', {
+      webhook,
+      uid: req.uid,
+      kind: req.kind.kind,
+      namespace: req.namespace,
+      name: objectName(req),
+      operation: req.operation,
+      ...(req.subResource ? { subResource: req.subResource } : {}),
+      dryRun: req.dryRun,
+      images: decision.images,
+      result,
+      mode: decision.mode,
+      ...(decision.note ? { note: decision.note } : {}),
+      ...(decision.response.patch ? { patched: true } : {}),
+      ...(decision.response.allowed ? {} : { message: decision.response.status?.message }),
+      durationMs: ms(started),
+    });
+    return review(decision.response);
+  };
+
+  async function decide(req: AdmissionRequest, signal: AbortSignal | undefined): Promise<Decision> {
+    const allow = (note: string, images: string[] = []): Decision => ({ response: { uid: req.uid, allowed: true }, mode: 'none', images, note });
+    if (req.operation === 'DELETE' || req.operation === 'CONNECT') return allow(`${req.operation} is not checked`);
+    const gk = { group: req.kind.group, kind: req.kind.kind };
+    if (podSpecPath(gk) === undefined) return allow(`kind ${req.kind.kind} is not checked`);
+    const pod = isPodKind(gk);
+    // Pod subresources other than ephemeralcontainers (status, binding, eviction...) cannot
+    // change what runs; neither can a workload's scale or status.
+    if (req.subResource !== undefined && !(pod && req.subResource === 'ephemeralcontainers')) {
+      return allow(`subresource ${req.subResource} is not checked`);
+    }
+
+    let uses: ContainerImage[];
+    try {
+      uses = imagesOf(gk, req.object);
+    } catch (e) {
+      if (!(e instanceof WorkloadError)) throw e;
+      return { response: invalid(req.uid, `trustgate cannot read the images of this ${req.kind.kind}: ${e.message}`), mode: 'none', images: [] };
+    }
+    const distinct = [...new Set(uses.map((u) => u.image))];
+    if (req.operation === 'UPDATE' && imagesAlreadyAdmitted(gk, req.oldObject, distinct)) {
+      return allow('images unchanged', distinct);
+    }
+    if (distinct.length === 0) return allow('no images', distinct);
+
+    const outcomes = await verifyAll(req, uses, distinct, signal);
+    const denied = outcomes.filter(isDenied);
+    const warn = warnings(outcomes);
+    const audit = auditAnnotations(outcomes);
+    for (const value of Object.values(audit)) log.warn('audit-mode policy failure', { uid: req.uid, webhook, detail: value });
+    const extras: Partial<AdmissionResponse> = {};
+    if (warn.length > 0) extras.warnings = warn;
+    if (Object.keys(audit).length > 0) extras.auditAnnotations = audit;
+
+    if (denied.length > 0) {
+      return {
+        response: { uid: req.uid, allowed: false, status: { code: 403, reason: 'Forbidden', message: denyLines(outcomes).join('\n') }, ...extras },
+        mode: 'enforce',
+        images: distinct,
+      };
+    }
+    const mode: DecisionMode = warn.length > 0 ? 'warn' : Object.keys(audit).length > 0 ? 'audit' : 'none';
+    const response: AdmissionResponse = { uid: req.uid, allowed: true, ...extras };
+    if (opts.mutate && pod && isObject(req.object)) {
+      const ops = pinPatch(req.object, pinsFor(outcomes), annotationKey);
+      if (ops.length > 0) {
+        response.patchType = 'JSONPatch';
+        response.patch = encodePatch(ops);
+      }
+    }
+    return { response, mode, images: distinct };
+  }
+
+  /**
+   * Verifies each distinct image once, all at once, and stops waiting at the deadline even
+   * if the verifier ignores the abort signal: an image without a verdict by then is denied.
+   */
+  async function verifyAll(req: AdmissionRequest, uses: ContainerImage[], distinct: string[], outer: AbortSignal | undefined): Promise<ImageOutcome[]> {
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(new Error('deadline')), deadlineMs);
+    const onOuter = () => controller.abort(new Error('cancelled'));
+    if (outer?.aborted) onOuter();
+    else outer?.addEventListener('abort', onOuter, { once: true });
+    const stopped = new Promise<void>((resolve) => {
+      if (controller.signal.aborted) resolve();
+      else controller.signal.addEventListener('abort', () => resolve(), { once: true });
+    });
+
+    const settled = new Map<string, { verdict?: ImageVerdict; problem?: string }>();
+    const namespace = req.namespace === '' ? undefined : req.namespace;
+    const one = async (image: string) => {
+      const t0 = performance.now();
+      try {
+        const verdict = await opts.verifier.verifyImage(image, namespace, controller.signal);
+        const bad = verdictProblem(verdict, image);
+        settled.set(image, bad ? { problem: bad } : { verdict });
+      } catch (e) {
+        settled.set(image, { problem: `verification failed: ${(e as Error)?.message ?? String(e)}` });
+      } finally {
+        metrics.imageVerificationSeconds(seconds(t0));
+      }
+    };
+    try {
+      await Promise.race([Promise.all(distinct.map(one)), stopped]);
+    } finally {
+      clearTimeout(timer);
+      outer?.removeEventListener('abort', onOuter);
+    }
+    // Freeze what was known when we stopped waiting; late verdicts must not change the answer.
+    const snapshot = new Map(settled);
+    const cancelled = outer?.aborted === true;
+    const late = cancelled ? 'the request was cancelled before verification finished' : `verification did not finish within ${formatSeconds(deadlineMs)}`;
+    return distinct.map((image) => {
+      const s = snapshot.get(image);
+      const base = { image, uses: uses.filter((u) => u.image === image) };
+      if (!s) return { ...base, problem: late };
+      return s.verdict ? { ...base, verdict: s.verdict } : { ...base, problem: s.problem! };
+    });
+  }
+
+  function pinsFor(outcomes: ImageOutcome[]): Pin[] {
+    const pins: Pin[] = [];
+    for (const o of outcomes) {
+      const pinned = o.verdict?.pinned;
+      // Digest references are already immutable; the verifier checked that the digest is signed.
+      if (!pinned || o.image.includes('@') || pinned === o.image || !samePinnedRepository(o.image, pinned, o.verdict?.digest)) continue;
+      for (const u of o.uses) pins.push({ pointer: u.pointer, original: u.image, pinned });
+    }
+    return pins;
+  }
+}
+
+/** Whether every image of the new object already ran in the old one (nothing new to trust). */
+function imagesAlreadyAdmitted(gk: { group: string; kind: string }, oldObject: unknown, images: string[]): boolean {
+  if (!isObject(oldObject)) return false;
+  let old: Set<string>;
+  try {
+    old = new Set(imagesOf(gk, oldObject).map((u) => u.image));
+  } catch {
+    return false;
+  }
+  return images.every((i) => old.has(i));
+}
+
+function verdictProblem(v: unknown, image: string): string | undefined {
+  if (!isObject(v) || typeof v['allowed'] !== 'boolean' || !Array.isArray(v['failures'])) return 'the verifier returned a malformed verdict';
+  if (v['image'] !== image) return `the verifier answered for ${JSON.stringify(v['image'])} instead`;
+  return undefined;
+}
+
+/** A pin must name the same repository and tag as the original, and the verdict's digest if it gave one. */
+function samePinnedRepository(image: string, pinned: string, digest: string | undefined): boolean {
+  try {
+    const a = parseReference(image);
+    const b = parseReference(pinned);
+    return b.digest !== undefined && a.name === b.name && a.tag === b.tag && (digest === undefined || digest === b.digest);
+  } catch {
+    return false;
+  }
+}
+
+function invalid(uid: string, message: string): AdmissionResponse {
+  return { uid, allowed: false, status: { code: 400, reason: 'BadRequest', message } };
+}
+
+function objectName(req: AdmissionRequest): string {
+  if (req.name) return req.name;
+  const obj = isObject(req.object) ? req.object : isObject(req.oldObject) ? req.oldObject : undefined;
+  const md = obj && isObject(obj['metadata']) ? obj['metadata'] : undefined;
+  if (md && typeof md['name'] === 'string' && md['name']) return md['name'];
+  if (md && typeof md['generateName'] === 'string') return `${md['generateName']}*`;
+  return '';
+}
+
+function formatSeconds(msValue: number): string {
+  return `${Number((msValue / 1000).toFixed(3))}s`;
+}
+
+function seconds(t0: number): number {
+  return (performance.now() - t0) / 1000;
+}
+
+function ms(t0: number): number {
+  return Math.round(performance.now() - t0);
+}

@@ -1,0 +1,98 @@
+// Turning per-image outcomes into what people read: the denial message (kubectl prints it
+// after "denied the request:"), warnings (kubectl prints each as "Warning: ..."), and audit
+// annotations (the API server stores them in the audit event under our webhook's name).
+import type { ContainerImage } from '../images/workloads.js';
+import type { ImageVerdict, PolicyFailure, PolicyRef } from '../verify/types.js';
+
+export interface ImageOutcome {
+  image: string;
+  /** Every container that runs this image. */
+  uses: ContainerImage[];
+  verdict?: ImageVerdict;
+  /** Set when no verdict is usable: deadline, verifier error, malformed verdict. */
+  problem?: string;
+}
+
+const WARNING_MAX = 120;
+const WARNINGS_MAX = 20;
+const AUDIT_VALUE_MAX = 400;
+const AUDIT_MAX = 50;
+const DENY_LINE_MAX = 1000;
+const DENY_LINES_MAX = 30;
+
+export function isDenied(o: ImageOutcome): boolean {
+  if (o.problem !== undefined || o.verdict === undefined) return true;
+  return !o.verdict.allowed || o.verdict.failures.some((f) => f.mode === 'enforce');
+}
+
+/** One line per image that may not run. */
+export function denyLines(outcomes: ImageOutcome[]): string[] {
+  const lines: string[] = [];
+  const denied = outcomes.filter(isDenied);
+  for (const o of denied.slice(0, DENY_LINES_MAX)) {
+    let why: string;
+    if (o.problem !== undefined) why = o.problem;
+    else {
+      const enforce = o.verdict!.failures.filter((f) => f.mode === 'enforce');
+      why = enforce.length > 0 ? enforce.map(describeFailure).join('; ') : 'the verifier did not allow this image and gave no reason';
+    }
+    lines.push(clip(`${containers(o.uses)} image ${JSON.stringify(o.image)}: ${why}`, DENY_LINE_MAX));
+  }
+  if (denied.length > DENY_LINES_MAX) lines.push(`... and ${denied.length - DENY_LINES_MAX} more images`);
+  return lines;
+}
+
+export function warnings(outcomes: ImageOutcome[]): string[] {
+  const out: string[] = [];
+  let total = 0;
+  for (const o of outcomes) {
+    for (const f of o.verdict?.failures ?? []) {
+      if (f.mode !== 'warn') continue;
+      total++;
+      if (out.length < WARNINGS_MAX) out.push(clip(`trustgate: ${o.image}: ${f.reason}`, WARNING_MAX));
+    }
+  }
+  if (total > WARNINGS_MAX) out[WARNINGS_MAX - 1] = `trustgate: ${total - WARNINGS_MAX + 1} more image warnings not shown`;
+  return out;
+}
+
+/**
+ * Audit-mode failures as annotations. Keys carry no prefix: the API server prefixes them
+ * with the webhook name and drops any key that would then contain a second '/'.
+ */
+export function auditAnnotations(outcomes: ImageOutcome[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  let n = 0;
+  for (const o of outcomes) {
+    for (const f of o.verdict?.failures ?? []) {
+      if (f.mode !== 'audit' || n >= AUDIT_MAX) continue;
+      n++;
+      out[`audit-${n}`] = clip(`${containers(o.uses)} image ${JSON.stringify(o.image)}: ${describeFailure(f)}`, AUDIT_VALUE_MAX);
+    }
+  }
+  return out;
+}
+
+/** "TrustPolicy payments/strict, role targets/releases, server https://...: <reason>" */
+export function describeFailure(f: PolicyFailure): string {
+  const parts = [policyName(f.policy)];
+  if (f.role) parts.push(`role ${f.role}`);
+  if (f.server) parts.push(`server ${f.server}`);
+  return `${parts.join(', ')}: ${f.reason}`;
+}
+
+function policyName(p: PolicyRef | undefined): string {
+  if (!p) return 'no policy';
+  return p.namespace ? `${p.kind} ${p.namespace}/${p.name}` : `${p.kind} ${p.name}`;
+}
+
+function containers(uses: ContainerImage[]): string {
+  const names = uses.map((u) => `${u.kind} ${JSON.stringify(u.containerName)}`);
+  return names.length <= 3 ? names.join(', ') : `${names.slice(0, 3).join(', ')} and ${names.length - 3} more`;
+}
+
+function clip(s: string, max: number): string {
+  // Control characters would be mangled by the API server's warning sanitizer anyway.
+  const clean = s.replace(/[\u0000-\u001f\u007f]+/g, ' ');
+  return clean.length <= max ? clean : `${clean.slice(0, max - 3)}...`;
+}

@@ -1,0 +1,103 @@
+// The HTTP surface: two admission endpoints, health, readiness and metrics. Transport-level
+// problems (wrong content type, bad JSON, a body too large, a review without a uid) are
+// HTTP errors with a reason; the API server then applies the webhook's failurePolicy.
+import express, { type NextFunction, type Request, type Response } from 'express';
+import type { AdmissionHandler } from '../admission/handler.js';
+import { ReviewError } from '../admission/review.js';
+import { silentLogger, type Logger } from '../admission/types.js';
+import type { Metrics } from './metrics.js';
+
+/** Object plus oldObject of the largest object etcd stores (1.5 MiB) fits. */
+export const DEFAULT_BODY_LIMIT = 3 * 1024 * 1024;
+
+export interface AppOptions {
+  handlers: { mutate: AdmissionHandler; validate: AdmissionHandler };
+  /** True once policies are loaded; /readyz reports it. */
+  ready: () => boolean;
+  log?: Logger;
+  metrics?: Metrics;
+  bodyLimitBytes?: number;
+}
+
+const KNOWN_PATHS = new Set(['/mutate', '/validate', '/healthz', '/readyz', '/metrics']);
+
+export function createApp(opts: AppOptions): express.Express {
+  const log = opts.log ?? silentLogger;
+  const limit = opts.bodyLimitBytes ?? DEFAULT_BODY_LIMIT;
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+
+  app.use((req, res, next) => {
+    res.on('finish', () => opts.metrics?.httpRequest(KNOWN_PATHS.has(req.path) ? req.path : 'other', res.statusCode));
+    next();
+  });
+
+  const json = express.json({ limit, strict: true, type: () => true });
+  const requireJson = (req: Request, res: Response, next: NextFunction) => {
+    if (!req.is('application/json')) {
+      const got = req.headers['content-type'] ?? 'none';
+      return void fail(res, 415, `Content-Type must be application/json, got ${got}`);
+    }
+    next();
+  };
+
+  for (const [path, handler] of [['/mutate', opts.handlers.mutate], ['/validate', opts.handlers.validate]] as const) {
+    app.post(path, requireJson, json, async (req: Request, res: Response) => {
+      if (req.body === undefined) return void fail(res, 400, 'empty body: expected an AdmissionReview');
+      // The API server gives up at its timeoutSeconds and closes the connection; stop working then.
+      const controller = new AbortController();
+      res.on('close', () => {
+        if (!res.writableFinished) controller.abort(new Error('client went away'));
+      });
+      try {
+        const out = await handler(req.body, controller.signal);
+        res.status(200).json(out);
+      } catch (e) {
+        if (e instanceof ReviewError) return void fail(res, 400, e.message);
+        log.error('admission handler failed', { path, error: (e as Error)?.stack ?? String(e) });
+        fail(res, 500, 'internal error while reviewing the request');
+      }
+    });
+  }
+
+  app.get('/healthz', (_req, res) => {
+    res.type('text/plain').send('ok\n');
+  });
+
+  app.get('/readyz', (_req, res) => {
+    let ready = false;
+    try {
+      ready = opts.ready() === true;
+    } catch (e) {
+      log.warn('readiness check failed', { error: (e as Error).message });
+    }
+    res.status(ready ? 200 : 503).type('text/plain').send(ready ? 'ok\n' : 'not ready: policies not loaded\n');
+  });
+
+  app.get('/metrics', (_req, res) => {
+    res.type('text/plain; version=0.0.4; charset=utf-8').send(opts.metrics?.render() ?? '');
+  });
+
+  app.use((req: Request, res: Response) => {
+    fail(res, 404, `no route for ${req.method} ${req.path}`);
+  });
+
+  // Body-parser errors carry an HTTP status and a type; anything else is ours.
+  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
+    const e = err as { status?: number; type?: string; message?: string; limit?: number };
+    if (e.type === 'entity.parse.failed') return void fail(res, 400, `malformed JSON: ${e.message}`);
+    if (e.type === 'entity.too.large') return void fail(res, 413, `request body larger than ${limit} bytes`);
+    if (e.type === 'encoding.unsupported' || e.type === 'charset.unsupported') return void fail(res, 415, e.message ?? 'unsupported encoding');
+    if (typeof e.status === 'number' && e.status >= 400 && e.status < 500) return void fail(res, e.status, e.message ?? 'bad request');
+    log.error('request failed', { path: req.path, error: (err as Error)?.stack ?? String(err) });
+    fail(res, 500, 'internal error');
+  });
+
+  return app;
+}
+
+function fail(res: Response, code: number, reason: string): void {
+  if (res.headersSent) return;
+  res.status(code).json({ error: reason });
+}

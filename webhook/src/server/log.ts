@@ -1,0 +1,30 @@
+// JSON lines on one stream: one object per event, so log collectors need no parsing rules.
+import type { LogFields, Logger } from '../admission/types.js';
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+export const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];
+
+export function isLogLevel(v: string): v is LogLevel {
+  return (LOG_LEVELS as readonly string[]).includes(v);
+}
+
+export function createJsonLogger(level: LogLevel = 'info', write: (line: string) => void = (l) => process.stderr.write(l), clock: () => Date = () => new Date()): Logger {
+  const min = LOG_LEVELS.indexOf(level);
+  const emit = (lvl: LogLevel, msg: string, fields?: LogFields) => {
+    if (LOG_LEVELS.indexOf(lvl) < min) return;
+    let line: string;
+    try {
+      line = JSON.stringify({ time: clock().toISOString(), level: lvl, msg, ...fields });
+    } catch (e) {
+      // A field that cannot be serialized (cycle, BigInt) must not take the request down.
+      line = JSON.stringify({ time: clock().toISOString(), level: lvl, msg, logError: (e as Error).message });
+    }
+    write(line + '\n');
+  };
+  return {
+    debug: (m, f) => emit('debug', m, f),
+    info: (m, f) => emit('info', m, f),
+    warn: (m, f) => emit('warn', m, f),
+    error: (m, f) => emit('error', m, f),
+  };
+}

@@ -1,0 +1,138 @@
+// A tiny Prometheus registry (text exposition format 0.0.4): counters and histograms with
+// labels, enough for the webhook. Label values come from a bounded set (operations,
+// results, policy servers), so series never grow with request content.
+import type { AdmissionMetrics, AdmissionResult, DecisionMode, WebhookName } from '../admission/types.js';
+
+type Labels = Record<string, string>;
+
+function labelKey(labels: Labels): string {
+  const entries = Object.entries(labels);
+  if (entries.length === 0) return '';
+  return `{${entries.map(([k, v]) => `${k}="${escapeLabel(v)}"`).join(',')}}`;
+}
+
+function escapeLabel(v: string): string {
+  return v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
+}
+
+function formatNumber(n: number): string {
+  if (n === Infinity) return '+Inf';
+  if (n === -Infinity) return '-Inf';
+  return Number.isNaN(n) ? 'NaN' : String(n);
+}
+
+export class Counter {
+  private readonly values = new Map<string, number>();
+  constructor(
+    readonly name: string,
+    readonly help: string,
+  ) {}
+
+  inc(labels: Labels = {}, by = 1): void {
+    if (!(by >= 0)) throw new RangeError(`counter ${this.name} can only increase`);
+    const key = labelKey(labels);
+    this.values.set(key, (this.values.get(key) ?? 0) + by);
+  }
+
+  get(labels: Labels = {}): number {
+    return this.values.get(labelKey(labels)) ?? 0;
+  }
+
+  render(): string {
+    const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} counter`];
+    // An unlabelled counter is shown at 0 so dashboards see it before the first event.
+    if (this.values.size === 0) lines.push(`${this.name} 0`);
+    for (const [key, v] of this.values) lines.push(`${this.name}${key} ${formatNumber(v)}`);
+    return lines.join('\n');
+  }
+}
+
+export class Histogram {
+  private readonly series = new Map<string, { labels: Labels; counts: number[]; sum: number; count: number }>();
+  readonly buckets: readonly number[];
+
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    buckets: readonly number[],
+  ) {
+    this.buckets = [...buckets].sort((a, b) => a - b);
+  }
+
+  observe(value: number, labels: Labels = {}): void {
+    const key = labelKey(labels);
+    let s = this.series.get(key);
+    if (!s) {
+      s = { labels, counts: this.buckets.map(() => 0), sum: 0, count: 0 };
+      this.series.set(key, s);
+    }
+    this.buckets.forEach((b, i) => {
+      if (value <= b) s.counts[i]!++;
+    });
+    s.sum += value;
+    s.count++;
+  }
+
+  render(): string {
+    const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} histogram`];
+    const all = this.series.size > 0 ? [...this.series.values()] : [{ labels: {}, counts: this.buckets.map(() => 0), sum: 0, count: 0 }];
+    for (const s of all) {
+      this.buckets.forEach((b, i) => lines.push(`${this.name}_bucket${labelKey({ ...s.labels, le: formatNumber(b) })} ${s.counts[i]}`));
+      lines.push(`${this.name}_bucket${labelKey({ ...s.labels, le: '+Inf' })} ${s.count}`);
+      lines.push(`${this.name}_sum${labelKey(s.labels)} ${formatNumber(s.sum)}`);
+      lines.push(`${this.name}_count${labelKey(s.labels)} ${s.count}`);
+    }
+    return lines.join('\n');
+  }
+}
+
+const SECONDS_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16];
+
+/**
+ * The webhook's metrics. Admission reports through `admission`/`imageVerificationSeconds`;
+ * the verification engine can be handed this object as its EngineMetrics (cacheHit,
+ * cacheMiss, trustServerError). It deliberately has no `verificationSeconds`: admission
+ * already times every image it waits for, and two sources would double-count.
+ */
+export class Metrics implements AdmissionMetrics {
+  readonly admissions = new Counter('trustgate_admissions_total', 'Admission decisions by operation, result, strongest policy mode involved, and webhook.');
+  readonly admissionDuration = new Histogram('trustgate_admission_duration_seconds', 'Time to answer one AdmissionReview.', SECONDS_BUCKETS);
+  readonly verificationDuration = new Histogram('trustgate_verification_duration_seconds', 'Time admission waited for one image verdict.', SECONDS_BUCKETS);
+  readonly cacheHits = new Counter('trustgate_cache_hits_total', 'Verified trust data served from the cache.');
+  readonly cacheMisses = new Counter('trustgate_cache_misses_total', 'Verified trust data that had to be fetched.');
+  readonly trustServerErrors = new Counter('trustgate_trust_server_errors_total', 'Failed requests to trust servers by server and kind of failure.');
+  readonly httpRequests = new Counter('trustgate_http_requests_total', 'HTTP requests by path and status code.');
+
+  admission(labels: { operation: string; result: AdmissionResult; mode: DecisionMode; webhook: WebhookName }, seconds: number): void {
+    this.admissions.inc({ operation: labels.operation, result: labels.result, mode: labels.mode, webhook: labels.webhook });
+    this.admissionDuration.observe(seconds, { webhook: labels.webhook });
+  }
+
+  imageVerificationSeconds(seconds: number): void {
+    this.verificationDuration.observe(seconds);
+  }
+
+  cacheHit(): void {
+    this.cacheHits.inc();
+  }
+
+  cacheMiss(): void {
+    this.cacheMisses.inc();
+  }
+
+  trustServerError(server: string, kind: string): void {
+    this.trustServerErrors.inc({ server, kind });
+  }
+
+  httpRequest(path: string, code: number): void {
+    this.httpRequests.inc({ path, code: String(code) });
+  }
+
+  render(): string {
+    return (
+      [this.admissions, this.admissionDuration, this.verificationDuration, this.cacheHits, this.cacheMisses, this.trustServerErrors, this.httpRequests]
+        .map((m) => m.render())
+        .join('\n') + '\n'
+    );
+  }
+}

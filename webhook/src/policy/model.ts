@@ -1,0 +1,381 @@
+/**
+ * TrustPolicy / ClusterTrustPolicy: parsing and validation into a typed model.
+ *
+ * The CRD manifests in crds/ are the single source of truth for the schema: they are read
+ * at run time, so a policy file is judged by the very schema an API server would apply,
+ * and the CEL rules they carry run through their TypeScript twins (rules.ts). On top of
+ * that come the checks no schema can express: root keys that parse, duplicate keys in
+ * another spelling, image patterns that are well-formed globs and fully qualified.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseAllDocuments } from 'yaml';
+import { X509Certificate } from '../tuf/crypto.js';
+import { pinFromPem } from '../tuf/index.js';
+import { splitPemCertificates } from '../tuf/keys.js';
+import { imagePatternProblems } from './match.js';
+import { assertTwinsFor, celProblems, durationSeconds } from './rules.js';
+import { applyDefaults, displayPath, isObject, validateSchema, type SchemaProblem } from './schema.js';
+
+export type Mode = 'enforce' | 'warn' | 'audit';
+export type PolicyKind = 'TrustPolicy' | 'ClusterTrustPolicy';
+
+export interface TrustPolicySpec {
+  images: string[];
+  trustServer: { url: string; caBundle?: string; credentials?: { secretName: string } };
+  root: { keys: string[]; threshold: number };
+  delegations?: { roles: string[]; threshold: number };
+  freshness?: { maxMetadataAgeSeconds?: number };
+  mode: Mode;
+}
+
+export interface TrustPolicy {
+  kind: PolicyKind;
+  name: string;
+  namespace?: string;
+  uid?: string;
+  generation?: number;
+  resourceVersion?: string;
+  /** File path, or 'kubernetes'. */
+  source: string;
+  spec: TrustPolicySpec;
+}
+
+export type PolicyProblem = SchemaProblem;
+
+export class PolicyValidationError extends Error {
+  constructor(
+    readonly problems: PolicyProblem[],
+    readonly source?: string,
+  ) {
+    super(
+      `${source ? `${source}: ` : ''}invalid policy: ${problems.length === 1 ? '' : `${problems.length} problems: `}` +
+        problems.map((p) => `${p.path}: ${p.message}`).join('; '),
+    );
+    this.name = 'PolicyValidationError';
+  }
+}
+
+export interface ParseOptions {
+  /**
+   * A TrustPolicy without metadata.namespace applies nowhere when loaded from files (there
+   * is no `kubectl -n` to fill it in), so sources that serve policies require it. Off for
+   * `trustgate verify --policy FILE`, where the namespace plays no part.
+   */
+  requireNamespace?: boolean;
+}
+
+export const GROUP = 'trustgate.dev';
+export const KINDS: readonly PolicyKind[] = ['TrustPolicy', 'ClusterTrustPolicy'];
+
+/** File names of the CRD manifests under crds/. */
+export const CRD_FILES: Readonly<Record<PolicyKind, string>> = {
+  TrustPolicy: 'trustgate.dev_trustpolicies.yaml',
+  ClusterTrustPolicy: 'trustgate.dev_clustertrustpolicies.yaml',
+};
+
+export interface LoadedCrd {
+  kind: PolicyKind;
+  file: string;
+  scope: 'Namespaced' | 'Cluster';
+  /** Versions an API server serves, e.g. ['v1alpha1']. */
+  versions: string[];
+  /** openAPIV3Schema of the storage version. */
+  schema: Record<string, unknown>;
+  manifest: Record<string, unknown>;
+}
+
+let crdCache: Map<PolicyKind, LoadedCrd> | undefined;
+
+/**
+ * The directory holding crds/: the nearest ancestor of this module with a package.json.
+ * Works from the sources (webhook/src/policy), the build (dist/webhook/src/policy) and an
+ * installed package (node_modules/trustgate/dist/...), whose package.json is the first
+ * one met on the way up (dist/ has none).
+ */
+export function packageRoot(from: string = dirname(fileURLToPath(import.meta.url))): string {
+  let dir = from;
+  for (;;) {
+    if (existsSync(join(dir, 'package.json'))) return dir;
+    const up = dirname(dir);
+    if (up === dir) throw new Error(`cannot find trustgate's package.json above ${from}: the CRDs are needed to validate policies`);
+    dir = up;
+  }
+}
+
+export function crdDirectory(): string {
+  return join(packageRoot(), 'crds');
+}
+
+/** The CRDs, read once. Throws (never falls back to "anything goes") when they are missing or malformed. */
+export function loadCrds(): Map<PolicyKind, LoadedCrd> {
+  if (crdCache) return crdCache;
+  const dir = crdDirectory();
+  const out = new Map<PolicyKind, LoadedCrd>();
+  for (const kind of KINDS) {
+    const file = join(dir, CRD_FILES[kind]);
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (e) {
+      throw new Error(`cannot read the ${kind} CRD at ${file}: ${(e as Error).message}`);
+    }
+    const docs = parseAllDocuments(text);
+    const doc = Array.isArray(docs) ? docs[0] : undefined;
+    if (!doc || doc.errors.length > 0) throw new Error(`${file} is not valid YAML${doc?.errors[0] ? `: ${doc.errors[0].message}` : ''}`);
+    const manifest = doc.toJS() as unknown;
+    const spec = isObject(manifest) && isObject(manifest.spec) ? manifest.spec : undefined;
+    const names = spec && isObject(spec.names) ? spec.names : undefined;
+    const versions = spec && Array.isArray(spec.versions) ? spec.versions.filter(isObject) : [];
+    const storage = versions.find((v) => v.storage === true);
+    const schema = storage && isObject(storage.schema) && isObject(storage.schema.openAPIV3Schema) ? storage.schema.openAPIV3Schema : undefined;
+    if (!spec || spec.group !== GROUP || names?.kind !== kind || !schema || (spec.scope !== 'Namespaced' && spec.scope !== 'Cluster')) {
+      throw new Error(`${file} is not the ${kind} CRD of group ${GROUP} with a storage version schema`);
+    }
+    assertTwinsFor(schema);
+    out.set(kind, {
+      kind,
+      file,
+      scope: spec.scope,
+      versions: versions.filter((v) => v.served === true).map((v) => String(v.name)),
+      schema,
+      manifest: manifest as Record<string, unknown>,
+    });
+  }
+  crdCache = out;
+  return out;
+}
+
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+
+/** Validates one object (a parsed YAML/JSON document or an API object); throws PolicyValidationError with every problem. */
+export function parsePolicy(obj: unknown, source: string, options: ParseOptions = {}): TrustPolicy {
+  const fail = (problems: PolicyProblem[]): never => {
+    throw new PolicyValidationError(problems, source);
+  };
+  if (!isObject(obj)) fail([{ path: displayPath(''), message: `a policy must be a mapping (an object), not ${obj === null ? 'null' : Array.isArray(obj) ? 'a list' : typeof obj}` }]);
+  const o = obj as Record<string, unknown>;
+  const crds = loadCrds();
+
+  const kind = o.kind;
+  if (kind !== 'TrustPolicy' && kind !== 'ClusterTrustPolicy') {
+    fail([{ path: 'kind', message: `must be TrustPolicy or ClusterTrustPolicy, not ${kind === undefined ? 'missing' : JSON.stringify(kind)}` }]);
+  }
+  const crd = crds.get(kind as PolicyKind)!;
+  const problems: PolicyProblem[] = [];
+
+  const expected = crd.versions.map((v) => `${GROUP}/${v}`);
+  if (typeof o.apiVersion !== 'string' || !expected.includes(o.apiVersion)) {
+    problems.push({ path: 'apiVersion', message: `must be ${expected.join(' or ')}, not ${o.apiVersion === undefined ? 'missing' : JSON.stringify(o.apiVersion)}` });
+  }
+
+  const meta = metadataOf(o.metadata, crd, options, problems);
+
+  // Defaults first, then the schema, as an API server does.
+  const defaulted = applyDefaults(crd.schema, o) as Record<string, unknown>;
+  const schemaProblems = validateSchema(crd.schema, defaulted, { rejectUnknownFields: true });
+  const failedPaths = new Set(schemaProblems.map((p) => p.path));
+  // A rule is not run on a value, or an object whose own fields, already failed the schema:
+  // CEL would not see such a value either, and a second message about it only confuses.
+  const cel = celProblems(crd.schema, defaulted, '', (path) =>
+    [...failedPaths].some((f) => f === path || (f.startsWith(`${path}.`) && !/[.[]/.test(f.slice(path.length + 1)))),
+  );
+  const semantic = isObject(defaulted.spec) ? specProblems(defaulted.spec, failedPaths) : [];
+  // A specific explanation (with a hint) replaces the generic pattern/rule message for the same field.
+  const explained = new Set(semantic.map((p) => p.path));
+  problems.push(...[...schemaProblems, ...cel].filter((p) => !explained.has(p.path)), ...semantic);
+  if (problems.length > 0 || !meta) fail(problems);
+
+  return {
+    kind: kind as PolicyKind,
+    ...meta!,
+    source,
+    spec: toSpec(defaulted.spec as Record<string, unknown>),
+  };
+}
+
+function metadataOf(
+  metadata: unknown,
+  crd: LoadedCrd,
+  options: ParseOptions,
+  problems: PolicyProblem[],
+): Pick<TrustPolicy, 'name' | 'namespace' | 'uid' | 'generation' | 'resourceVersion'> | undefined {
+  if (!isObject(metadata)) {
+    problems.push({ path: 'metadata', message: metadata === undefined ? 'is required (with at least metadata.name)' : 'must be a mapping' });
+    return undefined;
+  }
+  const before = problems.length;
+  const { name, namespace, uid, generation, resourceVersion } = metadata;
+  if (typeof name !== 'string' || name === '') problems.push({ path: 'metadata.name', message: 'is required' });
+  else if (name.length > 253 || !DNS_SUBDOMAIN.test(name)) {
+    problems.push({ path: 'metadata.name', message: `${JSON.stringify(name)} must be a DNS subdomain: lowercase letters, digits, '-' and '.', at most 253 characters` });
+  }
+  if (namespace !== undefined && (typeof namespace !== 'string' || namespace.length > 63 || !DNS_LABEL.test(namespace))) {
+    problems.push({ path: 'metadata.namespace', message: `${JSON.stringify(namespace)} must be a DNS label: lowercase letters, digits and '-', at most 63 characters` });
+  }
+  if (crd.scope === 'Cluster' && namespace !== undefined && namespace !== '') {
+    problems.push({ path: 'metadata.namespace', message: `${crd.kind} is cluster-scoped and applies in every namespace: remove metadata.namespace (or use a TrustPolicy)` });
+  }
+  if (crd.scope === 'Namespaced' && options.requireNamespace && (namespace === undefined || namespace === '')) {
+    problems.push({ path: 'metadata.namespace', message: 'a TrustPolicy applies in one namespace: set metadata.namespace (or use a ClusterTrustPolicy)' });
+  }
+  if (problems.length > before) return undefined;
+  const out: Pick<TrustPolicy, 'name' | 'namespace' | 'uid' | 'generation' | 'resourceVersion'> = { name: name as string };
+  if (crd.scope === 'Namespaced' && typeof namespace === 'string' && namespace !== '') out.namespace = namespace;
+  if (typeof uid === 'string') out.uid = uid;
+  if (typeof generation === 'number') out.generation = generation;
+  if (typeof resourceVersion === 'string') out.resourceVersion = resourceVersion;
+  return out;
+}
+
+/** Checks beyond schema and CEL. Fields that already failed the schema are not judged again. */
+function specProblems(spec: Record<string, unknown>, failed: Set<string>): PolicyProblem[] {
+  const problems: PolicyProblem[] = [];
+  const ok = (path: string) => !failed.has(path);
+
+  if (Array.isArray(spec.images)) {
+    spec.images.forEach((img, i) => {
+      if (typeof img !== 'string') return;
+      for (const message of imagePatternProblems(img)) problems.push({ path: `spec.images[${i}]`, message });
+    });
+  }
+
+  const ts = isObject(spec.trustServer) ? spec.trustServer : undefined;
+  if (ts && typeof ts.url === 'string') {
+    const problem = urlProblem(ts.url);
+    if (problem) problems.push({ path: 'spec.trustServer.url', message: problem });
+  }
+  if (ts && typeof ts.caBundle === 'string' && ts.caBundle !== '' && ok('spec.trustServer.caBundle')) {
+    const certs = splitPemCertificates(ts.caBundle);
+    if (certs.length === 0) problems.push({ path: 'spec.trustServer.caBundle', message: 'holds no PEM certificate' });
+    certs.forEach((pem, i) => {
+      try {
+        new X509Certificate(pem);
+      } catch (e) {
+        problems.push({ path: 'spec.trustServer.caBundle', message: `certificate ${i + 1} cannot be parsed: ${(e as Error).message}` });
+      }
+    });
+  }
+
+  const root = isObject(spec.root) ? spec.root : undefined;
+  const keys = root && Array.isArray(root.keys) ? (root.keys as unknown[]) : undefined;
+  if (keys) {
+    const seen: { der: Buffer; index: number }[] = [];
+    keys.forEach((pem, i) => {
+      const path = `spec.root.keys[${i}]`;
+      if (typeof pem !== 'string' || !ok(path)) return;
+      let der: Buffer;
+      try {
+        der = pinFromPem([pem], 1).keys[0]!;
+      } catch (e) {
+        problems.push({ path, message: `not a usable PEM public key or certificate: ${(e as Error).message.replace(/^.*pinned root key cannot be parsed: /, '')}` });
+        return;
+      }
+      const dup = seen.find((s) => s.der.equals(der));
+      // Textual duplicates are the schema's (list-type set); this catches one key pinned twice
+      // in two spellings (public key and certificate), which would inflate the threshold.
+      if (dup && keys[dup.index] !== pem) problems.push({ path, message: `pins the same key as spec.root.keys[${dup.index}]: each key counts once towards the threshold` });
+      else seen.push({ der, index: i });
+    });
+  }
+  return problems;
+}
+
+function urlProblem(text: string): string | undefined {
+  let u: URL;
+  try {
+    u = new URL(text);
+  } catch {
+    return `${JSON.stringify(text)} is not a URL`;
+  }
+  if (u.protocol !== 'https:' && u.protocol !== 'http:') return 'must be an https:// (or http://) URL';
+  if (u.username || u.password) return 'must not carry credentials: use trustServer.credentials.secretName';
+  if (u.search || u.hash) return 'must not have a query or fragment';
+  if (u.hostname === '') return 'needs a host';
+  return undefined;
+}
+
+function toSpec(s: Record<string, unknown>): TrustPolicySpec {
+  const ts = s.trustServer as Record<string, unknown>;
+  const trustServer: TrustPolicySpec['trustServer'] = { url: (ts.url as string).replace(/\/+$/, '') };
+  if (typeof ts.caBundle === 'string' && ts.caBundle !== '') trustServer.caBundle = ts.caBundle;
+  if (isObject(ts.credentials)) trustServer.credentials = { secretName: ts.credentials.secretName as string };
+  const root = s.root as Record<string, unknown>;
+  const spec: TrustPolicySpec = {
+    images: [...(s.images as string[])],
+    trustServer,
+    root: { keys: [...(root.keys as string[])], threshold: root.threshold as number },
+    mode: s.mode as Mode,
+  };
+  if (isObject(s.delegations)) {
+    const roles = [...(s.delegations.roles as string[])];
+    // Default: every listed role must sign.
+    spec.delegations = { roles, threshold: typeof s.delegations.threshold === 'number' ? s.delegations.threshold : roles.length };
+  }
+  if (isObject(s.freshness)) {
+    spec.freshness = {};
+    if (typeof s.freshness.maxMetadataAge === 'string') {
+      const seconds = durationSeconds(s.freshness.maxMetadataAge);
+      if (seconds !== undefined) spec.freshness.maxMetadataAgeSeconds = seconds;
+    }
+  }
+  return spec;
+}
+
+/**
+ * Every policy in a YAML (or JSON) text: several documents separated by `---`, and `kind:
+ * List` documents, are read; empty documents are skipped. Throws PolicyValidationError with
+ * the problems of every document (paths prefixed `documents[N].` when there are several).
+ */
+export function parsePolicyYaml(text: string, source: string, options: ParseOptions = {}): TrustPolicy[] {
+  const docs = parseAllDocuments(text, { uniqueKeys: true });
+  const list = Array.isArray(docs) ? docs : [];
+  const objects: { obj: unknown; prefix: string }[] = [];
+  const problems: PolicyProblem[] = [];
+  const nonEmpty = list.filter((d) => d.contents !== null || d.errors.length > 0);
+  const multi = nonEmpty.length > 1;
+  nonEmpty.forEach((doc, i) => {
+    const prefix = multi ? `documents[${i}]` : '';
+    if (doc.errors.length > 0) {
+      for (const e of doc.errors) problems.push({ path: prefix || displayPath(''), message: `YAML: ${e.message.split('\n')[0]}` });
+      return;
+    }
+    let value: unknown;
+    try {
+      value = doc.toJS({ maxAliasCount: 50 });
+    } catch (e) {
+      problems.push({ path: prefix || displayPath(''), message: `YAML: ${(e as Error).message}` });
+      return;
+    }
+    if (isObject(value) && value.kind === 'List' && Array.isArray(value.items)) {
+      value.items.forEach((item, j) => objects.push({ obj: item, prefix: `${prefix ? `${prefix}.` : ''}items[${j}]` }));
+    } else {
+      objects.push({ obj: value, prefix });
+    }
+  });
+
+  const policies: TrustPolicy[] = [];
+  const ids = new Map<string, string>();
+  for (const { obj, prefix } of objects) {
+    try {
+      const p = parsePolicy(obj, source, options);
+      const id = policyId(p);
+      const where = prefix || 'the document';
+      if (ids.has(id)) problems.push({ path: prefix || displayPath(''), message: `${id} is defined twice (also in ${ids.get(id)}): which one applies would be unclear` });
+      else ids.set(id, where);
+      policies.push(p);
+    } catch (e) {
+      if (!(e instanceof PolicyValidationError)) throw e;
+      for (const p of e.problems) problems.push({ path: prefix ? (p.path === displayPath('') ? prefix : `${prefix}.${p.path}`) : p.path, message: p.message });
+    }
+  }
+  if (problems.length > 0) throw new PolicyValidationError(problems, source);
+  return policies;
+}
+
+/** 'ClusterTrustPolicy/name' or 'TrustPolicy/namespace/name'. */
+export function policyId(p: Pick<TrustPolicy, 'kind' | 'name' | 'namespace'>): string {
+  return p.kind === 'ClusterTrustPolicy' ? `ClusterTrustPolicy/${p.name}` : `TrustPolicy/${p.namespace ?? ''}/${p.name}`;
+}

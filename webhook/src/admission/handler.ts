@@ -112,9 +112,16 @@ export function createAdmissionHandler(opts: AdmissionHandlerOptions): Admission
       if (!(e instanceof WorkloadError)) throw e;
       return { response: invalid(req.uid, `trustgate cannot read the images of this ${req.kind.kind}: ${e.message}`), mode: 'none', images: [] };
     }
-    const distinct = [...new Set(uses.map((u) => u.image))];
-    if (req.operation === 'UPDATE' && imagesAlreadyAdmitted(gk, req.oldObject, distinct)) {
-      return allow('images unchanged', distinct);
+    let distinct = [...new Set(uses.map((u) => u.image))];
+    if (req.operation === 'UPDATE') {
+      // Only images new in this update need trust. Leaving the others alone also matters for
+      // pinning: the kubelet restarts a running container whose image field changes.
+      const old = imagesOfOld(gk, req.oldObject);
+      if (old) {
+        distinct = distinct.filter((i) => !old.has(i));
+        uses = uses.filter((u) => !old.has(u.image));
+        if (distinct.length === 0) return allow('no new images', []);
+      }
     }
     if (distinct.length === 0) return allow('no images', distinct);
 
@@ -167,9 +174,12 @@ export function createAdmissionHandler(opts: AdmissionHandlerOptions): Admission
       const t0 = performance.now();
       try {
         const verdict = await opts.verifier.verifyImage(image, namespace, controller.signal);
+        // Whatever comes back after the deadline (even "allowed") was not known in time.
+        if (controller.signal.aborted) return;
         const bad = verdictProblem(verdict, image);
         settled.set(image, bad ? { problem: bad } : { verdict });
       } catch (e) {
+        if (controller.signal.aborted) return;
         settled.set(image, { problem: `verification failed: ${(e as Error)?.message ?? String(e)}` });
       } finally {
         metrics.imageVerificationSeconds(seconds(t0));
@@ -205,16 +215,14 @@ export function createAdmissionHandler(opts: AdmissionHandlerOptions): Admission
   }
 }
 
-/** Whether every image of the new object already ran in the old one (nothing new to trust). */
-function imagesAlreadyAdmitted(gk: { group: string; kind: string }, oldObject: unknown, images: string[]): boolean {
-  if (!isObject(oldObject)) return false;
-  let old: Set<string>;
+/** Images of the object before the update, or undefined when they cannot be read (then everything is checked). */
+function imagesOfOld(gk: { group: string; kind: string }, oldObject: unknown): Set<string> | undefined {
+  if (!isObject(oldObject)) return undefined;
   try {
-    old = new Set(imagesOf(gk, oldObject).map((u) => u.image));
+    return new Set(imagesOf(gk, oldObject).map((u) => u.image));
   } catch {
-    return false;
+    return undefined;
   }
-  return images.every((i) => old.has(i));
 }
 
 function verdictProblem(v: unknown, image: string): string | undefined {

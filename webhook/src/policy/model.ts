@@ -10,7 +10,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseAllDocuments } from 'yaml';
+import { isScalar, parseAllDocuments } from 'yaml';
 import { X509Certificate } from '../tuf/crypto.js';
 import { pinFromPem } from '../tuf/index.js';
 import { splitPemCertificates } from '../tuf/keys.js';
@@ -334,7 +334,8 @@ export function parsePolicyYaml(text: string, source: string, options: ParseOpti
   const list = Array.isArray(docs) ? docs : [];
   const objects: { obj: unknown; prefix: string }[] = [];
   const problems: PolicyProblem[] = [];
-  const nonEmpty = list.filter((d) => d.contents !== null || d.errors.length > 0);
+  // Empty documents (`---` twice, comments only) read as null; kubectl skips them too.
+  const nonEmpty = list.filter((d) => d.errors.length > 0 || !(d.contents === null || (isScalar(d.contents) && d.contents.value === null)));
   const multi = nonEmpty.length > 1;
   nonEmpty.forEach((doc, i) => {
     const prefix = multi ? `documents[${i}]` : '';

@@ -1,7 +1,6 @@
 /**
  * Verified repositories kept between admissions. One refresh at a time per repository
- * (concurrent admissions share it); refreshed in the background once older than the
- * refresh interval; served through a trust-server outage only while every role is
+ * (concurrent admissions share it); refreshed once older than the refresh interval; served through a trust-server outage only while every role is
  * unexpired and, if the policy says so, not older than its max age. Bounded (LRU).
  */
 import type { TrustedRepository } from '../tuf/index.js';
@@ -19,12 +18,15 @@ interface Entry {
   repo?: TrustedRepository;
   verifiedAt: number;
   refreshing?: Promise<TrustedRepository>;
-  lastError?: unknown;
+  /** When the last refresh failed (ms), so an outage is not waited on by every admission. */
+  failedAt?: number;
 }
 
 export interface CacheOptions {
   refreshIntervalMs?: number;
   maxEntries?: number;
+  /** While the trust server is failing, how often an admission may wait for another try. */
+  retryMs?: number;
   clock?: () => Date;
 }
 
@@ -34,11 +36,13 @@ export class RepositoryCache {
   private readonly entries = new Map<string, Entry>();
   readonly refreshIntervalMs: number;
   readonly maxEntries: number;
+  readonly retryMs: number;
   private readonly clock: () => Date;
 
   constructor(opts: CacheOptions = {}) {
     this.refreshIntervalMs = opts.refreshIntervalMs ?? 60_000;
     this.maxEntries = opts.maxEntries ?? 2000;
+    this.retryMs = opts.retryMs ?? 10_000;
     this.clock = opts.clock ?? (() => new Date());
   }
 
@@ -53,10 +57,15 @@ export class RepositoryCache {
   async get(key: string, load: Loader, maxAgeMs?: number): Promise<CachedRepository> {
     const entry = this.touch(key);
     const now = this.clock().getTime();
+    // Within the refresh interval the verified data answers alone; after it, the caller waits
+    // for the (shared) refresh, so a revoked or re-signed tag is seen within one interval.
     if (entry.repo && usable(entry, now, maxAgeMs)) {
-      if (now - entry.verifiedAt >= this.refreshIntervalMs) void this.refresh(entry, load).catch(() => undefined);
-      const cached: CachedRepository = { repo: entry.repo, verifiedAt: entry.verifiedAt, hit: true };
-      return entry.lastError === undefined ? cached : { ...cached, refreshError: entry.lastError };
+      if (now - entry.verifiedAt < this.refreshIntervalMs) return { repo: entry.repo, verifiedAt: entry.verifiedAt, hit: true };
+      // During an outage, retry in the background at most once per retry period.
+      if (entry.failedAt !== undefined && now - entry.failedAt < this.retryMs) {
+        if (!entry.refreshing) void this.refresh(entry, load).catch(() => undefined);
+        return { repo: entry.repo, verifiedAt: entry.verifiedAt, hit: true, refreshError: 'trust server unavailable' };
+      }
     }
     try {
       const repo = await this.refresh(entry, load);
@@ -76,11 +85,11 @@ export class RepositoryCache {
       .then((repo) => {
         entry.repo = repo;
         entry.verifiedAt = this.clock().getTime();
-        entry.lastError = undefined;
+        entry.failedAt = undefined;
         return repo;
       })
       .catch((e: unknown) => {
-        entry.lastError = e;
+        entry.failedAt = this.clock().getTime();
         throw e;
       })
       .finally(() => {

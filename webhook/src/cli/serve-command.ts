@@ -1,0 +1,159 @@
+/**
+ * `trustgate serve` with the real parts: a policy store fed by a directory or the cluster,
+ * the verification engine with its cache and high-water marks, trust-server sources that
+ * share connections and tokens per server.
+ */
+import { createHash } from 'node:crypto';
+import https from 'node:https';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { HttpSource } from '../notary/http-source.js';
+import { TokenCache, type Credentials } from '../notary/token-auth.js';
+import { PolicyDirSource } from '../policy/dir-source.js';
+import { matchesImage } from '../policy/match.js';
+import type { TrustPolicy } from '../policy/model.js';
+import { PolicyStore } from '../policy/store.js';
+import { VerificationEngine } from '../verify/engine.js';
+import { RepositoryCache } from '../verify/repository-cache.js';
+import { FileVersionStore, MemoryVersionStore } from '../verify/version-store.js';
+import { runServe, type ServeOptions, type VerifierWiring } from './serve.js';
+import type { Logger } from '../admission/types.js';
+import type { Metrics } from '../server/metrics.js';
+
+const MAX_SOURCES = 4096;
+
+export async function serveCommand(argv: string[]): Promise<number> {
+  const handle = await runServe(argv, { createVerifier });
+  await new Promise<void>((resolve) => {
+    const stop = () => resolve();
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+  });
+  await handle.close();
+  return 0;
+}
+
+type SecretReader = (policy: TrustPolicy, secretName: string) => Promise<Credentials>;
+
+export async function createVerifier(options: ServeOptions, ctx: { log: Logger; metrics: Metrics }): Promise<VerifierWiring> {
+  const store = new PolicyStore();
+  let stopSource: () => void | Promise<void>;
+  let readSecret: SecretReader;
+  if (options.kubernetes) {
+    const k8s = await import('@kubernetes/client-node');
+    const { KubernetesPolicySource } = await import('../policy/kube-source.js');
+    const { KubernetesStatusWriter } = await import('../policy/status-writer.js');
+    const kubeConfig = new k8s.KubeConfig();
+    kubeConfig.loadFromDefault();
+    const statusWriter = new KubernetesStatusWriter({ kubeConfig, log: (e: object) => ctx.log.info('policy status', e as Record<string, unknown>) });
+    const source = new KubernetesPolicySource({ kubeConfig, store, statusWriter, log: (e: object) => ctx.log.info('policy source', e as Record<string, unknown>) });
+    void source.start();
+    stopSource = () => {
+      source.stop();
+      statusWriter.close();
+    };
+    readSecret = kubernetesSecrets(kubeConfig, k8s);
+  } else {
+    const source = new PolicyDirSource(options.policyDir!, store, (e: object) => ctx.log.info('policy source', e as Record<string, unknown>));
+    await source.start();
+    stopSource = () => source.stop();
+    readSecret = directorySecrets(process.env['TRUSTGATE_SECRETS_DIR']);
+  }
+  store.onChange(() => ctx.log.info('policies changed', { policies: store.all().length }));
+
+  const versions = options.stateFile ? new FileVersionStore(options.stateFile) : new MemoryVersionStore();
+  const sources = new SourcePool(readSecret);
+  const engine = new VerificationEngine({
+    policies: store,
+    sourceFor: (policy, gun) => sources.get(policy, gun),
+    cache: new RepositoryCache({ refreshIntervalMs: Number(process.env['TRUSTGATE_REFRESH_SECONDS'] ?? 60) * 1000 }),
+    versions,
+    allowUnmatched: options.allowUnmatched,
+    isExempt: (reference) => options.exempt.some((p) => matchesImage(p, reference)),
+    metrics: ctx.metrics,
+  });
+  return {
+    verifier: engine,
+    ready: () => store.ready,
+    close: async () => {
+      await stopSource();
+      sources.close();
+    },
+  };
+}
+
+/**
+ * One HttpSource per (server, CA, credentials, repository), kept so tokens and the last
+ * challenge carry over between refreshes; one connection pool and token cache per server.
+ */
+class SourcePool {
+  private readonly sources = new Map<string, HttpSource>();
+  private readonly servers = new Map<string, { agent: https.Agent; tokens: TokenCache }>();
+
+  constructor(private readonly readSecret: SecretReader) {}
+
+  async get(policy: TrustPolicy, gun: string): Promise<HttpSource> {
+    const { url, caBundle, credentials } = policy.spec.trustServer;
+    const creds = credentials ? await this.readSecret(policy, credentials.secretName) : undefined;
+    const serverKey = `${url}|${hash(caBundle ?? '')}`;
+    const key = `${serverKey}|${creds ? hash(`${creds.username}:${creds.password}`) : ''}|${gun}`;
+    const existing = this.sources.get(key);
+    if (existing) return existing;
+    let server = this.servers.get(serverKey);
+    if (!server) {
+      server = { agent: new https.Agent({ keepAlive: true, maxSockets: 32, scheduling: 'lifo', timeout: 30_000 }), tokens: new TokenCache() };
+      this.servers.set(serverKey, server);
+    }
+    const source = new HttpSource({
+      url,
+      gun,
+      ...(caBundle ? { caBundle } : {}),
+      ...(creds ? { credentials: creds } : {}),
+      ...(url.startsWith('https:') ? { agent: server.agent } : {}),
+      tokenCache: server.tokens,
+    });
+    this.sources.set(key, source);
+    if (this.sources.size > MAX_SOURCES) this.sources.delete(this.sources.keys().next().value as string);
+    return source;
+  }
+
+  close(): void {
+    for (const s of this.servers.values()) s.agent.destroy();
+  }
+}
+
+function hash(s: string): string {
+  return createHash('sha256').update(s).digest('hex').slice(0, 16);
+}
+
+/** Standalone mode: `<dir>/<secretName>/{username,password}`, the layout of a mounted Secret. */
+function directorySecrets(dir: string | undefined): SecretReader {
+  return async (policy, name) => {
+    if (!dir) throw new Error(`policy ${policy.name} names credentials secret "${name}", but TRUSTGATE_SECRETS_DIR is not set`);
+    if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(name)) throw new Error(`credentials secret name "${name}" is not a valid name`);
+    const read = (f: string) => readFile(join(dir, name, f), 'utf8').then((s) => s.trim());
+    return { username: await read('username'), password: await read('password') };
+  };
+}
+
+/** Cluster mode: the Secret in the policy's namespace (ClusterTrustPolicy: trustgate's own namespace). */
+function kubernetesSecrets(kubeConfig: import('@kubernetes/client-node').KubeConfig, k8s: typeof import('@kubernetes/client-node')): SecretReader {
+  const api = kubeConfig.makeApiClient(k8s.CoreV1Api);
+  const own = process.env['POD_NAMESPACE'] ?? 'trustgate';
+  const cache = new Map<string, { at: number; creds: Credentials }>();
+  return async (policy, name) => {
+    const namespace = policy.namespace ?? own;
+    const key = `${namespace}/${name}`;
+    const hit = cache.get(key);
+    if (hit && Date.now() - hit.at < 60_000) return hit.creds;
+    const secret = await api.readNamespacedSecret({ name, namespace });
+    const field = (f: string) => {
+      const v = secret.data?.[f];
+      if (v === undefined) throw new Error(`secret ${key} has no "${f}" key`);
+      return Buffer.from(v, 'base64').toString('utf8');
+    };
+    const creds = { username: field('username'), password: field('password') };
+    cache.set(key, { at: Date.now(), creds });
+    return creds;
+  };
+}

@@ -11,6 +11,8 @@ import { builtinModules } from 'node:module';
 import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
+import { parseServeArgs } from '../../webhook/src/cli/serve.js';
+import { LOG_LEVELS } from '../../webhook/src/server/log.js';
 import { validateSchema } from '../../webhook/src/policy/schema.js';
 import { isEmpty, manifests, mergeValues, renderChart, TemplateError, type ManifestDoc, type RenderOptions } from '../support/render-chart.js';
 
@@ -561,6 +563,38 @@ describe('chart: Deployment', () => {
     expect(container.command).to.equal(undefined); // the image's ENTRYPOINT runs
     const pinned = one(render({ image: { tag: '1.2.3', digest: `sha256:${'a'.repeat(64)}` } }).docs, 'Deployment');
     expect(pinned.spec.template.spec.containers[0].image).to.equal(`ghcr.io/trustgate/trustgate:1.2.3@sha256:${'a'.repeat(64)}`);
+  });
+
+  it('starts `trustgate serve` with arguments its own parser accepts and reads as meant', () => {
+    const args = container.args as string[];
+    expect(args[0]).to.equal('serve');
+    const opts = parseServeArgs(args.slice(1));
+    expect(opts.kubernetes).to.equal(true);
+    expect(opts.policyDir).to.equal(undefined);
+    expect(opts.port).to.equal((container.ports as Obj[]).find((p) => p.name === 'https')?.containerPort);
+    expect(opts.deadlineMs).to.equal(8000);
+    const hook = one(docs, 'ValidatingWebhookConfiguration').webhooks[0] as Obj;
+    expect(opts.deadlineMs).to.be.below(hook.timeoutSeconds * 1000);
+    const tlsMount = (container.volumeMounts as Obj[]).find((m) => m.name === 'tls') as Obj;
+    expect(opts.tlsCert).to.equal(`${tlsMount.mountPath}/tls.crt`);
+    expect(opts.tlsKey).to.equal(`${tlsMount.mountPath}/tls.key`);
+    expect(dirname(opts.stateFile as string)).to.equal((container.volumeMounts as Obj[]).find((m) => m.name === 'state')?.mountPath);
+    expect(opts.allowUnmatched).to.equal(false);
+    expect(opts.exempt).to.deep.equal([]);
+    expect(opts.logLevel).to.equal('info');
+    // Secrets named by ClusterTrustPolicies are read from the pod's own namespace.
+    expect((container.env as Obj[]).find((e) => e.name === 'POD_NAMESPACE')?.valueFrom).to.deep.equal({ fieldRef: { fieldPath: 'metadata.namespace' } });
+
+    const custom = one(
+      render({ server: { port: 9443, deadlineSeconds: 3, logLevel: 'warn', allowUnmatched: true, exempt: ['registry.k8s.io/pause:3.9'] } }).docs,
+      'Deployment',
+    ).spec.template.spec.containers[0].args as string[];
+    expect(parseServeArgs(custom.slice(1))).to.deep.include({ port: 9443, deadlineMs: 3000, logLevel: 'warn', allowUnmatched: true, exempt: ['registry.k8s.io/pause:3.9'] });
+  });
+
+  it('offers exactly the log levels the binary knows', () => {
+    const schemaLevels = ((schema as Obj).properties.server.properties.logLevel.enum as string[]).slice().sort();
+    expect(schemaLevels).to.deep.equal([...LOG_LEVELS].sort());
   });
 
   it('passes the server values as flags', () => {

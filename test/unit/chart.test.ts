@@ -3,9 +3,10 @@
 // test/support/render-chart.ts and parsed as YAML, the security-relevant content asserted,
 // the chart's CRDs compared with crds/, and the Dockerfile's structure.
 import { expect } from 'chai';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { get as httpsGet } from 'node:https';
 import { tmpdir } from 'node:os';
 import { builtinModules } from 'node:module';
 import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
@@ -433,6 +434,59 @@ describe('chart: TLS', () => {
     expect(leaf.checkPrivateKey(createPrivateKey(pem('tls.key')))).to.equal(true);
     for (const kind of ['MutatingWebhookConfiguration', 'ValidatingWebhookConfiguration']) {
       expect(one(docs, kind).webhooks[0].clientConfig.caBundle, kind).to.equal(secret.data['ca.crt']);
+    }
+  });
+
+  it('generate: trustgate serves the pair from the Secret, and the CA bundle verifies it for the Service name', async () => {
+    const { docs } = render();
+    const secret = one(docs, 'Secret');
+    const { args, mount } = tlsVolume(docs);
+    const dir = mkdtempSync(join(tmpdir(), 'tg-chart-serve-'));
+    let child: ChildProcess | undefined;
+    try {
+      // Lay the Secret out as its volume would be, and run the container's arguments with a
+      // policy directory instead of the cluster, on a free loopback port.
+      mkdirSync(join(dir, 'tls'));
+      mkdirSync(join(dir, 'policies'));
+      for (const k of ['tls.crt', 'tls.key']) writeFileSync(join(dir, 'tls', k), Buffer.from(secret.data[k] as string, 'base64'));
+      const local = args.slice(1).map((a) => (a.startsWith(`${mount.mountPath}/`) ? join(dir, 'tls', a.slice(mount.mountPath.length + 1)) : a));
+      local.splice(local.indexOf('--kubernetes'), 1, '--policy-dir', join(dir, 'policies'));
+      local.splice(local.indexOf('--port') + 1, 1, '0');
+      local.splice(local.indexOf('--state-file') + 1, 1, join(dir, 'state.json'));
+      local.push('--host', '127.0.0.1');
+      const proc = spawn(process.execPath, [join(ROOT, 'dist', 'webhook', 'src', 'cli', 'main.js'), 'serve', ...local], { stdio: ['ignore', 'pipe', 'pipe'] });
+      child = proc;
+      const port = await new Promise<number>((resolvePort, reject) => {
+        let out = '';
+        const onData = (b: Buffer) => {
+          out += b.toString();
+          const m = /serving on https:\/\/127\.0\.0\.1:(\d+)/.exec(out);
+          if (m) resolvePort(Number(m[1]));
+        };
+        proc.stdout.on('data', onData);
+        proc.stderr.on('data', onData);
+        proc.on('exit', (code) => reject(new Error(`trustgate serve exited with ${code}: ${out}`)));
+        setTimeout(() => reject(new Error(`trustgate serve did not start: ${out}`)), 15_000).unref();
+      });
+      const ca = Buffer.from(secret.data['ca.crt'] as string, 'base64');
+      const get = (servername: string) =>
+        new Promise<number>((ok, fail) => {
+          const req = httpsGet({ host: '127.0.0.1', port, path: '/healthz', ca, servername }, (res) => {
+            res.resume();
+            ok(res.statusCode as number);
+          });
+          req.on('error', fail);
+        });
+      expect(await get(`trustgate.${RELEASE_NS}.svc`)).to.equal(200);
+      const wrongName = await get('trustgate.default.svc').catch((e: NodeJS.ErrnoException) => e.code);
+      expect(wrongName).to.equal('ERR_TLS_CERT_ALTNAME_INVALID');
+    } finally {
+      if (child?.pid !== undefined && child.exitCode === null) {
+        const exited = new Promise((r) => child?.once('exit', r));
+        process.kill(child.pid, 'SIGTERM');
+        await exited;
+      }
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

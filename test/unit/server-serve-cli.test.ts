@@ -1,0 +1,100 @@
+// `trustgate serve` flags, and runServe wiring an injected verifier into a live server.
+import { expect } from 'chai';
+import { readFileSync } from 'node:fs';
+import { parseServeArgs, runServe, type ServeOptions } from '../../webhook/src/cli/serve.js';
+import { UsageError } from '../../webhook/src/cli/usage.js';
+import { call, postJson } from '../fixtures/admission/https-client.js';
+import { captureLogger, failed, failure, fixture, TableVerifier } from '../fixtures/admission/support.js';
+
+describe('cli: serve', () => {
+  describe('parseServeArgs', () => {
+    it('has the documented defaults', () => {
+      expect(parseServeArgs(['--policy-dir', '/p'])).to.deep.equal({
+        policyDir: '/p',
+        kubernetes: false,
+        port: 8443,
+        host: '0.0.0.0',
+        deadlineMs: 8000,
+        allowUnmatched: false,
+        exempt: [],
+        logLevel: 'info',
+      });
+    });
+
+    it('reads every flag, --exempt repeatable, --deadline in seconds', () => {
+      const o = parseServeArgs([
+        '--kubernetes', '--port', '9443', '--host', '127.0.0.1', '--tls-cert', 'c.pem', '--tls-key', 'k.pem', '--deadline', '2.5',
+        '--allow-unmatched', '--exempt', 'registry.k8s.io/**', '--exempt', 'docker.io/library/pause:*', '--state-file', '/var/lib/tg/state.json', '--log-level', 'debug',
+      ]);
+      expect(o).to.deep.equal({
+        kubernetes: true, port: 9443, host: '127.0.0.1', tlsCert: 'c.pem', tlsKey: 'k.pem', deadlineMs: 2500, allowUnmatched: true,
+        exempt: ['registry.k8s.io/**', 'docker.io/library/pause:*'], stateFile: '/var/lib/tg/state.json', logLevel: 'debug',
+      } satisfies ServeOptions);
+    });
+
+    const bad: Array<[string[], RegExp]> = [
+      [[], /exactly one policy source/],
+      [['--policy-dir', '/p', '--kubernetes'], /exactly one policy source/],
+      [['--policy-dir', ''], /must not be empty/],
+      [['--kubernetes', '--tls-cert', 'c.pem'], /go together/],
+      [['--kubernetes', '--port', '70000'], /--port must be an integer 0-65535/],
+      [['--kubernetes', '--port', '84x'], /--port/],
+      [['--kubernetes', '--deadline', '0'], /--deadline must be seconds in \(0, 30\]/],
+      [['--kubernetes', '--deadline', '31'], /--deadline/],
+      [['--kubernetes', '--deadline=-1'], /--deadline/],
+      [['--kubernetes', '--log-level', 'loud'], /--log-level must be one of debug, info, warn, error/],
+      [['--kubernetes', '--exempt', ' '], /--exempt needs a non-empty pattern/],
+      [['--kubernetes', 'extra'], /no positional arguments/],
+    ];
+    for (const [argv, msg] of bad) {
+      it(`rejects ${JSON.stringify(argv)}`, () => {
+        expect(() => parseServeArgs(argv)).to.throw(UsageError, msg);
+      });
+    }
+
+    it('rejects unknown flags', () => {
+      expect(() => parseServeArgs(['--kubernetes', '--verbose'])).to.throw(/Unknown option '--verbose'/);
+    });
+  });
+
+  describe('runServe', () => {
+    it('serves /mutate with the injected verifier, reports readiness, logs exemptions and prints the certificate', async () => {
+      const verifier = new TableVerifier({ 'nginx:1.25': failed('nginx:1.25', failure('enforce', 'unsigned')) });
+      let loaded = false;
+      let closed = false;
+      let seen: ServeOptions | undefined;
+      const printed: string[] = [];
+      const log = captureLogger();
+      const handle = await runServe(['--policy-dir', '/policies', '--port', '0', '--host', '127.0.0.1', '--deadline', '3', '--exempt', 'registry.k8s.io/**'], {
+        createVerifier: (options, ctx) => {
+          seen = options;
+          expect(ctx.metrics).to.be.an('object');
+          return { verifier, ready: () => loaded, close: () => void (closed = true) };
+        },
+        log,
+        print: (l) => printed.push(l),
+      });
+      try {
+        expect(seen?.deadlineMs).to.equal(3000);
+        expect(printed).to.have.length(1);
+        expect(printed[0]).to.contain(`https://127.0.0.1:${handle.port}`).and.contain(handle.server.certFile).and.contain(handle.server.fingerprint());
+        expect(log.lines.some((l) => l.level === 'warn' && JSON.stringify(l.fields['exempt']) === '["registry.k8s.io/**"]')).to.equal(true);
+
+        const ca = readFileSync(handle.server.certFile);
+        expect((await call({ port: handle.port, path: '/readyz', ca })).status).to.equal(503);
+        loaded = true;
+        expect((await call({ port: handle.port, path: '/readyz', ca })).status).to.equal(200);
+
+        const r = await postJson(handle.port, '/mutate', fixture('pod-create.json'), { ca });
+        const out = JSON.parse(r.body);
+        expect(out.response.allowed).to.equal(false);
+        expect(out.response.status.message).to.contain('container "proxy" image "nginx:1.25"');
+        const metrics = await call({ port: handle.port, path: '/metrics', ca });
+        expect(metrics.body).to.contain('trustgate_admissions_total{operation="CREATE",result="denied",mode="enforce",webhook="mutate"} 1');
+      } finally {
+        await handle.close();
+      }
+      expect(closed).to.equal(true);
+    });
+  });
+});

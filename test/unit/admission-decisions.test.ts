@@ -147,6 +147,14 @@ describe('admission: decisions', () => {
       expect(seen?.aborted).to.equal(true);
     });
 
+    it('takes a tighter per-request budget, never a looser one', async () => {
+      const { handle } = handler({ [NGINX]: () => never() }, { deadlineMs: 60 });
+      const tight = await handle(fixture('pod-create.json'), undefined, { deadlineMs: 20 });
+      expect(tight.response.status!.message).to.contain('verification did not finish within 0.02s');
+      const loose = await handle(fixture('pod-create.json'), undefined, { deadlineMs: 60_000 });
+      expect(loose.response.status!.message).to.contain('verification did not finish within 0.06s');
+    });
+
     it('ignores a verdict delivered after the deadline, even an allowing one', async () => {
       // A verifier that answers "signed" the moment it is aborted must not win the race.
       const { handle } = handler(

@@ -6,8 +6,11 @@ import { X509Certificate } from 'node:crypto';
 import { createAdmissionHandler } from '../../webhook/src/admission/handler.js';
 import { Metrics } from '../../webhook/src/server/metrics.js';
 import { startServer, type RunningServer } from '../../webhook/src/server/start.js';
+import { budgetFor, parseGoDuration } from '../../webhook/src/server/app.js';
 import { call, postJson } from '../fixtures/admission/https-client.js';
-import { applyPatch, captureLogger, decodePatch, failed, failure, fixture, fixtureText, signed, TableVerifier } from '../fixtures/admission/support.js';
+import { applyPatch, captureLogger, decodePatch, failed, failure, fixture, fixtureText, never, signed, TableVerifier } from '../fixtures/admission/support.js';
+
+const SLOW = 'registry.example.com/slow/app:1';
 
 describe('server: HTTPS end to end (self-signed)', function () {
   let server: RunningServer;
@@ -15,7 +18,7 @@ describe('server: HTTPS end to end (self-signed)', function () {
   let ready = false;
   const metrics = new Metrics();
   const log = captureLogger();
-  const verifier = new TableVerifier({ 'busybox:1.36': failed('busybox:1.36', failure('enforce', 'tag "1.36" is not signed')) });
+  const verifier = new TableVerifier({ 'busybox:1.36': failed('busybox:1.36', failure('enforce', 'tag "1.36" is not signed')), [SLOW]: () => never() });
 
   before(async () => {
     server = await startServer({
@@ -68,6 +71,26 @@ describe('server: HTTPS end to end (self-signed)', function () {
     expect(out.response.allowed).to.equal(false);
     expect(out.response.status.code).to.equal(403);
     expect(out.response.status.message).to.contain('ephemeralContainer "debugger-8xk2p" image "busybox:1.36"');
+  });
+
+  it("answers inside the API server's ?timeout= even when the configured deadline is longer", async () => {
+    const review = fixture('pod-create-dryrun.json');
+    review.request.object.spec.containers[0].image = SLOW;
+    const r = await postJson(server.port, '/validate?timeout=100ms', review, { ca });
+    expect(r.status).to.equal(200);
+    const out = JSON.parse(r.body);
+    expect(out.response.allowed).to.equal(false);
+    expect(out.response.status.message).to.equal(`container "worker" image "${SLOW}": verification did not finish within 0.08s`);
+  });
+
+  it('reads Go durations as the API server writes them', () => {
+    expect(parseGoDuration('10s')).to.equal(10_000);
+    expect(parseGoDuration('1m30s')).to.equal(90_000);
+    expect(parseGoDuration('250ms')).to.equal(250);
+    expect(parseGoDuration('10')).to.equal(undefined);
+    expect(parseGoDuration('-1s')).to.equal(undefined);
+    expect(budgetFor('10s')).to.deep.equal({ deadlineMs: 9000 });
+    expect(budgetFor(['10s', '1s'])).to.deep.equal({});
   });
 
   it('answers malformed JSON with 400 and the parse error', async () => {
@@ -141,13 +164,14 @@ describe('server: HTTPS end to end (self-signed)', function () {
     expect(lines).to.include('trustgate_admissions_total{operation="UPDATE",result="denied",mode="enforce",webhook="validate"} 1');
     expect(lines).to.include('trustgate_admissions_total{operation="unknown",result="invalid",mode="none",webhook="validate"} 1');
     expect(lines).to.include('# TYPE trustgate_verification_duration_seconds histogram');
-    // pod-create: 3 images; ephemeral: 1 new image; the big update: 1 new image.
-    expect(lines).to.include('trustgate_verification_duration_seconds_count 5');
-    expect(lines).to.include('trustgate_verification_duration_seconds_bucket{le="+Inf"} 5');
+    // pod-create: 3 images; ephemeral: 1 new image; the slow one; the big update: 1 new image.
+    expect(lines).to.include('trustgate_verification_duration_seconds_count 6');
+    expect(lines).to.include('trustgate_verification_duration_seconds_bucket{le="+Inf"} 6');
     expect(lines).to.include('trustgate_cache_hits_total 2');
     expect(lines).to.include('trustgate_cache_misses_total 1');
     expect(lines).to.include('trustgate_trust_server_errors_total{server="https://notary.example.com:4443",kind="timeout"} 1');
     expect(lines).to.include('trustgate_http_requests_total{path="/mutate",code="413"} 1');
+    expect(lines).to.include('trustgate_admissions_total{operation="CREATE",result="denied",mode="enforce",webhook="validate"} 1');
   });
 
   it('close() frees the port and removes the generated key', async () => {

@@ -36,7 +36,12 @@ export interface AdmissionHandlerOptions {
  * Answers one review. Throws ReviewError (without uid) only when the review cannot be
  * answered in protocol; the HTTP layer turns that into a 400.
  */
-export type AdmissionHandler = (review: unknown, signal?: AbortSignal) => Promise<AdmissionReviewResponse>;
+export type AdmissionHandler = (review: unknown, signal?: AbortSignal, options?: RequestOptions) => Promise<AdmissionReviewResponse>;
+
+export interface RequestOptions {
+  /** A tighter budget for this request (e.g. from the API server's ?timeout=); the configured deadline still caps it. */
+  deadlineMs?: number;
+}
 
 interface Decision {
   response: AdmissionResponse;
@@ -53,7 +58,9 @@ export function createAdmissionHandler(opts: AdmissionHandlerOptions): Admission
   const webhook: WebhookName = opts.mutate ? 'mutate' : 'validate';
   const annotationKey = opts.annotationKey ?? ORIGINAL_IMAGES_ANNOTATION;
 
-  return async (body, signal) => {
+  return async (body, signal, requestOptions) => {
+    const given = requestOptions?.deadlineMs;
+    const budget = given !== undefined && Number.isFinite(given) && given > 0 ? Math.min(given, deadlineMs) : deadlineMs;
     const started = performance.now();
     let req: AdmissionRequest;
     try {
@@ -70,7 +77,7 @@ export function createAdmissionHandler(opts: AdmissionHandlerOptions): Admission
       return review(response);
     }
 
-    const decision = await decide(req, signal);
+    const decision = await decide(req, signal, budget);
     const result = decision.response.allowed ? 'allowed' : decision.response.status?.code === 400 ? 'invalid' : 'denied';
     metrics.admission({ operation: req.operation, result, mode: decision.mode, webhook }, seconds(started));
     log.info('admission', {
@@ -93,7 +100,7 @@ export function createAdmissionHandler(opts: AdmissionHandlerOptions): Admission
     return review(decision.response);
   };
 
-  async function decide(req: AdmissionRequest, signal: AbortSignal | undefined): Promise<Decision> {
+  async function decide(req: AdmissionRequest, signal: AbortSignal | undefined, budget: number): Promise<Decision> {
     const allow = (note: string, images: string[] = []): Decision => ({ response: { uid: req.uid, allowed: true }, mode: 'none', images, note });
     if (req.operation === 'DELETE' || req.operation === 'CONNECT') return allow(`${req.operation} is not checked`);
     const gk = { group: req.kind.group, kind: req.kind.kind };
@@ -125,7 +132,7 @@ export function createAdmissionHandler(opts: AdmissionHandlerOptions): Admission
     }
     if (distinct.length === 0) return allow('no images', distinct);
 
-    const outcomes = await verifyAll(req, uses, distinct, signal);
+    const outcomes = await verifyAll(req, uses, distinct, signal, budget);
     const denied = outcomes.filter(isDenied);
     const warn = warnings(outcomes);
     const audit = auditAnnotations(outcomes);
@@ -157,9 +164,9 @@ export function createAdmissionHandler(opts: AdmissionHandlerOptions): Admission
    * Verifies each distinct image once, all at once, and stops waiting at the deadline even
    * if the verifier ignores the abort signal: an image without a verdict by then is denied.
    */
-  async function verifyAll(req: AdmissionRequest, uses: ContainerImage[], distinct: string[], outer: AbortSignal | undefined): Promise<ImageOutcome[]> {
+  async function verifyAll(req: AdmissionRequest, uses: ContainerImage[], distinct: string[], outer: AbortSignal | undefined, budget: number): Promise<ImageOutcome[]> {
     const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(new Error('deadline')), deadlineMs);
+    const timer = setTimeout(() => controller.abort(new Error('deadline')), budget);
     const onOuter = () => controller.abort(new Error('cancelled'));
     if (outer?.aborted) onOuter();
     else outer?.addEventListener('abort', onOuter, { once: true });
@@ -170,8 +177,15 @@ export function createAdmissionHandler(opts: AdmissionHandlerOptions): Admission
 
     const settled = new Map<string, { verdict?: ImageVerdict; problem?: string }>();
     const namespace = req.namespace === '' ? undefined : req.namespace;
+    // Each image's wait is observed once: when its verdict arrives, or when we stop waiting.
+    const timed = new Set<string>();
+    const t0 = performance.now();
+    const observe = (image: string) => {
+      if (timed.has(image)) return;
+      timed.add(image);
+      metrics.imageVerificationSeconds(seconds(t0));
+    };
     const one = async (image: string) => {
-      const t0 = performance.now();
       try {
         const verdict = await opts.verifier.verifyImage(image, namespace, controller.signal);
         // Whatever comes back after the deadline (even "allowed") was not known in time.
@@ -182,7 +196,7 @@ export function createAdmissionHandler(opts: AdmissionHandlerOptions): Admission
         if (controller.signal.aborted) return;
         settled.set(image, { problem: `verification failed: ${(e as Error)?.message ?? String(e)}` });
       } finally {
-        metrics.imageVerificationSeconds(seconds(t0));
+        observe(image);
       }
     };
     try {
@@ -190,11 +204,12 @@ export function createAdmissionHandler(opts: AdmissionHandlerOptions): Admission
     } finally {
       clearTimeout(timer);
       outer?.removeEventListener('abort', onOuter);
+      distinct.forEach(observe);
     }
     // Freeze what was known when we stopped waiting; late verdicts must not change the answer.
     const snapshot = new Map(settled);
     const cancelled = outer?.aborted === true;
-    const late = cancelled ? 'the request was cancelled before verification finished' : `verification did not finish within ${formatSeconds(deadlineMs)}`;
+    const late = cancelled ? 'the request was cancelled before verification finished' : `verification did not finish within ${formatSeconds(budget)}`;
     return distinct.map((image) => {
       const s = snapshot.get(image);
       const base = { image, uses: uses.filter((u) => u.image === image) };

@@ -51,7 +51,7 @@ export function createApp(opts: AppOptions): express.Express {
         if (!res.writableFinished) controller.abort(new Error('client went away'));
       });
       try {
-        const out = await handler(req.body, controller.signal);
+        const out = await handler(req.body, controller.signal, budgetFor(req.query['timeout']));
         res.status(200).json(out);
       } catch (e) {
         if (e instanceof ReviewError) return void fail(res, 400, e.message);
@@ -95,6 +95,27 @@ export function createApp(opts: AppOptions): express.Express {
   });
 
   return app;
+}
+
+/**
+ * The API server appends ?timeout=<its timeoutSeconds> (a Go duration) to webhook calls.
+ * Answering inside it, with room for the trip back, beats a configured deadline that an
+ * admin's shorter timeoutSeconds would make moot (the call would just fail).
+ */
+export function budgetFor(timeout: unknown): { deadlineMs?: number } {
+  if (typeof timeout !== 'string') return {};
+  const ms = parseGoDuration(timeout);
+  if (ms === undefined || ms <= 0) return {};
+  return { deadlineMs: Math.max(1, ms - Math.min(1000, ms * 0.2)) };
+}
+
+const UNIT_MS: Record<string, number> = { h: 3_600_000, m: 60_000, s: 1000, ms: 1, us: 1e-3, 'µs': 1e-3, ns: 1e-6 };
+
+export function parseGoDuration(s: string): number | undefined {
+  if (!/^(?:\d+(?:\.\d+)?(?:h|m|s|ms|us|µs|ns))+$/.test(s)) return undefined;
+  let total = 0;
+  for (const m of s.matchAll(/(\d+(?:\.\d+)?)(h|ms|m|s|us|µs|ns)/g)) total += Number(m[1]) * UNIT_MS[m[2]!]!;
+  return total;
 }
 
 function fail(res: Response, code: number, reason: string): void {

@@ -190,7 +190,9 @@ export class PolicyDirSource {
     } else {
       try {
         policies = parsePolicyYaml(loaded.content, file, { requireNamespace: true });
-        this.log({ level: 'info', event: 'policy-file-loaded', file, policies: policies.map(policyId) });
+        // An empty file is valid YAML, but usually a half-written one or a mistake worth seeing.
+        if (policies.length === 0) this.log({ level: 'warn', event: 'policy-file-empty', file, effect: 'no policies loaded from this file' });
+        else this.log({ level: 'info', event: 'policy-file-loaded', file, policies: policies.map(policyId) });
         this.warnDuplicates(file, policies);
       } catch (e) {
         const problems = e instanceof PolicyValidationError ? e.problems : [{ path: '(root)', message: (e as Error).message }];

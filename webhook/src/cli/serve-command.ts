@@ -15,7 +15,8 @@ import type { TrustPolicy } from '../policy/model.js';
 import { PolicyStore } from '../policy/store.js';
 import { VerificationEngine } from '../verify/engine.js';
 import { RepositoryCache } from '../verify/repository-cache.js';
-import { FileVersionStore, MemoryVersionStore } from '../verify/version-store.js';
+import { ConfigMapVersionStore } from '../verify/configmap-version-store.js';
+import { FileVersionStore, MemoryVersionStore, type VersionStore } from '../verify/version-store.js';
 import { runServe, type ServeOptions, type VerifierWiring } from './serve.js';
 import type { Logger } from '../admission/types.js';
 import type { Metrics } from '../server/metrics.js';
@@ -39,6 +40,7 @@ export async function createVerifier(options: ServeOptions, ctx: { log: Logger; 
   const store = new PolicyStore();
   let stopSource: () => void | Promise<void>;
   let readSecret: SecretReader;
+  let versions: VersionStore = options.stateFile ? new FileVersionStore(options.stateFile) : new MemoryVersionStore();
   if (options.kubernetes) {
     const k8s = await import('@kubernetes/client-node');
     const { KubernetesPolicySource } = await import('../policy/kube-source.js');
@@ -53,6 +55,24 @@ export async function createVerifier(options: ServeOptions, ctx: { log: Logger; 
       statusWriter.close();
     };
     readSecret = kubernetesSecrets(kubeConfig, k8s);
+    const stateConfigMap = process.env['TRUSTGATE_STATE_CONFIGMAP'];
+    if (stateConfigMap) {
+      // Shared by all replicas, so a restart or a new replica cannot be rolled back.
+      const shared = new ConfigMapVersionStore({
+        api: kubeConfig.makeApiClient(k8s.CoreV1Api),
+        namespace: process.env['POD_NAMESPACE'] ?? 'trustgate',
+        name: stateConfigMap,
+        log: (msg, fields) => ctx.log.warn(msg, fields),
+      });
+      await shared.start();
+      const stopPolicies = stopSource;
+      stopSource = async () => {
+        await stopPolicies();
+        shared.stop();
+        await shared.flushed();
+      };
+      versions = shared;
+    }
   } else {
     const source = new PolicyDirSource(options.policyDir!, store, (e: object) => ctx.log.info('policy source', e as Record<string, unknown>));
     await source.start();
@@ -61,7 +81,6 @@ export async function createVerifier(options: ServeOptions, ctx: { log: Logger; 
   }
   store.onChange(() => ctx.log.info('policies changed', { policies: store.all().length }));
 
-  const versions = options.stateFile ? new FileVersionStore(options.stateFile) : new MemoryVersionStore();
   const sources = new SourcePool(readSecret);
   const engine = new VerificationEngine({
     policies: store,

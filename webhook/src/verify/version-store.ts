@@ -35,6 +35,27 @@ export class MemoryVersionStore implements VersionStore {
     if (this.raise(repository, versionsOf(repo))) this.changed();
   }
 
+  /** Every mark, for persisting. */
+  protected snapshot(): Record<string, Record<string, number>> {
+    const data: Record<string, Record<string, number>> = {};
+    for (const [repo, roles] of this.marks) data[repo] = Object.fromEntries(roles);
+    return data;
+  }
+
+  /** Merge marks written elsewhere (another replica, an earlier run); only ever raises. */
+  merge(data: unknown): boolean {
+    let moved = false;
+    if (data === null || typeof data !== 'object') return false;
+    for (const [repo, roles] of Object.entries(data as Record<string, unknown>)) {
+      if (roles === null || typeof roles !== 'object') continue;
+      const valid = Object.entries(roles as Record<string, unknown>).filter(
+        (e): e is [string, number] => typeof e[1] === 'number' && Number.isSafeInteger(e[1]) && e[1] > 0,
+      );
+      if (this.raise(repo, new Map(valid))) moved = true;
+    }
+    return moved;
+  }
+
   protected raise(repository: string, versions: Map<string, number>): boolean {
     const marks = this.marks.get(repository) ?? new Map<string, number>();
     let moved = false;
@@ -61,17 +82,11 @@ export class FileVersionStore extends MemoryVersionStore {
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
     }
-    if (text !== undefined) {
-      const data = JSON.parse(text) as Record<string, Record<string, number>>;
-      for (const [repo, roles] of Object.entries(data)) {
-        this.raise(repo, new Map(Object.entries(roles).filter(([, v]) => Number.isSafeInteger(v))));
-      }
-    }
+    if (text !== undefined) this.merge(JSON.parse(text));
   }
 
   protected override changed(): void {
-    const data: Record<string, Record<string, number>> = {};
-    for (const [repo, roles] of this.marks) data[repo] = Object.fromEntries(roles);
+    const data = this.snapshot();
     mkdirSync(dirname(this.path), { recursive: true });
     const tmp = `${this.path}.${process.pid}.tmp`;
     writeFileSync(tmp, JSON.stringify(data));

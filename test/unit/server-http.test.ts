@@ -186,3 +186,21 @@ describe('server: HTTPS end to end (self-signed)', function () {
     expect((err as NodeJS.ErrnoException | undefined)?.code).to.equal('ECONNREFUSED');
   });
 });
+
+describe('server: handler failures', () => {
+  it('answers 500 without details when a handler throws something unexpected, and logs it', async () => {
+    const log = captureLogger();
+    const boom = async () => {
+      throw new TypeError('secret internals');
+    };
+    const server = await startServer({ port: 0, host: '127.0.0.1', handlers: { mutate: boom, validate: boom }, ready: () => true, log });
+    try {
+      const r = await postJson(server.port, '/validate', fixture('pod-create.json'));
+      expect(r.status).to.equal(500);
+      expect(r.body).not.to.contain('secret internals');
+      expect(log.lines.some((l) => l.level === 'error' && String(l.fields['error']).includes('secret internals'))).to.equal(true);
+    } finally {
+      await server.close();
+    }
+  });
+});

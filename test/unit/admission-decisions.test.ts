@@ -35,6 +35,18 @@ describe('admission: decisions', () => {
       expect(out.response.patch).to.equal(undefined);
     });
 
+    it('names no policy for a failure that no policy raised (nothing matched the image)', async () => {
+      const noPolicy = failure('enforce', 'no TrustPolicy or ClusterTrustPolicy matches docker.io/library/nginx:1.25', {
+        policy: { kind: 'ClusterTrustPolicy', name: '(none)' },
+        code: 'no-policy',
+        role: undefined,
+        server: undefined,
+      });
+      const { handle } = handler({ [NGINX]: failed(NGINX, noPolicy) });
+      const out = await handle(fixture('pod-create.json'));
+      expect(out.response.status!.message).to.equal('container "proxy" image "nginx:1.25": no TrustPolicy or ClusterTrustPolicy matches docker.io/library/nginx:1.25');
+    });
+
     it('joins several enforce failures of one image into its one line', async () => {
       const { handle } = handler({
         [NGINX]: failed(NGINX, failure('enforce', 'first reason'), failure('enforce', 'second reason', { policy: { kind: 'ClusterTrustPolicy', name: 'base' }, role: 'targets' })),

@@ -75,11 +75,16 @@ export function auditAnnotations(outcomes: ImageOutcome[]): Record<string, strin
 
 /** "TrustPolicy payments/strict, role targets/releases, server https://...: <reason>" */
 export function describeFailure(f: PolicyFailure): string {
-  const parts = [policyName(f.policy)];
+  const parts: string[] = [];
+  // The engine names no real policy for failures that precede matching (no policy matched,
+  // unparseable reference); "ClusterTrustPolicy (none)" would only confuse the reader.
+  if (f.policy && f.policy.name !== NO_POLICY) parts.push(policyName(f.policy));
   if (f.role) parts.push(`role ${f.role}`);
   if (f.server) parts.push(`server ${f.server}`);
-  return `${parts.join(', ')}: ${f.reason}`;
+  return parts.length > 0 ? `${parts.join(', ')}: ${f.reason}` : f.reason;
 }
+
+const NO_POLICY = '(none)';
 
 function policyName(p: PolicyRef | undefined): string {
   if (!p) return 'no policy';

@@ -102,15 +102,8 @@ export class TrustedRepository {
 
   /** Every target of a role (within its paths) whose manifest digest is `digest`. */
   findDigestInRole(roleName: string, digest: string, now: Date): SignedTarget[] | TufError {
-    const role = this.role(roleName, now);
-    if (role instanceof TufError) return role;
-    const out: SignedTarget[] = [];
-    for (const [name, file] of role.meta.targets) {
-      if (!role.paths.some((p) => name.startsWith(p))) continue;
-      const t = toSigned(name, roleName, file, role);
-      if (!(t instanceof TufError) && t.digest === digest) out.push(t);
-    }
-    return out;
+    const all = this.listRole(roleName, now);
+    return all instanceof TufError ? all : all.filter((t) => t.digest === digest);
   }
 
   /** All trusted roles in pre-order (targets first), for inspection. */

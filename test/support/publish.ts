@@ -16,12 +16,22 @@ export async function republishDelegation(stack: Stack, gun: string, role: strin
   const current = await fetchTuf(stack, gun, `${role}.json`);
   if (current.status !== 200) throw new Error(`GET ${role}.json: ${current.status}`);
   const doc = JSON.parse(current.body.toString('utf8')) as { signed: Record<string, JsonValue>; signatures: { keyid: string }[] };
-  doc.signed['expires'] = expires.toISOString();
+  doc.signed['expires'] = goTime(expires);
   doc.signed['version'] = (doc.signed['version'] as number) + 1;
   const key = createPrivateKey(readFileSync(keyFile));
   const sig = sign('sha256', canonicalBytes(doc.signed, role), { key, dsaEncoding: 'ieee-p1363' });
   doc.signatures = [{ keyid: doc.signatures[0]!.keyid, method: 'ecdsa', sig: sig.toString('base64') } as never];
   await postFiles(stack, gun, { [role]: Buffer.from(JSON.stringify(doc)) });
+}
+
+/**
+ * An instant as Go's encoding/json writes a time.Time (RFC 3339, fraction without trailing
+ * zeros). notary-server hashes its own re-encoding of a published file when it builds the
+ * snapshot, but serves the bytes it was sent: with JavaScript's ".750Z" where Go writes
+ * ".75Z", the snapshot would name a hash nobody can fetch.
+ */
+export function goTime(d: Date): string {
+  return d.toISOString().replace(/\.(\d*?)0*Z$/, (_m, frac: string) => (frac === '' ? 'Z' : `.${frac}Z`));
 }
 
 /** POST /v2/<gun>/_trust/tuf/ with one multipart part per role, as the notary client publishes. */

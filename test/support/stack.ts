@@ -116,6 +116,8 @@ function run(
     child.stdout.on('data', (b: Buffer) => out.push(b));
     child.stderr.on('data', (b: Buffer) => err.push(b));
     child.once('error', reject);
+    // A child that exits before reading its input (killed, or failing fast) must not crash us with EPIPE.
+    child.stdin.on('error', () => undefined);
     child.once('close', (code, signal) => {
       resolve({
         stdout: Buffer.concat(out).toString('utf8'),
@@ -180,6 +182,10 @@ async function startStackOnce(opts: StackOptions): Promise<Stack> {
   };
 
   let stopping: Promise<void> | undefined;
+  // While `up` runs, services are still being started: removing the directory then would leave
+  // the later ones running with nowhere to record their PIDs. A signal waits for `up` to end.
+  let upRunning = false;
+  let deferredSignal: NodeJS.Signals | undefined;
   const runDir = join(dir, 'run');
   // If the test process dies without calling stop(), the setsid'ed services would outlive it.
   const onExit = (): void => {
@@ -199,6 +205,10 @@ async function startStackOnce(opts: StackOptions): Promise<Stack> {
   const onSignal = (sig: NodeJS.Signals): void => {
     process.removeListener('SIGINT', onSignal);
     process.removeListener('SIGTERM', onSignal);
+    if (upRunning) {
+      deferredSignal = sig;
+      return;
+    }
     onExit();
     process.removeListener('exit', onExit);
     if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
@@ -217,7 +227,15 @@ async function startStackOnce(opts: StackOptions): Promise<Stack> {
     return stopping;
   };
 
-  const up = await run('bash', [script, 'up', dir], { env });
+  upRunning = true;
+  const up = await run('bash', [script, 'up', dir], { env }).finally(() => (upRunning = false));
+  if (deferredSignal !== undefined) {
+    const sig = deferredSignal;
+    onExit();
+    process.removeListener('exit', onExit);
+    if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
+    throw new Error(`interrupted by ${sig} while the stack was starting`);
+  }
   if (up.code !== 0) {
     await stop().catch(() => undefined);
     throw new Error(`notary-stack up failed (${up.code}):\n${up.stderr}`);

@@ -1,0 +1,216 @@
+// `npm run demo`: trustgate end to end on one machine. A real Notary stack and registry, images
+// signed (and not) with the notary CLI, the webhook started as an admin would start it, and
+// the AdmissionReviews an API server would send it. Prints one line per request and exits 0
+// only when every answer is the expected one. Everything it starts is stopped on the way
+// out, including on errors and Ctrl-C.
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { freePorts, repoRoot, startStack, type Stack } from '../test/support/stack.js';
+import { writePolicies } from './demo-policy.js';
+import { deploymentCreate, podCreate, readAnswer, type Answer } from './demo-reviews.js';
+import { prepareDemo, REQUIRED_ROLES, type DemoImage, type DemoSetup } from './demo-setup.js';
+import { formatReasons, formatTable, shortDigest, shortImage, shortReason, type Row } from './demo-table.js';
+import { cliPath, postReview, startWebhook, type Webhook } from './demo-webhook.js';
+
+const WIDTH = 100;
+const say = (line: string): void => void process.stderr.write(`demo: ${line}\n`);
+
+/** Last-in, first-out cleanup that runs once, whoever asks first (normal end, error, signal). */
+class Cleanup {
+  private readonly steps: Array<{ what: string; run: () => unknown }> = [];
+  private running: Promise<void> | undefined;
+
+  add(what: string, run: () => unknown): void {
+    this.steps.push({ what, run });
+  }
+
+  run(): Promise<void> {
+    this.running ??= (async () => {
+      for (const step of this.steps.reverse()) {
+        try {
+          await step.run();
+        } catch (e) {
+          say(`cleanup: ${step.what} failed: ${(e as Error).message}`);
+        }
+      }
+    })();
+    return this.running;
+  }
+}
+
+interface Case {
+  label: string;
+  /** Images of the request, in container order. */
+  images: DemoImage[];
+  kind: 'Pod' | 'Deployment';
+}
+
+function cases(setup: DemoSetup): Case[] {
+  const pods: Case[] = setup.images.map((i) => ({ label: i.label, images: [i], kind: 'Pod' }));
+  const good = setup.images.filter((i) => i.expected === 'allowed');
+  return [...pods, { label: 'Deployment, /validate', images: good, kind: 'Deployment' }];
+}
+
+/** allowed when every image is; a tag must come back pinned to the digest the registry holds. */
+function judge(c: Case, answer: Answer): { ok: boolean; detail: string } {
+  const expectAllowed = c.images.every((i) => i.expected === 'allowed');
+  if (!answer.allowed) {
+    const message = answer.message ?? '';
+    const ok = !expectAllowed && c.images.every((i) => i.because === undefined || i.because.test(message));
+    return { ok, detail: shortReason(message) };
+  }
+  if (!expectAllowed) return { ok: false, detail: 'allowed, but this image should have been denied' };
+  if (c.kind === 'Deployment') return { ok: true, detail: `${c.images.length === 2 ? 'both' : `all ${c.images.length}`} signed (validate: no patch)` };
+  const img = c.images[0]!;
+  if (img.image.includes('@')) {
+    // A digest is already immutable: nothing to pin, the webhook only checked it is signed.
+    return answer.pinned === undefined
+      ? { ok: true, detail: 'signed digest, left as is' }
+      : { ok: false, detail: `unexpected pin ${answer.pinned}` };
+  }
+  const want = `${img.image}@${img.digest}`;
+  if (answer.pinned === want) return { ok: true, detail: `pinned to ${shortDigest(img.digest)}` };
+  return { ok: false, detail: answer.pinned ? `pinned to ${answer.pinned}, expected ${img.digest}` : 'allowed without pinning the tag' };
+}
+
+async function run(cleanup: Cleanup, signal: AbortSignal): Promise<number> {
+  const started = Date.now();
+  const root = repoRoot();
+
+  say('starting the local Notary stack (notary-signer, notary-server, docker-registry) on 127.0.0.1');
+  const pendingStack = startStack();
+  // Registered before it resolves: an interrupted start-up is waited for, then stopped.
+  cleanup.add('stopping the Notary stack', async () => (await pendingStack.catch(() => undefined))?.stop());
+  const stack: Stack = await pendingStack;
+  signal.throwIfAborted();
+  say(`notary-server ${stack.notaryUrl}, registry ${stack.registryUrl}, state in ${stack.dir}`);
+
+  const setup = await prepareDemo(stack, say, signal);
+  signal.throwIfAborted();
+
+  const work = mkdtempSync(join(tmpdir(), 'trustgate-demo-'));
+  cleanup.add(`removing ${work}`, () => rmSync(work, { recursive: true, force: true }));
+  const policyDir = join(work, 'policies');
+  const childTmp = join(work, 'tmp');
+  mkdirSync(policyDir);
+  mkdirSync(childTmp);
+  const common = { notaryUrl: stack.notaryUrl, caPem: stack.caPem };
+  const files = writePolicies(policyDir, [
+    { name: 'demo-app', repository: setup.app, roles: REQUIRED_ROLES, ...common },
+    { name: 'demo-stale', repository: setup.stale, ...common },
+  ]);
+  say(`policies: ${files.map((f) => f.slice(work.length + 1)).join(', ')} in ${work}`);
+
+  const [port] = await freePorts(1);
+  signal.throwIfAborted();
+  const logFile = join(work, 'webhook.log');
+  let hook: Webhook | undefined;
+  try {
+    hook = await startWebhook({
+      policyDir,
+      port: port!,
+      tmpDir: childTmp,
+      logFile,
+      cli: cliPath(root),
+      onSpawn: (stop, kill) => {
+        cleanup.add('stopping the webhook', () => stop());
+        process.once('exit', kill);
+      },
+    });
+  } catch (e) {
+    printLogTail(logFile);
+    throw e;
+  }
+  say(`webhook (pid ${hook.pid}): ${hook.command}`);
+  say(`webhook certificate SHA-256 ${hook.fingerprint}`);
+
+  const wait = setup.staleExpiresAt.getTime() + 500 - Date.now();
+  if (wait > 0) {
+    say(`waiting ${(wait / 1000).toFixed(1)} s for demo/stale's targets/releases to expire`);
+    await sleep(wait, undefined, { signal });
+  }
+
+  const rows: Row[] = [];
+  for (const [n, c] of cases(setup).entries()) {
+    const name = `demo-${n + 1}`;
+    const images = c.images.map((i) => i.image);
+    const review: any = c.kind === 'Pod' ? podCreate(root, name, images[0]!) : deploymentCreate(root, name, images);
+    const path = c.kind === 'Pod' ? '/mutate' : '/validate';
+    signal.throwIfAborted();
+    const reply = await postReview(hook, path, review);
+    const answer = readAnswer(review, reply.status, reply.body);
+    const { ok, detail } = judge(c, answer);
+    const shown = images.map((i) => shortImage(i, stack.registryHost));
+    rows.push({
+      ok,
+      label: c.label,
+      image: shown.length === 1 ? shown[0]! : `${shown[0]} +${shown.length - 1}`,
+      result: answer.allowed ? 'allowed' : 'denied',
+      detail,
+      ...(answer.message !== undefined ? { message: answer.message } : {}),
+    });
+  }
+
+  const out = (l: string) => process.stdout.write(l + '\n');
+  out('');
+  out(`webhook https://127.0.0.1:${hook.port}: Pods sent to /mutate, the Deployment to /validate`);
+  out(`images on ${stack.registryHost}, trust data from ${stack.notaryUrl}; ok = the expected answer`);
+  out('');
+  formatTable(rows, WIDTH).forEach(out);
+  const reasons = formatReasons(rows, WIDTH);
+  if (reasons.length > 0) {
+    out('');
+    out('Denials as kubectl prints them after "admission webhook ... denied the request:":');
+    reasons.forEach(out);
+  }
+  const bad = rows.filter((r) => !r.ok).length;
+  out('');
+  out(
+    bad === 0
+      ? `All ${rows.length} answers as expected (${((Date.now() - started) / 1000).toFixed(1)} s).`
+      : `${bad} of ${rows.length} answers NOT as expected (rows marked XX); webhook log: ${logFile}`,
+  );
+  if (bad > 0) printLogTail(logFile);
+  return bad === 0 ? 0 : 1;
+}
+
+function printLogTail(logFile: string): void {
+  try {
+    const lines = readFileSync(logFile, 'utf8').trimEnd().split('\n').slice(-15);
+    say(`last lines of the webhook's log:\n${lines.join('\n')}`);
+  } catch {
+    /* no log yet */
+  }
+}
+
+async function main(): Promise<void> {
+  const cleanup = new Cleanup();
+  const interrupt = new AbortController();
+  let signalled = false;
+  const onSignal = (sig: NodeJS.Signals): void => {
+    const code = sig === 'SIGINT' ? 130 : 143;
+    if (signalled) process.exit(code); // a second Ctrl-C: stop waiting for the cleanup
+    signalled = true;
+    interrupt.abort(new Error(`interrupted by ${sig}`));
+    say(`${sig}: stopping everything the demo started`);
+    void cleanup.run().finally(() => process.exit(code));
+  };
+  // Persistent listeners, so the stack's own signal handler never re-raises the signal
+  // (which would end the process before the webhook child is stopped).
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  let code = 1;
+  try {
+    code = await run(cleanup, interrupt.signal);
+  } catch (e) {
+    if (!signalled) say(`failed: ${(e as Error)?.stack ?? String(e)}`);
+  } finally {
+    await cleanup.run();
+  }
+  if (!signalled) process.exit(code);
+}
+
+void main();

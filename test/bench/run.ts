@@ -1,0 +1,447 @@
+// `npm run bench`: trustgate's speed and memory figures (issue "Prove it is fast and
+// unbreakable"), each against a baseline measured in the same run where the issue names one.
+// Real local Notary stack (notary-server + signer + registry), repositories published with
+// the notary CLI, the real webhook as a child process. Prints a table, then one JSON line.
+//
+//   node dist/test/bench/run.js [--quick] [--profile DIR]
+//     --quick        shorter rounds (for trying the harness, not for figures)
+//     --profile DIR  run the webhook with --cpu-prof into DIR (profiles of cold, warm, burst)
+import { mkdirSync, mkdtempSync, openSync, closeSync, rmSync, writeFileSync } from 'node:fs';
+import { Agent, request } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import {
+  makeEcdsaCert,
+  makeRsaCert,
+  notaryCli,
+  notaryOk,
+  pushImage,
+  rootPublicKeyPem,
+  startStack,
+  type KeyMaterial,
+  type Stack,
+} from '../support/stack.js';
+import type { BigRepoResult } from './bigrepo.js';
+import { DIST, fmt, killChildren, median, percentile, podReview, policyYaml, runNodeJson, singleImageReview, startNode, type Started } from './common.js';
+import { startCountingProxy } from './counting-proxy.js';
+import type { LoadResult } from './loadgen.js';
+import type { MemoryResult } from './memory.js';
+
+const { values: args } = parseArgs({ options: { quick: { type: 'boolean', default: false }, profile: { type: 'string' } } });
+const QUICK = args.quick;
+const COLD_REPOS = QUICK ? 3 : 7;
+const BURST_REPOS = 50;
+const BURST_PODS = 200;
+const CONNECTIONS = 20;
+const ROUNDS = QUICK ? 1 : 3;
+const ROUND_MS = QUICK ? 2000 : 5000;
+const WARMUP_MS = 500;
+const TAG = 'v1';
+
+const log = (line: string) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}\n`);
+
+interface Ctx {
+  stack: Stack;
+  work: string;
+  cert: string;
+  key: string;
+  rootPem: string;
+  digests: Map<string, string>;
+}
+
+async function pool<T>(items: T[], width: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(width, items.length) }, async () => {
+      while (next < items.length) await fn(items[next++]!);
+    }),
+  );
+}
+
+// ----------------------------------------------------------------------------------------
+// Publishing with the notary CLI
+
+async function signTag(ctx: Ctx, repo: string, content: string, role?: string): Promise<void> {
+  const gun = `${ctx.stack.registryHost}/${repo}`;
+  const pushed = await pushImage(ctx.stack, repo, TAG, content);
+  const a = ['addhash', gun, TAG, String(pushed.size), '--sha256', pushed.digest.slice('sha256:'.length)];
+  if (role) a.push('--roles', role);
+  await notaryOk(ctx.stack, [...a, '-p']);
+  ctx.digests.set(`${gun}:${TAG}`, pushed.digest);
+}
+
+/** A repository with three delegations (releases: all paths; qa: qa/; ops: ops/), v1 signed in releases. */
+async function publishDelegated(ctx: Ctx, repo: string, keys: KeyMaterial[]): Promise<void> {
+  const gun = `${ctx.stack.registryHost}/${repo}`;
+  await notaryOk(ctx.stack, ['init', '-p', gun]);
+  await notaryOk(ctx.stack, ['delegation', 'add', gun, 'targets/releases', keys[0]!.publicFile, '--all-paths']);
+  await notaryOk(ctx.stack, ['delegation', 'add', gun, 'targets/qa', keys[1]!.publicFile, '--paths', 'qa/']);
+  await notaryOk(ctx.stack, ['delegation', 'add', gun, 'targets/ops', keys[2]!.publicFile, '--paths', 'ops/', '-p']);
+  await signTag(ctx, repo, `bench ${repo}`, 'targets/releases');
+}
+
+async function publishPlain(ctx: Ctx, repo: string): Promise<void> {
+  await notaryOk(ctx.stack, ['init', '-p', `${ctx.stack.registryHost}/${repo}`]);
+  await signTag(ctx, repo, `bench ${repo}`);
+}
+
+// ----------------------------------------------------------------------------------------
+// Webhook and clients
+
+async function startWebhook(ctx: Ctx, name: string, notaryUrl: string): Promise<Started> {
+  const dir = join(ctx.work, `policies-${name}`);
+  mkdirSync(dir);
+  writeFileSync(
+    join(dir, 'bench.yaml'),
+    policyYaml({ name: 'bench', images: `${ctx.stack.registryHost}/bench/**`, url: notaryUrl, caPem: ctx.stack.caPem, rootPem: ctx.rootPem }),
+  );
+  const errFd = openSync(join(ctx.work, `webhook-${name}.log`), 'a');
+  const prof = args.profile ? ['--cpu-prof', '--cpu-prof-dir', join(args.profile, name)] : [];
+  try {
+    return await startNode(
+      [...prof, `${DIST}webhook/src/cli/main.js`, 'serve', '--policy-dir', dir, '--port', '0', '--host', '127.0.0.1', '--tls-cert', ctx.cert, '--tls-key', ctx.key],
+      /serving on https:\/\/127\.0\.0\.1:(\d+)/,
+      { stderrFd: errFd },
+    );
+  } finally {
+    closeSync(errFd);
+  }
+}
+
+interface Answer {
+  ms: number;
+  allowed: boolean;
+  patch: string;
+  message: string;
+}
+
+function admit(agent: Agent, port: number, body: string): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const req = request(
+      { host: '127.0.0.1', port, path: '/mutate', method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const ms = performance.now() - t0;
+          const text = Buffer.concat(chunks).toString('utf8');
+          if (res.statusCode !== 200) return reject(new Error(`HTTP ${res.statusCode}: ${text.slice(0, 300)}`));
+          const r = (JSON.parse(text) as { response: { allowed: boolean; patch?: string; status?: { message?: string } } }).response;
+          resolve({ ms, allowed: r.allowed, patch: r.patch ? Buffer.from(r.patch, 'base64').toString('utf8') : '', message: r.status?.message ?? '' });
+        });
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+function expectPinned(ctx: Ctx, image: string, a: Answer): void {
+  const digest = ctx.digests.get(image);
+  if (!a.allowed || !digest || !a.patch.includes(`${image}@${digest}`)) {
+    throw new Error(`${image} was not admitted pinned to ${digest}: allowed=${a.allowed} ${a.message} ${a.patch.slice(0, 300)}`);
+  }
+}
+
+// ----------------------------------------------------------------------------------------
+// Figures
+
+interface ColdResult {
+  admissionMs: number[];
+  lookupMs: number[];
+  ratio: number;
+}
+
+/** First Pod for a repository with 3 delegations vs `notary lookup` with an empty trust dir. */
+async function coldFigure(ctx: Ctx, webhookPort: number, agent: Agent): Promise<ColdResult> {
+  const admissionMs: number[] = [];
+  const lookupMs: number[] = [];
+  for (let i = 0; i < COLD_REPOS; i++) {
+    const image = `${ctx.stack.registryHost}/bench/cold-${i}:${TAG}`;
+    const gun = image.slice(0, -TAG.length - 1);
+    const lookup = async () => {
+      const trustDir = mkdtempSync(join(ctx.work, 'lookup-'));
+      const t0 = performance.now();
+      const r = await notaryCli(ctx.stack, ['lookup', gun, TAG], { trustDir });
+      lookupMs.push(performance.now() - t0);
+      rmSync(trustDir, { recursive: true, force: true });
+      if (r.code !== 0 || !r.stdout.includes(ctx.digests.get(image)!)) throw new Error(`notary lookup ${gun} ${TAG}: ${r.stdout}${r.stderr}`);
+    };
+    const webhook = async () => {
+      const a = await admit(agent, webhookPort, singleImageReview(image, `cold-${i}`));
+      expectPinned(ctx, image, a);
+      admissionMs.push(a.ms);
+    };
+    // Alternate which goes first, so neither always meets a cooler machine.
+    if (i % 2 === 0) {
+      await lookup();
+      await webhook();
+    } else {
+      await webhook();
+      await lookup();
+    }
+  }
+  return { admissionMs, lookupMs, ratio: median(admissionMs) / median(lookupMs) };
+}
+
+interface WarmResult {
+  webhook: LoadResult & { latencies?: number[] };
+  baseline: LoadResult & { latencies?: number[] };
+  ratio: number;
+  p99Ms: number;
+  baselineP99Ms: number;
+}
+
+function combine(rounds: (LoadResult & { latencies?: number[] })[]): LoadResult {
+  const all = Float64Array.from(rounds.flatMap((r) => r.latencies ?? [])).sort();
+  const requests = rounds.reduce((a, r) => a + r.requests, 0);
+  const seconds = rounds.reduce((a, r) => a + r.seconds, 0);
+  const firstError = rounds.find((r) => r.firstError)?.firstError;
+  return {
+    requests,
+    errors: rounds.reduce((a, r) => a + r.errors, 0),
+    ...(firstError ? { firstError } : {}),
+    seconds,
+    rps: requests / seconds,
+    p50Ms: percentile(all, 50),
+    p90Ms: percentile(all, 90),
+    p99Ms: percentile(all, 99),
+    maxMs: all.length ? all[all.length - 1]! : NaN,
+    clientCpu: rounds.reduce((a, r) => a + r.clientCpu * r.seconds, 0) / seconds,
+  };
+}
+
+/** Warm admissions over 20 keep-alive connections, webhook and bare express interleaved. */
+async function warmFigure(ctx: Ctx, webhookPort: number): Promise<WarmResult> {
+  const images: [string, string, string] = [0, 1, 2].map((i) => `${ctx.stack.registryHost}/bench/cold-${i}:${TAG}`) as [string, string, string];
+  const bodyFile = join(ctx.work, 'pod-3-images.json');
+  writeFileSync(bodyFile, podReview(images));
+  const baseline = await startNode([`${DIST}test/bench/baseline-server.js`, ctx.cert, ctx.key], /baseline serving on port (\d+)/);
+  try {
+    const baselinePort = Number(baseline.match[1]);
+    // The webhook's answer must be the real one: allowed, with the three images pinned.
+    const probe = await admit(new Agent({ ca: ctx.stack.caPem }), webhookPort, podReview(images));
+    for (const img of images) expectPinned(ctx, img, probe);
+    const run = (port: number, expect: string) =>
+      runNodeJson<LoadResult & { latencies: number[] }>([
+        `${DIST}test/bench/loadgen.js`,
+        JSON.stringify({ port, path: '/mutate', bodyFile, caFile: ctx.stack.caFile, connections: CONNECTIONS, durationMs: ROUND_MS, warmupMs: WARMUP_MS, expect, latencies: true }),
+      ]);
+    const w: (LoadResult & { latencies: number[] })[] = [];
+    const b: (LoadResult & { latencies: number[] })[] = [];
+    for (let r = 0; r < ROUNDS; r++) {
+      // ABBA order: drift over the run falls on both sides alike.
+      const order = r % 2 === 0 ? ['b', 'w'] : ['w', 'b'];
+      for (const which of order) {
+        if (which === 'w') w.push(await run(webhookPort, `"patch":`));
+        else b.push(await run(baselinePort, '"allowed":true'));
+        const last = which === 'w' ? w[w.length - 1]! : b[b.length - 1]!;
+        log(`  warm round ${r + 1} ${which === 'w' ? 'webhook ' : 'baseline'}: ${fmt(last.rps, 0)} req/s, p99 ${fmt(last.p99Ms, 2)} ms, errors ${last.errors}, client cpu ${fmt(last.clientCpu, 2)}`);
+      }
+    }
+    const webhook = combine(w);
+    const base = combine(b);
+    if (webhook.errors > 0 || base.errors > 0) throw new Error(`warm run had errors: webhook ${webhook.firstError ?? ''} baseline ${base.firstError ?? ''}`);
+    return { webhook, baseline: base, ratio: webhook.rps / base.rps, p99Ms: webhook.p99Ms, baselineP99Ms: base.p99Ms };
+  } finally {
+    await baseline.stop();
+  }
+}
+
+interface BurstResult {
+  pods: number;
+  allowed: number;
+  seconds: number;
+  p99Ms: number;
+  maxFetches: number;
+  maxFetchesOf: string;
+  totalFetches: number;
+}
+
+/** 200 Pods over 50 repositories on a cold webhook, 20 at a time; fetches counted at a proxy. */
+async function burstFigure(ctx: Ctx): Promise<BurstResult> {
+  const proxy = await startCountingProxy({ upstream: ctx.stack.notaryUrl, caPem: ctx.stack.caPem, certFile: ctx.cert, keyFile: ctx.key });
+  const webhook = await startWebhook(ctx, 'burst', proxy.url);
+  const agent = new Agent({ keepAlive: true, maxSockets: CONNECTIONS, ca: ctx.stack.caPem });
+  try {
+    // Four Pods per repository, next to each other, so they arrive together.
+    const pods = Array.from({ length: BURST_PODS }, (_, i) => i);
+    const times: number[] = [];
+    let allowed = 0;
+    const t0 = performance.now();
+    await pool(pods, CONNECTIONS, async (i) => {
+      const image = `${ctx.stack.registryHost}/bench/burst-${Math.floor(i / (BURST_PODS / BURST_REPOS))}:${TAG}`;
+      const a = await admit(agent, Number(webhook.match[1]), singleImageReview(image, `burst-${i}`));
+      expectPinned(ctx, image, a);
+      allowed++;
+      times.push(a.ms);
+    });
+    const seconds = (performance.now() - t0) / 1000;
+    let maxFetches = 0;
+    let maxFetchesOf = '';
+    for (const [k, n] of proxy.counts) {
+      if (n > maxFetches) {
+        maxFetches = n;
+        maxFetchesOf = k;
+      }
+    }
+    const repos = new Set([...proxy.counts.keys()].map((k) => k.split(' ')[0]));
+    if (repos.size !== BURST_REPOS) throw new Error(`the proxy saw ${repos.size} repositories, expected ${BURST_REPOS}`);
+    return {
+      pods: BURST_PODS,
+      allowed,
+      seconds,
+      p99Ms: percentile(times.sort((a, b) => a - b), 99),
+      maxFetches,
+      maxFetchesOf,
+      totalFetches: [...proxy.counts.values()].reduce((a, b) => a + b, 0),
+    };
+  } finally {
+    agent.destroy();
+    await webhook.stop();
+    await proxy.close();
+  }
+}
+
+// ----------------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  const started = performance.now();
+  if (args.profile) mkdirSync(args.profile, { recursive: true });
+  // Memory needs no Notary stack and its figure is RSS, not time: it runs while the
+  // repositories are being published, and is awaited before anything is timed.
+  log('memory: 1,000 forged repositories, then 100,000 images (child process)');
+  const memory = runNodeJson<MemoryResult>(['--expose-gc', `${DIST}test/bench/memory.js`], { timeoutMs: 240_000 });
+  memory.catch(() => undefined);
+
+  log('starting the Notary stack');
+  const stack = await startStack();
+  const work = mkdtempSync(join(tmpdir(), 'tg-bench-'));
+  const webhooks: Started[] = [];
+  try {
+    const ctx: Ctx = {
+      stack,
+      work,
+      cert: join(stack.dir, 'pki', 'notary-server.crt'),
+      key: join(stack.dir, 'pki', 'notary-server.key'),
+      rootPem: '',
+      digests: new Map(),
+    };
+    const t0 = performance.now();
+    // The first init creates the root key every later GUN reuses: one pinned key for all.
+    await publishPlain(ctx, 'bench/burst-0');
+    ctx.rootPem = await rootPublicKeyPem(stack, `${stack.registryHost}/bench/burst-0`);
+    const keyDir = mkdtempSync(join(work, 'keys-'));
+    const keys = [makeEcdsaCert(keyDir, 'releases'), makeRsaCert(keyDir, 'qa'), makeEcdsaCert(keyDir, 'ops')];
+    for (const [k, role] of [[keys[0]!, 'targets/releases'], [keys[1]!, 'targets/qa'], [keys[2]!, 'targets/ops']] as const) {
+      await notaryOk(stack, ['key', 'import', k.keyFile, '--role', role]);
+    }
+    await pool(Array.from({ length: COLD_REPOS }, (_, i) => i), 3, (i) => publishDelegated(ctx, `bench/cold-${i}`, keys));
+    await pool(Array.from({ length: BURST_REPOS - 1 }, (_, i) => i + 1), 4, (i) => publishPlain(ctx, `bench/burst-${i}`));
+    log(`published ${COLD_REPOS} repositories with 3 delegations and ${BURST_REPOS} plain ones in ${fmt((performance.now() - t0) / 1000)} s`);
+
+    const mem = await memory;
+    log(`memory: +${fmt(mem.growthMb)} MB RSS for ${mem.repositories} repositories`);
+
+    log('big repository: 10,000 tags (child process)');
+    const big = await runNodeJson<BigRepoResult>([`${DIST}test/bench/bigrepo.js`]);
+
+    log('cold admissions vs notary lookup');
+    const main = await startWebhook(ctx, 'main', stack.notaryUrl);
+    webhooks.push(main);
+    const port = Number(main.match[1]);
+    const agent = new Agent({ keepAlive: true, maxSockets: 1, ca: stack.caPem });
+    // A webhook that has served before: its connection to the trust server is open.
+    expectPinned(ctx, `${stack.registryHost}/bench/burst-0:${TAG}`, await admit(agent, port, singleImageReview(`${stack.registryHost}/bench/burst-0:${TAG}`, 'prime')));
+    const cold = await coldFigure(ctx, port, agent);
+    agent.destroy();
+
+    log('warm admission throughput');
+    const warm = await warmFigure(ctx, port);
+    await main.stop();
+
+    log('burst: 200 Pods over 50 repositories');
+    const burst = await burstFigure(ctx);
+
+    report({ cold, warm, burst, big, mem, seconds: (performance.now() - started) / 1000 });
+  } finally {
+    for (const w of webhooks) await w.stop().catch(() => undefined);
+    await stack.stop().catch((e: unknown) => log(`stopping the stack failed: ${(e as Error).message}`));
+    rmSync(work, { recursive: true, force: true });
+    killChildren();
+  }
+}
+
+function report(r: { cold: ColdResult; warm: WarmResult; burst: BurstResult; big: BigRepoResult; mem: MemoryResult; seconds: number }): void {
+  const { cold, warm, burst, big, mem } = r;
+  const rows: [string, string, string, string, boolean][] = [
+    [
+      'warm admission throughput (Pod, 3 signed images, 20 conns)',
+      `${fmt(warm.webhook.rps, 0)} req/s = ${fmt(warm.ratio, 2)} x baseline`,
+      `express fixed allow: ${fmt(warm.baseline.rps, 0)} req/s`,
+      '>= 0.85',
+      warm.ratio >= 0.85,
+    ],
+    ['warm admission p99', `${fmt(warm.p99Ms, 2)} ms (p50 ${fmt(warm.webhook.p50Ms, 2)})`, `baseline p99 ${fmt(warm.baselineP99Ms, 2)} ms`, '<= 5 ms', warm.p99Ms <= 5],
+    [
+      `cold admission, 3 delegations (median of ${cold.admissionMs.length})`,
+      `${fmt(median(cold.admissionMs))} ms = ${fmt(cold.ratio, 2)} x baseline`,
+      `notary lookup, empty trust dir: ${fmt(median(cold.lookupMs))} ms`,
+      '<= 0.5',
+      cold.ratio <= 0.5,
+    ],
+    [`10,000 tags (${fmt(big.delegationBytes / 1e6, 2)} MB), cold verify`, `${fmt(big.coldMedianMs)} ms (median of ${big.coldRunsMs.length})`, 'forged, DirSource', '<= 150 ms', big.coldMedianMs <= 150],
+    ['10,000 tags, warm lookup', `${fmt(big.warmLookupUs)} us (max ${fmt(big.warmMaxUs / 1000, 1)} ms)`, `${big.warmLookups} lookups`, '<= 50 us', big.warmLookupUs <= 50],
+    [
+      'burst: 200 Pods / 50 repos, cold, 20 concurrent',
+      `${burst.allowed}/${burst.pods} answered; max ${burst.maxFetches} fetch(es) of one file`,
+      `${burst.totalFetches} GETs in ${fmt(burst.seconds, 2)} s, p99 ${fmt(burst.p99Ms)} ms`,
+      'all; 1 per file',
+      burst.allowed === burst.pods && burst.maxFetches === 1,
+    ],
+    ['memory: 1,000 repositories cached', `+${fmt(mem.growthMb)} MB RSS (heap +${fmt(mem.heapGrowthMb)})`, `RSS before ${fmt(mem.rssBeforeMb)} MB`, '<= 250 MB', mem.growthMb <= 250],
+    [
+      `memory: ${mem.capImages.toLocaleString('en')} images / ${mem.capRepositories.toLocaleString('en')} repos, cap ${mem.capEntries}`,
+      `RSS ${fmt(mem.rssAtCapMb, 0)} MB at cap -> max ${fmt(mem.rssMaxAfterCapMb, 0)}, end ${fmt(mem.rssEndMb, 0)} (heap ${fmt(mem.heapAtCapMb, 0)} -> ${fmt(mem.heapEndMb, 0)})`,
+      `cache size ${mem.cacheSizeEnd}`,
+      'no growth past cap',
+      mem.cacheSizeEnd <= mem.capEntries && mem.heapEndMb - mem.heapAtCapMb < 0.1 * mem.heapAtCapMb,
+    ],
+  ];
+  const widths = [0, 1, 2, 3].map((c) => Math.max(...rows.map((row) => String(row[c]).length), 6));
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i] ?? 4)).join(' | ');
+  console.log('');
+  console.log(line(['figure', 'measured', 'baseline / context', 'target', 'ok']));
+  console.log(widths.map((w) => '-'.repeat(w)).join('-|-') + '-|---');
+  for (const row of rows) console.log(line([row[0], row[1], row[2], row[3], row[4] ? 'yes' : 'NO']));
+  console.log('');
+  console.log(
+    `warm: webhook ${warm.webhook.requests} requests / baseline ${warm.baseline.requests} over ${ROUNDS} interleaved rounds of ${ROUND_MS / 1000} s; ` +
+      `load generator used ${fmt(warm.baseline.clientCpu, 2)} / ${fmt(warm.webhook.clientCpu, 2)} of a core. Whole bench ${fmt(r.seconds, 0)} s.`,
+  );
+  console.log(
+    JSON.stringify({
+      warm_throughput_ratio: round(warm.ratio, 3),
+      warm_p99_ms: round(warm.p99Ms, 2),
+      cold_ratio: round(cold.ratio, 3),
+      big_repo_cold_ms: round(big.coldMedianMs, 1),
+      big_repo_warm_lookup_us: round(big.warmLookupUs, 1),
+      burst_fetches_per_repo: burst.maxFetches,
+      mem_1000_repos_mb: round(mem.growthMb, 1),
+    }),
+  );
+}
+
+function round(n: number, digits: number): number {
+  const f = 10 ** digits;
+  return Math.round(n * f) / f;
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`bench failed: ${(e as Error)?.stack ?? String(e)}\n`);
+  killChildren();
+  process.exitCode = 1;
+});

@@ -42,7 +42,8 @@ export function clip(s: string, max: number): string {
 export function shortReason(message: string): string {
   const first = (message.split('\n')[0] ?? '').replace(/^.*? image "[^"]*": /, '');
   const role = /(?:^|, )role (\S+?)(?:, |: )/.exec(first)?.[1];
-  const cause = first.slice(first.lastIndexOf(': ') + 2);
+  const colon = first.lastIndexOf(': ');
+  const cause = colon < 0 ? first : first.slice(colon + 2);
   if (role === undefined) return cause;
   if (/^does not sign /.test(cause)) return `not signed by ${role}`;
   const expired = /^expired at \d{4}-\d\d-\d\dT(\d\d:\d\d:\d\d)/.exec(cause);

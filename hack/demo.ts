@@ -9,9 +9,10 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { freePorts, repoRoot, startStack, type Stack } from '../test/support/stack.js';
 import { writePolicies } from './demo-policy.js';
-import { deploymentCreate, podCreate, readAnswer, type Answer } from './demo-reviews.js';
-import { prepareDemo, REQUIRED_ROLES, type DemoImage, type DemoSetup } from './demo-setup.js';
-import { formatReasons, formatTable, shortDigest, shortImage, shortReason, type Row } from './demo-table.js';
+import { cases, judge } from './demo-cases.js';
+import { deploymentCreate, podCreate, readAnswer } from './demo-reviews.js';
+import { prepareDemo, REQUIRED_ROLES } from './demo-setup.js';
+import { formatReasons, formatTable, shortImage, type Row } from './demo-table.js';
 import { cliPath, postReview, startWebhook, type Webhook } from './demo-webhook.js';
 
 const WIDTH = 100;
@@ -38,41 +39,6 @@ class Cleanup {
     })();
     return this.running;
   }
-}
-
-interface Case {
-  label: string;
-  /** Images of the request, in container order. */
-  images: DemoImage[];
-  kind: 'Pod' | 'Deployment';
-}
-
-function cases(setup: DemoSetup): Case[] {
-  const pods: Case[] = setup.images.map((i) => ({ label: i.label, images: [i], kind: 'Pod' }));
-  const good = setup.images.filter((i) => i.expected === 'allowed');
-  return [...pods, { label: 'Deployment, /validate', images: good, kind: 'Deployment' }];
-}
-
-/** allowed when every image is; a tag must come back pinned to the digest the registry holds. */
-function judge(c: Case, answer: Answer): { ok: boolean; detail: string } {
-  const expectAllowed = c.images.every((i) => i.expected === 'allowed');
-  if (!answer.allowed) {
-    const message = answer.message ?? '';
-    const ok = !expectAllowed && c.images.every((i) => i.because === undefined || i.because.test(message));
-    return { ok, detail: shortReason(message) };
-  }
-  if (!expectAllowed) return { ok: false, detail: 'allowed, but this image should have been denied' };
-  if (c.kind === 'Deployment') return { ok: true, detail: `${c.images.length === 2 ? 'both' : `all ${c.images.length}`} signed (validate: no patch)` };
-  const img = c.images[0]!;
-  if (img.image.includes('@')) {
-    // A digest is already immutable: nothing to pin, the webhook only checked it is signed.
-    return answer.pinned === undefined
-      ? { ok: true, detail: 'signed digest, left as is' }
-      : { ok: false, detail: `unexpected pin ${answer.pinned}` };
-  }
-  const want = `${img.image}@${img.digest}`;
-  if (answer.pinned === want) return { ok: true, detail: `pinned to ${shortDigest(img.digest)}` };
-  return { ok: false, detail: answer.pinned ? `pinned to ${answer.pinned}, expected ${img.digest}` : 'allowed without pinning the tag' };
 }
 
 async function run(cleanup: Cleanup, signal: AbortSignal): Promise<number> {
@@ -133,7 +99,7 @@ async function run(cleanup: Cleanup, signal: AbortSignal): Promise<number> {
   }
 
   const rows: Row[] = [];
-  for (const [n, c] of cases(setup).entries()) {
+  for (const [n, c] of cases(setup.images).entries()) {
     const name = `demo-${n + 1}`;
     const images = c.images.map((i) => i.image);
     const review: any = c.kind === 'Pod' ? podCreate(root, name, images[0]!) : deploymentCreate(root, name, images);

@@ -18,6 +18,7 @@ import {
   spawnWebhook,
   startStallingServer,
   stopPid,
+  type LogLine,
   type StallingServer,
   type WebhookProcess,
 } from '../support/e2e-webhook.js';
@@ -179,6 +180,7 @@ describe('integration: trustgate serve end to end against the real Notary stack'
 
   describe('while the trust server is up', () => {
     let pinnedPod: any;
+    let deadlineMessage: string | undefined;
 
     it('reports ready once the policy directory is loaded, and healthy', async () => {
       expect(await getText(webhook.port, '/readyz', stack.caPem)).to.deep.equal({ status: 200, body: 'ok\n' });
@@ -479,6 +481,32 @@ describe('integration: trustgate serve end to end against the real Notary stack'
       expect(lines[0]).to.include(`container "api" image "${img.stall}"`).and.include('did not finish within 1s');
       // The 1 s deadline answered, not the 5 s per-request timeout of the trust-server client.
       expect(elapsed).to.be.within(900, 4500);
+      deadlineMessage = lines[0]!;
+    });
+
+    it('names the policy and the trust server that did not answer in time', () => {
+      // Someone reading "did not finish within 1s" needs to know which server to look at.
+      expect(deadlineMessage, 'set by the deadline test').to.be.a('string');
+      expect(deadlineMessage).to.include('ClusterTrustPolicy e2e-stall').and.include(`server ${stall.url}`);
+    });
+
+    it('reports a policy file that does not validate at error level, even under --log-level warn, and denies what it would have covered', async () => {
+      const dir = mkdtempSync(join(stack.dir, 'bad-policies-'));
+      // No root: a policy that could never verify anything.
+      writeFileSync(join(dir, 'broken.yaml'), policyYaml({ kind: 'ClusterTrustPolicy', name: 'broken', images: [`${host}/e2e/**`], server: stack.notaryUrl, rootPems: [] }));
+      const quiet = await spawnWebhook(['--policy-dir', dir, '--port', '0', '--host', '127.0.0.1', ...tlsArgs, '--log-level', 'warn']);
+      started.push(quiet);
+      const res = await mutate(quiet, reviewFrom('pod-create.json', { images: { [API]: img.app, [PROXY]: img.proxy, [MIGRATE]: img.migrate } }));
+      expect(res.response.allowed).to.equal(false);
+      expect(res.response.status.message).to.include('no TrustPolicy or ClusterTrustPolicy matches');
+      let rejected: LogLine | undefined;
+      for (let i = 0; i < 40 && !rejected; i++) {
+        rejected = quiet.logs().find((l) => l['event'] === 'policy-file-rejected');
+        if (!rejected) await sleep(50);
+      }
+      expect(rejected, `the rejected file is logged; got ${JSON.stringify(quiet.logs())}`).to.not.equal(undefined);
+      expect(rejected!.level).to.equal('error');
+      expect(JSON.stringify(rejected)).to.include('broken.yaml').and.include('root');
     });
   });
 

@@ -166,7 +166,8 @@ describe('integration: trustgate serve end to end against the real Notary stack'
     };
     for (const [file, p] of Object.entries(files)) writeFileSync(join(policyDir, file), policyYaml(p));
 
-    webhook = await serve();
+    // Trust data, once verified, stays warm for the whole file (the metrics test counts cache hits).
+    webhook = await serve([], { TRUSTGATE_REFRESH_SECONDS: '600' });
     // The lapsed delegation must really have lapsed before any test looks at it.
     const wait = lapse.getTime() + 500 - Date.now();
     if (wait > 0) await sleep(wait);

@@ -100,7 +100,7 @@ function waitForServing(child: ChildProcess, output: () => string, timeoutMs: nu
       if (m) done(undefined, m);
     };
     const onExit = (code: number | null, signal: string | null): void =>
-      done(new Error(`the webhook exited (${signal ?? `code ${code}`}) before serving; see ${logFile}`));
+      done(new Error(`the webhook exited (${signal ?? `code ${code}`}) before serving (its log: ${logFile})`));
     const timer = setTimeout(() => done(new Error(`the webhook did not start serving within ${timeoutMs} ms; see ${logFile}`)), timeoutMs);
     child.stdout!.on('data', onData);
     child.once('exit', onExit);

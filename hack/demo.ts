@@ -136,7 +136,7 @@ async function run(cleanup: Cleanup, signal: AbortSignal): Promise<number> {
   out(
     bad === 0
       ? `All ${rows.length} answers as expected (${((Date.now() - started) / 1000).toFixed(1)} s).`
-      : `${bad} of ${rows.length} answers NOT as expected (rows marked XX); webhook log: ${logFile}`,
+      : `${bad} of ${rows.length} answers NOT as expected (rows marked XX); the webhook's log ends:`,
   );
   if (bad > 0) printLogTail(logFile);
   return bad === 0 ? 0 : 1;
@@ -172,7 +172,7 @@ async function main(): Promise<void> {
   try {
     code = await run(cleanup, interrupt.signal);
   } catch (e) {
-    if (!signalled) say(`failed: ${(e as Error)?.stack ?? String(e)}`);
+    if (!signalled) say(`failed: ${(e as Error)?.message ?? String(e)}`);
   } finally {
     await cleanup.run();
   }

@@ -479,7 +479,7 @@ describe('integration: trustgate serve end to end against the real Notary stack'
       expect(res.response.allowed).to.equal(false);
       const lines: string[] = res.response.status.message.split('\n');
       expect(lines).to.have.length(1);
-      expect(lines[0]).to.include(`container "api" image "${img.stall}"`).and.include('did not finish within 1s');
+      expect(lines[0]).to.include(`container "api" image "${img.stall}"`).and.include('did not finish');
       // The 1 s deadline answered, not the 5 s per-request timeout of the trust-server client.
       expect(elapsed).to.be.within(900, 4500);
       deadlineMessage = lines[0]!;

@@ -197,3 +197,11 @@ export async function startProfiler(): Promise<{ stop(file: string): Promise<voi
     },
   };
 }
+
+/** CPU time (user + system, ms) a process has used so far, from /proc (Linux clock ticks of 10 ms). */
+export function processCpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // Fields 14 and 15 of the full line are utime and stime; the slice starts at field 3.
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}

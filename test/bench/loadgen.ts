@@ -34,6 +34,8 @@ export interface LoadResult {
   maxMs: number;
   /** Share of one core the generator itself used: near 1 means it may be the bottleneck. */
   clientCpu: number;
+  /** Answers including the warm-up, to divide the server's CPU time by. */
+  allRequests: number;
 }
 
 const cfg = JSON.parse(process.argv[2] ?? '{}') as Config;
@@ -65,6 +67,7 @@ function once(): Promise<{ ok: boolean; error?: string }> {
 async function main(): Promise<void> {
   const latencies: number[] = [];
   let errors = 0;
+  let all = 0;
   let firstError: string | undefined;
   let measuring = false;
   const start = performance.now();
@@ -81,6 +84,7 @@ async function main(): Promise<void> {
       if (t0 >= end) return;
       const r = await once();
       const t1 = performance.now();
+      all++;
       if (!measuring || t0 < warmEnd) continue;
       if (r.ok) latencies.push(t1 - t0);
       else {
@@ -104,6 +108,7 @@ async function main(): Promise<void> {
     p99Ms: percentile(sorted, 99),
     maxMs: sorted.length ? sorted[sorted.length - 1]! : NaN,
     clientCpu: (cpu.user + cpu.system) / 1e6 / seconds,
+    allRequests: all,
   };
   const out = cfg.latencies ? { ...result, latencies: latencies.map((l) => Math.round(l * 1000) / 1000) } : result;
   agent.destroy();

@@ -6,6 +6,7 @@
 //   node dist/test/bench/run.js [--quick] [--profile DIR]
 //     --quick        shorter rounds (for trying the harness, not for figures)
 //     --profile DIR  run the webhook with --cpu-prof into DIR (profiles of cold, warm, burst)
+//     --only LIST    some of memory,big,cold,warm,burst (figures left out print as null)
 import { mkdirSync, mkdtempSync, openSync, closeSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:https';
 import { tmpdir } from 'node:os';
@@ -23,12 +24,19 @@ import {
   type Stack,
 } from '../support/stack.js';
 import type { BigRepoResult } from './bigrepo.js';
-import { DIST, fmt, killChildren, median, percentile, podReview, policyYaml, runNodeJson, singleImageReview, startNode, type Started } from './common.js';
+import { DIST, fmt, killChildren, median, percentile, podReview, policyYaml, processCpuMs, runNodeJson, singleImageReview, startNode, type Started } from './common.js';
 import { startCountingProxy } from './counting-proxy.js';
 import type { LoadResult } from './loadgen.js';
 import type { MemoryResult } from './memory.js';
 
-const { values: args } = parseArgs({ options: { quick: { type: 'boolean', default: false }, profile: { type: 'string' } } });
+const { values: args } = parseArgs({
+  options: { quick: { type: 'boolean', default: false }, profile: { type: 'string' }, only: { type: 'string' } },
+});
+const FIGURES = ['memory', 'big', 'cold', 'warm', 'burst'] as const;
+type Figure = (typeof FIGURES)[number];
+const ONLY = new Set((args.only ?? FIGURES.join(',')).split(',').map((s) => s.trim()));
+for (const f of ONLY) if (!(FIGURES as readonly string[]).includes(f)) throw new Error(`--only takes ${FIGURES.join(',')}, got ${f}`);
+const want = (f: Figure) => ONLY.has(f);
 const QUICK = args.quick;
 const COLD_REPOS = QUICK ? 3 : 7;
 const BURST_REPOS = 50;
@@ -187,16 +195,21 @@ async function coldFigure(ctx: Ctx, webhookPort: number, agent: Agent): Promise<
   return { admissionMs, lookupMs, ratio: median(admissionMs) / median(lookupMs) };
 }
 
+type Round = LoadResult & { latencies: number[]; serverCpuMs: number };
+
 interface WarmResult {
-  webhook: LoadResult & { latencies?: number[] };
-  baseline: LoadResult & { latencies?: number[] };
+  webhook: LoadResult;
+  baseline: LoadResult;
   ratio: number;
   p99Ms: number;
   baselineP99Ms: number;
+  /** Server CPU time per answered request: steadier than req/s on a machine shared with other work. */
+  webhookCpuUs: number;
+  baselineCpuUs: number;
 }
 
-function combine(rounds: (LoadResult & { latencies?: number[] })[]): LoadResult {
-  const all = Float64Array.from(rounds.flatMap((r) => r.latencies ?? [])).sort();
+function combine(rounds: Round[]): LoadResult {
+  const all = Float64Array.from(rounds.flatMap((r) => r.latencies)).sort();
   const requests = rounds.reduce((a, r) => a + r.requests, 0);
   const seconds = rounds.reduce((a, r) => a + r.seconds, 0);
   const firstError = rounds.find((r) => r.firstError)?.firstError;
@@ -211,11 +224,12 @@ function combine(rounds: (LoadResult & { latencies?: number[] })[]): LoadResult 
     p99Ms: percentile(all, 99),
     maxMs: all.length ? all[all.length - 1]! : NaN,
     clientCpu: rounds.reduce((a, r) => a + r.clientCpu * r.seconds, 0) / seconds,
+    allRequests: rounds.reduce((a, r) => a + r.allRequests, 0),
   };
 }
 
 /** Warm admissions over 20 keep-alive connections, webhook and bare express interleaved. */
-async function warmFigure(ctx: Ctx, webhookPort: number): Promise<WarmResult> {
+async function warmFigure(ctx: Ctx, webhookPort: number, webhookPid: number): Promise<WarmResult> {
   const images: [string, string, string] = [0, 1, 2].map((i) => `${ctx.stack.registryHost}/bench/cold-${i}:${TAG}`) as [string, string, string];
   const bodyFile = join(ctx.work, 'pod-3-images.json');
   writeFileSync(bodyFile, podReview(images));
@@ -225,27 +239,37 @@ async function warmFigure(ctx: Ctx, webhookPort: number): Promise<WarmResult> {
     // The webhook's answer must be the real one: allowed, with the three images pinned.
     const probe = await admit(new Agent({ ca: ctx.stack.caPem }), webhookPort, podReview(images));
     for (const img of images) expectPinned(ctx, img, probe);
-    const run = (port: number, expect: string) =>
-      runNodeJson<LoadResult & { latencies: number[] }>([
+    const run = async (port: number, pid: number, expect: string): Promise<Round> => {
+      const cpu0 = processCpuMs(pid);
+      const r = await runNodeJson<Round>([
         `${DIST}test/bench/loadgen.js`,
         JSON.stringify({ port, path: '/mutate', bodyFile, caFile: ctx.stack.caFile, connections: CONNECTIONS, durationMs: ROUND_MS, warmupMs: WARMUP_MS, expect, latencies: true }),
       ]);
-    const w: (LoadResult & { latencies: number[] })[] = [];
-    const b: (LoadResult & { latencies: number[] })[] = [];
+      r.serverCpuMs = processCpuMs(pid) - cpu0;
+      return r;
+    };
+    const w: Round[] = [];
+    const b: Round[] = [];
     for (let r = 0; r < ROUNDS; r++) {
       // ABBA order: drift over the run falls on both sides alike.
       const order = r % 2 === 0 ? ['b', 'w'] : ['w', 'b'];
       for (const which of order) {
-        if (which === 'w') w.push(await run(webhookPort, `"patch":`));
-        else b.push(await run(baselinePort, '"allowed":true'));
+        if (which === 'w') w.push(await run(webhookPort, webhookPid, `"patch":`));
+        else b.push(await run(baselinePort, baseline.child.pid!, '"allowed":true'));
         const last = which === 'w' ? w[w.length - 1]! : b[b.length - 1]!;
-        log(`  warm round ${r + 1} ${which === 'w' ? 'webhook ' : 'baseline'}: ${fmt(last.rps, 0)} req/s, p99 ${fmt(last.p99Ms, 2)} ms, errors ${last.errors}, client cpu ${fmt(last.clientCpu, 2)}`);
+        log(
+          `  warm round ${r + 1} ${which === 'w' ? 'webhook ' : 'baseline'}: ${fmt(last.rps, 0)} req/s, p99 ${fmt(last.p99Ms, 2)} ms, ` +
+            `server ${fmt((1000 * last.serverCpuMs) / last.allRequests, 0)} us CPU/request, client cpu ${fmt(last.clientCpu, 2)}, errors ${last.errors}`,
+        );
       }
     }
     const webhook = combine(w);
     const base = combine(b);
+    const cpuPerRequest = (rounds: Round[]) => (1000 * rounds.reduce((a, r) => a + r.serverCpuMs, 0)) / rounds.reduce((a, r) => a + r.allRequests, 0);
+    const webhookCpuUs = cpuPerRequest(w);
+    const baselineCpuUs = cpuPerRequest(b);
     if (webhook.errors > 0 || base.errors > 0) throw new Error(`warm run had errors: webhook ${webhook.firstError ?? ''} baseline ${base.firstError ?? ''}`);
-    return { webhook, baseline: base, ratio: webhook.rps / base.rps, p99Ms: webhook.p99Ms, baselineP99Ms: base.p99Ms };
+    return { webhook, baseline: base, ratio: webhook.rps / base.rps, p99Ms: webhook.p99Ms, baselineP99Ms: base.p99Ms, webhookCpuUs, baselineCpuUs };
   } finally {
     await baseline.stop();
   }
@@ -313,16 +337,18 @@ async function main(): Promise<void> {
   if (args.profile) mkdirSync(args.profile, { recursive: true });
   // Memory needs no Notary stack and its figure is RSS, not time: it runs while the
   // repositories are being published, and is awaited before anything is timed.
-  log('memory: 1,000 forged repositories, then 100,000 images (child process)');
-  const memory = runNodeJson<MemoryResult>(['--expose-gc', `${DIST}test/bench/memory.js`], { timeoutMs: 240_000 });
-  memory.catch(() => undefined);
-
-  log('starting the Notary stack');
-  const stack = await startStack();
+  let memory: Promise<MemoryResult> | undefined;
+  if (want('memory')) {
+    log('memory: 1,000 forged repositories, then 100,000 images (child process)');
+    memory = runNodeJson<MemoryResult>(['--expose-gc', `${DIST}test/bench/memory.js`], { timeoutMs: 240_000 });
+    memory.catch(() => undefined);
+  }
+  const results: Results = { seconds: 0 };
+  const needStack = want('cold') || want('warm') || want('burst');
+  const stack = needStack ? (log('starting the Notary stack'), await startStack()) : undefined;
   const work = mkdtempSync(join(tmpdir(), 'tg-bench-'));
-  const webhooks: Started[] = [];
   try {
-    const ctx: Ctx = {
+    const ctx: Ctx | undefined = stack && {
       stack,
       work,
       cert: join(stack.dir, 'pki', 'notary-server.crt'),
@@ -330,87 +356,132 @@ async function main(): Promise<void> {
       rootPem: '',
       digests: new Map(),
     };
-    const t0 = performance.now();
-    // The first init creates the root key every later GUN reuses: one pinned key for all.
-    await publishPlain(ctx, 'bench/burst-0');
-    ctx.rootPem = await rootPublicKeyPem(stack, `${stack.registryHost}/bench/burst-0`);
-    const keyDir = mkdtempSync(join(work, 'keys-'));
-    const keys = [makeEcdsaCert(keyDir, 'releases'), makeRsaCert(keyDir, 'qa'), makeEcdsaCert(keyDir, 'ops')];
-    for (const [k, role] of [[keys[0]!, 'targets/releases'], [keys[1]!, 'targets/qa'], [keys[2]!, 'targets/ops']] as const) {
-      await notaryOk(stack, ['key', 'import', k.keyFile, '--role', role]);
+    if (ctx) {
+      const t0 = performance.now();
+      // The first init creates the root key every later GUN reuses: one pinned key for all.
+      await publishPlain(ctx, 'bench/burst-0');
+      ctx.rootPem = await rootPublicKeyPem(ctx.stack, `${ctx.stack.registryHost}/bench/burst-0`);
+      if (want('cold') || want('warm')) {
+        const keyDir = mkdtempSync(join(work, 'keys-'));
+        const keys = [makeEcdsaCert(keyDir, 'releases'), makeRsaCert(keyDir, 'qa'), makeEcdsaCert(keyDir, 'ops')];
+        for (const [k, role] of [[keys[0]!, 'targets/releases'], [keys[1]!, 'targets/qa'], [keys[2]!, 'targets/ops']] as const) {
+          await notaryOk(ctx.stack, ['key', 'import', k.keyFile, '--role', role]);
+        }
+        await pool(Array.from({ length: COLD_REPOS }, (_, i) => i), 3, (i) => publishDelegated(ctx, `bench/cold-${i}`, keys));
+      }
+      if (want('burst')) await pool(Array.from({ length: BURST_REPOS - 1 }, (_, i) => i + 1), 4, (i) => publishPlain(ctx, `bench/burst-${i}`));
+      log(`published the repositories with the notary CLI in ${fmt((performance.now() - t0) / 1000)} s`);
     }
-    await pool(Array.from({ length: COLD_REPOS }, (_, i) => i), 3, (i) => publishDelegated(ctx, `bench/cold-${i}`, keys));
-    await pool(Array.from({ length: BURST_REPOS - 1 }, (_, i) => i + 1), 4, (i) => publishPlain(ctx, `bench/burst-${i}`));
-    log(`published ${COLD_REPOS} repositories with 3 delegations and ${BURST_REPOS} plain ones in ${fmt((performance.now() - t0) / 1000)} s`);
 
-    const mem = await memory;
-    log(`memory: +${fmt(mem.growthMb)} MB RSS for ${mem.repositories} repositories`);
-
-    log('big repository: 10,000 tags (child process)');
-    const big = await runNodeJson<BigRepoResult>([`${DIST}test/bench/bigrepo.js`]);
-
-    log('cold admissions vs notary lookup');
-    const main = await startWebhook(ctx, 'main', stack.notaryUrl);
-    webhooks.push(main);
-    const port = Number(main.match[1]);
-    const agent = new Agent({ keepAlive: true, maxSockets: 1, ca: stack.caPem });
-    // A webhook that has served before: its connection to the trust server is open.
-    expectPinned(ctx, `${stack.registryHost}/bench/burst-0:${TAG}`, await admit(agent, port, singleImageReview(`${stack.registryHost}/bench/burst-0:${TAG}`, 'prime')));
-    const cold = await coldFigure(ctx, port, agent);
-    agent.destroy();
-
-    log('warm admission throughput');
-    const warm = await warmFigure(ctx, port);
-    await main.stop();
-
-    log('burst: 200 Pods over 50 repositories');
-    const burst = await burstFigure(ctx);
-
-    report({ cold, warm, burst, big, mem, seconds: (performance.now() - started) / 1000 });
+    if (memory) {
+      results.mem = await memory;
+      log(`memory: +${fmt(results.mem.growthMb)} MB RSS for ${results.mem.repositories} repositories`);
+    }
+    if (want('big')) {
+      log('big repository: 10,000 tags (child process)');
+      results.big = await runNodeJson<BigRepoResult>([`${DIST}test/bench/bigrepo.js`]);
+    }
+    if (ctx && (want('cold') || want('warm'))) {
+      const main = await startWebhook(ctx, 'main', ctx.stack.notaryUrl);
+      try {
+        const port = Number(main.match[1]);
+        const agent = new Agent({ keepAlive: true, maxSockets: 1, ca: ctx.stack.caPem });
+        // A webhook that has served before: its connection to the trust server is open.
+        const prime = `${ctx.stack.registryHost}/bench/burst-0:${TAG}`;
+        expectPinned(ctx, prime, await admit(agent, port, singleImageReview(prime, 'prime')));
+        if (want('cold')) {
+          log('cold admissions vs notary lookup');
+          results.cold = await coldFigure(ctx, port, agent);
+        }
+        agent.destroy();
+        if (want('warm')) {
+          log('warm admission throughput');
+          results.warm = await warmFigure(ctx, port, main.child.pid!);
+        }
+      } finally {
+        await main.stop();
+      }
+    }
+    if (ctx && want('burst')) {
+      log('burst: 200 Pods over 50 repositories');
+      results.burst = await burstFigure(ctx);
+    }
+    results.seconds = (performance.now() - started) / 1000;
+    report(results);
   } finally {
-    for (const w of webhooks) await w.stop().catch(() => undefined);
-    await stack.stop().catch((e: unknown) => log(`stopping the stack failed: ${(e as Error).message}`));
+    await stack?.stop().catch((e: unknown) => log(`stopping the stack failed: ${(e as Error).message}`));
     rmSync(work, { recursive: true, force: true });
     killChildren();
   }
 }
 
-function report(r: { cold: ColdResult; warm: WarmResult; burst: BurstResult; big: BigRepoResult; mem: MemoryResult; seconds: number }): void {
+interface Results {
+  cold?: ColdResult;
+  warm?: WarmResult;
+  burst?: BurstResult;
+  big?: BigRepoResult;
+  mem?: MemoryResult;
+  seconds: number;
+}
+
+function report(r: Results): void {
   const { cold, warm, burst, big, mem } = r;
-  const rows: [string, string, string, string, boolean][] = [
-    [
-      'warm admission throughput (Pod, 3 signed images, 20 conns)',
-      `${fmt(warm.webhook.rps, 0)} req/s = ${fmt(warm.ratio, 2)} x baseline`,
-      `express fixed allow: ${fmt(warm.baseline.rps, 0)} req/s`,
-      '>= 0.85',
-      warm.ratio >= 0.85,
-    ],
-    ['warm admission p99', `${fmt(warm.p99Ms, 2)} ms (p50 ${fmt(warm.webhook.p50Ms, 2)})`, `baseline p99 ${fmt(warm.baselineP99Ms, 2)} ms`, '<= 5 ms', warm.p99Ms <= 5],
-    [
+  const rows: [string, string, string, string, boolean][] = [];
+  if (warm) {
+    rows.push(
+      [
+        'warm admission throughput (Pod, 3 signed images, 20 conns)',
+        `${fmt(warm.webhook.rps, 0)} req/s = ${fmt(warm.ratio, 2)} x baseline`,
+        `express fixed allow: ${fmt(warm.baseline.rps, 0)} req/s`,
+        '>= 0.85',
+        warm.ratio >= 0.85,
+      ],
+      ['warm admission p99', `${fmt(warm.p99Ms, 2)} ms (p50 ${fmt(warm.webhook.p50Ms, 2)})`, `baseline p99 ${fmt(warm.baselineP99Ms, 2)} ms`, '<= 5 ms', warm.p99Ms <= 5],
+      [
+        'warm admission server CPU per request',
+        `${fmt(warm.webhookCpuUs, 0)} us = ${fmt(warm.baselineCpuUs / warm.webhookCpuUs, 2)} x baseline's efficiency`,
+        `express fixed allow: ${fmt(warm.baselineCpuUs, 0)} us`,
+        '(context)',
+        true,
+      ],
+    );
+  }
+  if (cold) {
+    rows.push([
       `cold admission, 3 delegations (median of ${cold.admissionMs.length})`,
       `${fmt(median(cold.admissionMs))} ms = ${fmt(cold.ratio, 2)} x baseline`,
       `notary lookup, empty trust dir: ${fmt(median(cold.lookupMs))} ms`,
       '<= 0.5',
       cold.ratio <= 0.5,
-    ],
-    [`10,000 tags (${fmt(big.delegationBytes / 1e6, 2)} MB), cold verify`, `${fmt(big.coldMedianMs)} ms (median of ${big.coldRunsMs.length})`, 'forged, DirSource', '<= 150 ms', big.coldMedianMs <= 150],
-    ['10,000 tags, warm lookup', `${fmt(big.warmLookupUs)} us (max ${fmt(big.warmMaxUs / 1000, 1)} ms)`, `${big.warmLookups} lookups`, '<= 50 us', big.warmLookupUs <= 50],
-    [
+    ]);
+  }
+  if (big) {
+    rows.push(
+      [`10,000 tags (${fmt(big.delegationBytes / 1e6, 2)} MB), cold verify`, `${fmt(big.coldMedianMs)} ms (median of ${big.coldRunsMs.length})`, 'forged, DirSource', '<= 150 ms', big.coldMedianMs <= 150],
+      ['10,000 tags, warm lookup', `${fmt(big.warmLookupUs)} us (max ${fmt(big.warmMaxUs / 1000, 1)} ms)`, `${big.warmLookups} lookups`, '<= 50 us', big.warmLookupUs <= 50],
+    );
+  }
+  if (burst) {
+    rows.push([
       'burst: 200 Pods / 50 repos, cold, 20 concurrent',
       `${burst.allowed}/${burst.pods} answered; max ${burst.maxFetches} fetch(es) of one file`,
       `${burst.totalFetches} GETs in ${fmt(burst.seconds, 2)} s, p99 ${fmt(burst.p99Ms)} ms`,
       'all; 1 per file',
       burst.allowed === burst.pods && burst.maxFetches === 1,
-    ],
-    ['memory: 1,000 repositories cached', `+${fmt(mem.growthMb)} MB RSS (heap +${fmt(mem.heapGrowthMb)})`, `RSS before ${fmt(mem.rssBeforeMb)} MB`, '<= 250 MB', mem.growthMb <= 250],
-    [
-      `memory: ${mem.capImages.toLocaleString('en')} images / ${mem.capRepositories.toLocaleString('en')} repos, cap ${mem.capEntries}`,
-      `RSS ${fmt(mem.rssAtCapMb, 0)} MB at cap -> max ${fmt(mem.rssMaxAfterCapMb, 0)}, end ${fmt(mem.rssEndMb, 0)} (heap ${fmt(mem.heapAtCapMb, 0)} -> ${fmt(mem.heapEndMb, 0)})`,
-      `cache size ${mem.cacheSizeEnd}`,
-      'no growth past cap',
-      mem.cacheSizeEnd <= mem.capEntries && mem.heapEndMb - mem.heapAtCapMb < 0.1 * mem.heapAtCapMb,
-    ],
-  ];
+    ]);
+  }
+  if (mem) {
+    rows.push(
+      ['memory: 1,000 repositories cached', `+${fmt(mem.growthMb)} MB RSS (heap +${fmt(mem.heapGrowthMb)})`, `RSS before ${fmt(mem.rssBeforeMb)} MB`, '<= 250 MB', mem.growthMb <= 250],
+      [
+        `memory: ${mem.capImages.toLocaleString('en')} images / ${mem.capRepositories.toLocaleString('en')} repos, cap ${mem.capEntries}`,
+        `RSS ${fmt(mem.rssAtCapMb, 0)} MB at cap -> max ${fmt(mem.rssMaxAfterCapMb, 0)}, end ${fmt(mem.rssEndMb, 0)} (heap ${fmt(mem.heapAtCapMb, 0)} -> ${fmt(mem.heapEndMb, 0)})`,
+        `cache size ${mem.cacheSizeEnd}`,
+        'no growth past cap',
+        mem.cacheSizeEnd <= mem.capEntries && mem.heapEndMb - mem.heapAtCapMb < 0.1 * mem.heapAtCapMb,
+      ],
+    );
+  }
   const widths = [0, 1, 2, 3].map((c) => Math.max(...rows.map((row) => String(row[c]).length), 6));
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i] ?? 4)).join(' | ');
   console.log('');
@@ -418,19 +489,23 @@ function report(r: { cold: ColdResult; warm: WarmResult; burst: BurstResult; big
   console.log(widths.map((w) => '-'.repeat(w)).join('-|-') + '-|---');
   for (const row of rows) console.log(line([row[0], row[1], row[2], row[3], row[4] ? 'yes' : 'NO']));
   console.log('');
-  console.log(
-    `warm: webhook ${warm.webhook.requests} requests / baseline ${warm.baseline.requests} over ${ROUNDS} interleaved rounds of ${ROUND_MS / 1000} s; ` +
-      `load generator used ${fmt(warm.baseline.clientCpu, 2)} / ${fmt(warm.webhook.clientCpu, 2)} of a core. Whole bench ${fmt(r.seconds, 0)} s.`,
-  );
+  if (warm) {
+    console.log(
+      `warm: webhook ${warm.webhook.requests} requests / baseline ${warm.baseline.requests} over ${ROUNDS} interleaved rounds of ${ROUND_MS / 1000} s; ` +
+        `the load generator used ${fmt(warm.baseline.clientCpu, 2)} / ${fmt(warm.webhook.clientCpu, 2)} of a core.`,
+    );
+  }
+  console.log(`whole bench ${fmt(r.seconds, 0)} s.`);
+  const opt = (v: number | undefined, digits: number) => (v === undefined ? null : round(v, digits));
   console.log(
     JSON.stringify({
-      warm_throughput_ratio: round(warm.ratio, 3),
-      warm_p99_ms: round(warm.p99Ms, 2),
-      cold_ratio: round(cold.ratio, 3),
-      big_repo_cold_ms: round(big.coldMedianMs, 1),
-      big_repo_warm_lookup_us: round(big.warmLookupUs, 1),
-      burst_fetches_per_repo: burst.maxFetches,
-      mem_1000_repos_mb: round(mem.growthMb, 1),
+      warm_throughput_ratio: opt(warm?.ratio, 3),
+      warm_p99_ms: opt(warm?.p99Ms, 2),
+      cold_ratio: opt(cold?.ratio, 3),
+      big_repo_cold_ms: opt(big?.coldMedianMs, 1),
+      big_repo_warm_lookup_us: opt(big?.warmLookupUs, 1),
+      burst_fetches_per_repo: burst ? burst.maxFetches : null,
+      mem_1000_repos_mb: opt(mem?.growthMb, 1),
     }),
   );
 }

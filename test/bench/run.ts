@@ -87,6 +87,11 @@ async function publishDelegated(ctx: Ctx, repo: string, keys: KeyMaterial[]): Pr
   await notaryOk(ctx.stack, ['delegation', 'add', gun, 'targets/qa', keys[1]!.publicFile, '--paths', 'qa/']);
   await notaryOk(ctx.stack, ['delegation', 'add', gun, 'targets/ops', keys[2]!.publicFile, '--paths', 'ops/', '-p']);
   await signTag(ctx, repo, `bench ${repo}`, 'targets/releases');
+  // A target in qa and ops too: a delegation without targets has no file, and the cold
+  // path must fetch and verify all three.
+  const digest = ctx.digests.get(`${gun}:${TAG}`)!.slice('sha256:'.length);
+  await notaryOk(ctx.stack, ['addhash', gun, `qa/${TAG}`, '100', '--sha256', digest, '--roles', 'targets/qa']);
+  await notaryOk(ctx.stack, ['addhash', gun, `ops/${TAG}`, '100', '--sha256', digest, '--roles', 'targets/ops', '-p']);
 }
 
 async function publishPlain(ctx: Ctx, repo: string): Promise<void> {
@@ -347,6 +352,8 @@ async function main(): Promise<void> {
   const needStack = want('cold') || want('warm') || want('burst');
   const stack = needStack ? (log('starting the Notary stack'), await startStack()) : undefined;
   const work = mkdtempSync(join(tmpdir(), 'tg-bench-'));
+  const removeWork = () => rmSync(work, { recursive: true, force: true });
+  process.once('exit', removeWork);
   try {
     const ctx: Ctx | undefined = stack && {
       stack,
@@ -514,6 +521,10 @@ function round(n: number, digits: number): number {
   const f = 10 ** digits;
   return Math.round(n * f) / f;
 }
+
+// Ctrl-C or kill: exit normally, so every 'exit' handler runs (children by PID, the stack's
+// services by PID, the scratch directory).
+for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => process.exit(130));
 
 main().catch((e: unknown) => {
   process.stderr.write(`bench failed: ${(e as Error)?.stack ?? String(e)}\n`);

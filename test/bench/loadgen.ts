@@ -1,6 +1,7 @@
-// Closed-loop load generator, run as its own process so it never shares an event loop with
-// the server it measures: N keep-alive HTTPS connections, each sending the next request
-// as soon as the previous answer is read. Prints one JSON line with counts and latencies.
+// Load generator, run as its own process so it never shares an event loop with the server
+// it measures: N keep-alive HTTPS connections, each sending the next request as soon as the
+// previous answer is read (closed loop), or at a fixed total rate (paced). Prints one JSON
+// line with counts and latencies.
 //
 //   node loadgen.js '{"port":8443,"path":"/mutate","bodyFile":"...","caFile":"...",
 //                     "connections":20,"durationMs":5000,"warmupMs":500,"expect":"\"allowed\":true"}'
@@ -20,6 +21,12 @@ interface Config {
   expect: string;
   /** Also print every latency (ms), so rounds can be merged into one distribution. */
   latencies?: boolean;
+  /**
+   * Paced instead of closed-loop: this many requests per second in total, spread evenly over
+   * the connections. Latency then counts from when a request was due, not when it was sent,
+   * so a server that falls behind is not flattered (no coordinated omission).
+   */
+  rate?: number;
 }
 
 export interface LoadResult {
@@ -78,9 +85,16 @@ async function main(): Promise<void> {
     measuring = true;
     cpuAtStart = process.cpuUsage();
   }, cfg.warmupMs);
-  const loop = async () => {
+  const interval = cfg.rate ? (1000 * cfg.connections) / cfg.rate : 0;
+  const loop = async (conn: number) => {
+    let due = start + (interval * conn) / cfg.connections;
     for (;;) {
-      const t0 = performance.now();
+      let t0 = performance.now();
+      if (interval > 0) {
+        if (due > t0) await new Promise((r) => setTimeout(r, due - t0));
+        t0 = due;
+        due += interval;
+      }
       if (t0 >= end) return;
       const r = await once();
       const t1 = performance.now();
@@ -93,7 +107,7 @@ async function main(): Promise<void> {
       }
     }
   };
-  await Promise.all(Array.from({ length: cfg.connections }, loop));
+  await Promise.all(Array.from({ length: cfg.connections }, (_, i) => loop(i)));
   const cpu = process.cpuUsage(cpuAtStart);
   const seconds = (performance.now() - warmEnd) / 1000;
   const sorted = Float64Array.from(latencies).sort();

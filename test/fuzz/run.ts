@@ -7,6 +7,7 @@
  *   --seed S      seed (default: random, printed so the run can be repeated)
  *   --kind K      metadata | review | all (default all)
  *   --case I      replay only case I (with the seed and kind of the finding)
+ *   --max-findings N  stop a kind after N findings (default 5)
  *   --json        print the report as one JSON line at the end
  */
 import { randomBytes } from 'node:crypto';
@@ -24,6 +25,7 @@ async function main(): Promise<number> {
       kind: { type: 'string', default: 'all' },
       case: { type: 'string' },
       json: { type: 'boolean', default: false },
+      'max-findings': { type: 'string', default: '5' },
     },
   });
   const cases = Number(values.cases);
@@ -33,12 +35,15 @@ async function main(): Promise<number> {
   const only = values.case === undefined ? undefined : Number(values.case);
   if (only !== undefined && (!Number.isSafeInteger(only) || only < 0)) throw new Error(`--case must be a case index, got ${values.case}`);
   const seed = values.seed ?? randomBytes(6).toString('hex');
+  const maxFindings = Number(values['max-findings']);
+  if (!Number.isSafeInteger(maxFindings) || maxFindings < 1) throw new Error(`--max-findings must be a positive integer, got ${values['max-findings']}`);
 
   console.log(`fuzz: seed ${seed}, ${only !== undefined ? `case ${only}` : `${cases} cases`} of ${kinds.join(', ')}`);
   const report = await runFuzz({
     seed,
     cases,
     kinds,
+    maxFindings,
     ...(only !== undefined ? { only } : {}),
     progress: (kind, done, total) => console.log(`  ${kind}: ${done}/${total}`),
   });

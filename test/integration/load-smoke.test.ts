@@ -3,7 +3,7 @@
 // Every admission must be answered correctly: warm ones allowed and pinned to the signed
 // digests, cold and unsigned ones denied naming the server. Nothing here is timed.
 import { expect } from 'chai';
-import { percentile, runLoad, type LoadReport } from '../load/load.js';
+import { median, percentile, runLoad, type LoadReport } from '../load/load.js';
 import { startStack, type Stack } from '../support/stack.js';
 
 describe('integration: load smoke', function () {
@@ -41,6 +41,10 @@ describe('integration: load smoke', function () {
     expect(report.rssStartMb).to.be.greaterThan(10);
     expect(report.rssEndMb).to.be.greaterThan(10);
     expect(report.rssGrowthPct).to.be.closeTo(((report.rssEndMb - report.rssStartMb) / report.rssStartMb) * 100, 1e-9);
+  });
+
+  it('median of an odd and an even number of samples', () => {
+    expect([median([3, 1, 2]), median([4, 1, 3, 2]), median([])]).to.deep.equal([2, 2.5, 0]);
   });
 
   it('percentile picks the nearest rank', () => {

@@ -52,6 +52,12 @@ export interface LoadReport {
   rssEndMb: number;
   rssMaxMb: number;
   rssGrowthPct: number;
+  /**
+   * Growth between the medians of the first and the last five one-second RSS samples: the
+   * figure the target applies to, since a single sample mostly shows where the garbage
+   * collector happened to be.
+   */
+  rssWindowGrowthPct: number;
   /** [seconds into the measured run, RSS MiB], one a second. */
   rssTimeline: Array<[number, number]>;
   /** Latency by kind of admission. */
@@ -65,6 +71,12 @@ interface Planned {
   images: string[];
   /** For warm: the digest each image must be pinned to. */
   digests: string[];
+}
+
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  if (s.length === 0) return 0;
+  return s.length % 2 === 1 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 }
 
 export function percentile(sorted: number[], p: number): number {
@@ -113,7 +125,7 @@ export async function runLoad(stack: Stack, options: Partial<LoadOptions> = {}):
 
   const report: LoadReport = {
     offered: 0, answered: 0, allowed: 0, intendedDenials: 0, errors: 0, errorSamples: [], byKind: { warm: 0, cold: 0, unsigned: 0 },
-    achievedRate: 0, latencyMs: { p50: 0, p90: 0, p99: 0, p999: 0, max: 0 }, rssStartMb: 0, rssEndMb: 0, rssMaxMb: 0, rssGrowthPct: 0,
+    achievedRate: 0, latencyMs: { p50: 0, p90: 0, p99: 0, p999: 0, max: 0 }, rssStartMb: 0, rssEndMb: 0, rssMaxMb: 0, rssGrowthPct: 0, rssWindowGrowthPct: 0,
     rssTimeline: [], latencyByKindMs: { warm: { p50: 0, p99: 0 }, cold: { p50: 0, p99: 0 }, unsigned: { p50: 0, p99: 0 } },
   };
   const byKind: Record<Kind, number[]> = { warm: [], cold: [], unsigned: [] };
@@ -204,6 +216,11 @@ export async function runLoad(stack: Stack, options: Partial<LoadOptions> = {}):
     report.rssEndMb = webhook.rssMb();
     report.rssMaxMb = Math.max(report.rssMaxMb, report.rssEndMb);
     report.rssGrowthPct = ((report.rssEndMb - report.rssStartMb) / report.rssStartMb) * 100;
+    const samples = [report.rssStartMb, ...report.rssTimeline.map(([, mb]) => mb), report.rssEndMb];
+    const window = Math.min(5, Math.floor(samples.length / 2));
+    const first = median(samples.slice(0, window));
+    const last = median(samples.slice(samples.length - window));
+    report.rssWindowGrowthPct = ((last - first) / first) * 100;
     report.achievedRate = report.answered / elapsed;
     latencies.sort((a, b) => a - b);
     for (const k of Object.keys(byKind) as Kind[]) {

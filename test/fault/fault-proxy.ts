@@ -47,6 +47,8 @@ export class FaultProxy {
   /** Connections accepted, per mode. */
   readonly connections: Record<FaultMode, number> = Object.fromEntries(FAULT_MODES.map((m) => [m, 0])) as Record<FaultMode, number>;
   port = 0;
+  /** Body bytes sent so far in dribble mode. */
+  dribbled = 0;
 
   private constructor(private readonly opts: FaultProxyOptions) {
     this.currentMode = opts.mode ?? 'forward';
@@ -156,6 +158,7 @@ export class FaultProxy {
             if (i >= body.length || res.destroyed) return void res.end();
             res.write(body.subarray(i, i + 1));
             i++;
+            this.dribbled++;
             const t = setTimeout(() => {
               this.timers.delete(t);
               next();

@@ -10,7 +10,6 @@ import { createAdmissionHandler, type AdmissionHandler } from '../../webhook/src
 import { ReviewError } from '../../webhook/src/admission/review.js';
 import { matchesImage } from '../../webhook/src/policy/match.js';
 import type { TrustPolicy } from '../../webhook/src/policy/model.js';
-import { pinFromPem } from '../../webhook/src/tuf/index.js';
 import { VerificationEngine } from '../../webhook/src/verify/engine.js';
 import { RepositoryCache } from '../../webhook/src/verify/repository-cache.js';
 import { fixture } from '../fixtures/admission/support.js';
@@ -63,7 +62,6 @@ export class ReviewFuzzer {
       source: 'fuzz',
       spec: { images: [gun], trustServer: { url: 'https://notary.fuzz:4443' }, root: { keys: repo.rootPems, threshold: 1 }, mode: 'enforce' },
     };
-    pinFromPem(repo.rootPems, 1);
     const source = new MapSource(gun, repo.files, repo.roots);
     const clock = () => FUZZ_NOW;
     const engine = new VerificationEngine({

@@ -1,6 +1,7 @@
 // Pieces shared by the benchmark's processes: statistics, the AdmissionReview under test,
 // the policy file, and child processes that are always stopped by their own PID.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
@@ -204,4 +205,9 @@ export function processCpuMs(pid: number): number {
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   // Fields 14 and 15 of the full line are utime and stime; the slice starts at field 3.
   return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+/** Tag names of the 10,000-tag repository, as a CI system makes them (~30 characters). */
+export function bigTagName(i: number): string {
+  return `v3.${Math.floor(i / 100)}.${i % 100}-build.${createHash('sha256').update(String(i)).digest('hex').slice(0, 12)}`;
 }

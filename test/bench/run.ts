@@ -3,12 +3,12 @@
 // Real local Notary stack (notary-server + signer + registry), repositories published with
 // the notary CLI, the real webhook as a child process. Prints a table, then one JSON line.
 //
-//   node dist/test/bench/run.js [--quick] [--profile DIR]
+//   node dist/test/bench/run.js [--quick] [--profile DIR] [--only LIST] [--big-forged]
 //     --quick        shorter rounds (for trying the harness, not for figures)
 //     --profile DIR  run the webhook with --cpu-prof into DIR (profiles of cold, warm, burst)
 //     --only LIST    some of memory,big,cold,warm,burst (figures left out print as null)
 //     --big-forged   make the 10,000-tag repository with the forge instead of 10,000 `notary
-//                    addhash` runs (~80 s); --quick implies it
+//                    addhash` runs (60-80 s); --quick implies it
 import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, openSync, closeSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:https';

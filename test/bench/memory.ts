@@ -1,5 +1,5 @@
 // Memory of the verification engine: RSS growth with 1,000 repositories cached, and that
-// 100,000 distinct images (5,000 more repositories x 20 tags) stay within the cache's cap.
+// 100,000 distinct images (10,000 more repositories x 10 tags) stay within the cache's cap.
 // Repositories are forged (real keys and signatures; one wildcard root certificate
 // "bench.test/mem/*" so key generation is paid once) and served by a custom sourceFor that
 // hands out a fresh copy of the bytes on every fetch, as a network would. Run with
@@ -43,8 +43,8 @@ export interface MemoryResult {
 const { values } = parseArgs({
   options: {
     repos: { type: 'string', default: '1000' },
-    'cap-repos': { type: 'string', default: '5000' },
-    tags: { type: 'string', default: '20' },
+    'cap-repos': { type: 'string', default: '10000' },
+    tags: { type: 'string', default: '10' },
     /** CPU profile of the 1,000-repository phase to this file. */
     profile: { type: 'string' },
   },

@@ -46,6 +46,8 @@ describe('admission: malformed reviews', () => {
     ['resource is a string', (req) => (req.resource = 'pods'), /request\.resource must be an object/],
     ['namespace is a number', (req) => (req.namespace = 3), /request\.namespace must be a string/],
     ['dryRun is a string', (req) => (req.dryRun = 'true'), /request\.dryRun must be a boolean/],
+    // Too deep for JSON.stringify: the message describes the value instead of quoting it.
+    ['operation nests 20,000 lists deep', (req) => (req.operation = JSON.parse('['.repeat(20_000) + ']'.repeat(20_000))), /operation must be one of CREATE, UPDATE, DELETE, CONNECT, got a list/],
   ];
   for (const [what, mangle, msg] of answerable) {
     it(`denies with code 400 and the uid when ${what}`, async () => {

@@ -105,6 +105,8 @@ function typeName(v: unknown): string {
 
 function show(v: unknown): string {
   if (v === undefined) return 'nothing';
-  const s = JSON.stringify(v) ?? String(v);
+  // Only scalars are quoted: a hostile object may nest deep enough to overflow JSON.stringify.
+  if (typeof v === 'object' && v !== null) return typeName(v);
+  const s = typeof v === 'string' ? JSON.stringify(v) : String(v);
   return s.length > 60 ? `${s.slice(0, 57)}...` : s;
 }

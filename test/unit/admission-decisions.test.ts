@@ -178,6 +178,17 @@ describe('admission: decisions', () => {
       expect(out.response.status!.message).to.contain('image "nginx:1.25": verification did not finish within 0.03s');
     });
 
+    it("keeps the verifier's own denial delivered as it gives up at the deadline, naming the policy and server", async () => {
+      const timedOut = failed(NGINX, failure('enforce', 'verification did not finish before the deadline', { code: 'timeout', role: undefined, server: 'https://notary.slow:4443' }));
+      const { handle } = handler(
+        { [NGINX]: (signal) => new Promise<ImageVerdict>((resolve) => signal.addEventListener('abort', () => queueMicrotask(() => resolve(timedOut)))) },
+        { deadlineMs: 30 },
+      );
+      const out = await handle(fixture('pod-create.json'));
+      expect(out.response.allowed).to.equal(false);
+      expect(out.response.status!.message).to.contain('image "nginx:1.25": TrustPolicy payments/payments, server https://notary.slow:4443: verification did not finish before the deadline');
+    });
+
     it('answers a cancelled request (API server gave up) with a denial', async () => {
       const { handle } = handler({ [NGINX]: () => never() });
       const ac = new AbortController();

@@ -188,9 +188,10 @@ export function createAdmissionHandler(opts: AdmissionHandlerOptions): Admission
     const one = async (image: string) => {
       try {
         const verdict = await opts.verifier.verifyImage(image, namespace, controller.signal);
-        // Whatever comes back after the deadline (even "allowed") was not known in time.
-        if (controller.signal.aborted) return;
         const bad = verdictProblem(verdict, image);
+        // An allow that comes back after the deadline was not known in time; a denial is kept,
+        // since the verifier's own account of the timeout names the policy and the server.
+        if (controller.signal.aborted && (bad || verdict.allowed !== false)) return;
         settled.set(image, bad ? { problem: bad } : { verdict });
       } catch (e) {
         if (controller.signal.aborted) return;
@@ -206,6 +207,8 @@ export function createAdmissionHandler(opts: AdmissionHandlerOptions): Admission
       outer?.removeEventListener('abort', onOuter);
       distinct.forEach(observe);
     }
+    // A verifier that honours the signal settles within a turn of the event loop after it.
+    if (controller.signal.aborted && settled.size < distinct.length) await new Promise((r) => setImmediate(r));
     // Freeze what was known when we stopped waiting; late verdicts must not change the answer.
     const snapshot = new Map(settled);
     const cancelled = outer?.aborted === true;

@@ -47,8 +47,8 @@ export async function createVerifier(options: ServeOptions, ctx: { log: Logger; 
     const { KubernetesStatusWriter } = await import('../policy/status-writer.js');
     const kubeConfig = new k8s.KubeConfig();
     kubeConfig.loadFromDefault();
-    const statusWriter = new KubernetesStatusWriter({ kubeConfig, log: (e: object) => ctx.log.info('policy status', e as Record<string, unknown>) });
-    const source = new KubernetesPolicySource({ kubeConfig, store, statusWriter, log: (e: object) => ctx.log.info('policy source', e as Record<string, unknown>) });
+    const statusWriter = new KubernetesStatusWriter({ kubeConfig, log: eventLogger(ctx.log, 'policy status') });
+    const source = new KubernetesPolicySource({ kubeConfig, store, statusWriter, log: eventLogger(ctx.log, 'policy source') });
     void source.start();
     stopSource = () => {
       source.stop();
@@ -74,7 +74,7 @@ export async function createVerifier(options: ServeOptions, ctx: { log: Logger; 
       versions = shared;
     }
   } else {
-    const source = new PolicyDirSource(options.policyDir!, store, (e: object) => ctx.log.info('policy source', e as Record<string, unknown>));
+    const source = new PolicyDirSource(options.policyDir!, store, eventLogger(ctx.log, 'policy source'));
     await source.start();
     stopSource = () => source.stop();
     readSecret = directorySecrets(process.env['TRUSTGATE_SECRETS_DIR']);
@@ -156,6 +156,20 @@ function directorySecrets(dir: string | undefined): SecretReader {
 }
 
 /** Cluster mode: the Secret in the policy's namespace (ClusterTrustPolicy: trustgate's own namespace). */
+/**
+ * Policy sources report events with their own severity; a rejected policy must still show
+ * under --log-level warn, so the level travels with the event instead of being fixed here.
+ */
+function eventLogger(log: Logger, msg: string): (event: object) => void {
+  return (event) => {
+    const { level, ...fields } = event as { level?: unknown } & Record<string, unknown>;
+    if (level === 'error') log.error(msg, fields);
+    else if (level === 'warn') log.warn(msg, fields);
+    else if (level === 'debug') log.debug(msg, fields);
+    else log.info(msg, fields);
+  };
+}
+
 function kubernetesSecrets(kubeConfig: import('@kubernetes/client-node').KubeConfig, k8s: typeof import('@kubernetes/client-node')): SecretReader {
   const api = kubeConfig.makeApiClient(k8s.CoreV1Api);
   const own = process.env['POD_NAMESPACE'] ?? 'trustgate';

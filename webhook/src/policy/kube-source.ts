@@ -211,7 +211,7 @@ export class KubernetesPolicySource {
           nextResync = this.resyncMs > 0 ? Date.now() + this.resyncMs : Infinity;
         } catch (err) {
           if (stop.aborted) break;
-          this.log({ event: 'policy-list-failed', kind, code: statusCode(err), error: errorText(err) });
+          this.log({ level: 'error', event: 'policy-list-failed', kind, code: statusCode(err), error: errorText(err) });
           await backoff();
           continue;
         }
@@ -224,7 +224,7 @@ export class KubernetesPolicySource {
       if (!useless) failures = 0;
       switch (end.kind) {
         case 'gone':
-          this.log({ event: 'policy-watch-expired', kind, resourceVersion });
+          this.log({ level: 'info', event: 'policy-watch-expired', kind, resourceVersion });
           resourceVersion = '';
           // Gone straight after a fresh list means the server cannot serve a watch at all
           // right now; relisting in a tight loop would only add to its load.
@@ -241,7 +241,7 @@ export class KubernetesPolicySource {
           if (useless) await backoff();
           break;
         case 'error':
-          this.log({ event: 'policy-watch-failed', kind, code: statusCode(end.error), error: errorText(end.error) });
+          this.log({ level: 'warn', event: 'policy-watch-failed', kind, code: statusCode(end.error), error: errorText(end.error) });
           if (statusCode(end.error) === 410) {
             resourceVersion = '';
           } else {
@@ -292,7 +292,7 @@ export class KubernetesPolicySource {
     // watching disappear here. Both kinds go in together because the store replaces
     // everything this source ever gave it.
     this.store.replaceSource(KUBERNETES_SOURCE, [...this.loaded.ClusterTrustPolicy.values(), ...this.loaded.TrustPolicy.values()]);
-    this.log({ event: 'policy-list-applied', kind, resourceVersion: rv, objects: list.items.length, loaded: next.size });
+    this.log({ level: 'info', event: 'policy-list-applied', kind, resourceVersion: rv, objects: list.items.length, loaded: next.size });
     for (const [item, outcome] of reports) this.report(kind, item, outcome);
     this.markSynced(kind);
     return rv;
@@ -304,7 +304,7 @@ export class KubernetesPolicySource {
     if (this.isReady || !KINDS.every((k) => this.synced.has(k))) return;
     this.isReady = true;
     this.store.markReady();
-    this.log({ event: 'policies-ready' });
+    this.log({ level: 'info', event: 'policies-ready' });
     for (const w of this.readyWaiters) w();
     this.readyWaiters = [];
   }
@@ -343,7 +343,7 @@ export class KubernetesPolicySource {
       // The server should have closed the stream by now; if not, the connection is
       // probably dead without either side having noticed, so start over.
       const watchdog = setTimeout(() => {
-        this.log({ event: 'policy-watch-stalled', kind, timeoutSeconds });
+        this.log({ level: 'warn', event: 'policy-watch-stalled', kind, timeoutSeconds });
         finish({ kind: 'interrupted' });
       }, (timeoutSeconds + 30) * 1000);
       if (!Number.isFinite(resyncAt)) clearTimeout(resync);
@@ -365,7 +365,7 @@ export class KubernetesPolicySource {
           const rv = str(o?.metadata?.resourceVersion);
           if (rv) advance(rv);
         } catch (err) {
-          this.log({ event: 'policy-event-failed', kind, type, error: errorText(err) });
+          this.log({ level: 'error', event: 'policy-event-failed', kind, type, error: errorText(err) });
         }
       };
       this.watcher
@@ -404,14 +404,14 @@ export class KubernetesPolicySource {
     } catch (err) {
       problems = err instanceof PolicyValidationError ? err.problems : [{ path: '', message: errorText(err) }];
     }
-    this.log({ event: 'policy-invalid', kind, namespace: str(o?.metadata?.namespace), name: str(o?.metadata?.name), problems });
+    this.log({ level: 'error', event: 'policy-invalid', kind, namespace: str(o?.metadata?.namespace), name: str(o?.metadata?.name), problems });
     return { outcome: { loaded: false, problems } };
   }
 
   private applyObject(kind: PolicyKind, o: KubeObjectLike): void {
     const key = this.key(o);
     if (!key) {
-      this.log({ event: 'policy-event-ignored', kind, reason: 'object has no name' });
+      this.log({ level: 'warn', event: 'policy-event-ignored', kind, reason: 'object has no name' });
       return;
     }
     const print = this.fingerprint(o);
@@ -426,7 +426,7 @@ export class KubernetesPolicySource {
     if (parsed.policy) {
       this.loaded[kind].set(key, parsed.policy);
       this.store.upsert(parsed.policy);
-      this.log({ event: 'policy-loaded', kind, namespace: str(o.metadata?.namespace), name: str(o.metadata?.name), generation: o.metadata?.generation });
+      this.log({ level: 'info', event: 'policy-loaded', kind, namespace: str(o.metadata?.namespace), name: str(o.metadata?.name), generation: o.metadata?.generation });
     } else {
       this.forget(kind, o, key);
     }
@@ -445,7 +445,7 @@ export class KubernetesPolicySource {
     const namespace = kind === 'TrustPolicy' ? str(o.metadata?.namespace) : undefined;
     // Removing what is not there is harmless, and covers a store changed behind our back.
     this.store.remove(kind, namespace, str(o.metadata?.name) ?? '');
-    if (had) this.log({ event: 'policy-removed', kind, namespace, name: str(o.metadata?.name) });
+    if (had) this.log({ level: 'info', event: 'policy-removed', kind, namespace, name: str(o.metadata?.name) });
   }
 
   private report(kind: PolicyKind, o: KubeObjectLike, outcome: LoadOutcome): void {

@@ -197,6 +197,7 @@ export class KubernetesStatusWriter implements StatusWriter {
         await this.api.patchClusterCustomObjectStatus(common, options);
       }
       this.log({
+        level: 'info',
         event: 'policy-status-written',
         kind: obj.kind,
         namespace: obj.namespace,
@@ -207,6 +208,7 @@ export class KubernetesStatusWriter implements StatusWriter {
       if (this.aborter.signal.aborted) return;
       const code = (err as { code?: unknown }).code;
       this.log({
+        level: 'warn',
         event: 'policy-status-write-failed',
         kind: obj.kind,
         namespace: obj.namespace,

@@ -38,13 +38,13 @@ interface Rig {
   clock: { now: Date };
 }
 
-function rig(policies: TrustPolicy[], source: ForgedSource, extra: { refreshMs?: number; sources?: Map<string, ForgedSource>; store?: FileVersionStore } = {}): Rig {
+function rig(policies: TrustPolicy[], source: ForgedSource, extra: { refreshMs?: number; refreshWaitMs?: number; sources?: Map<string, ForgedSource>; store?: FileVersionStore } = {}): Rig {
   const clock = { now: NOW };
   const engine = new VerificationEngine({
     policies: { policiesFor: (_ref, ns) => policies.filter((p) => p.kind === 'ClusterTrustPolicy' || p.namespace === ns) },
     sourceFor: (p) => extra.sources?.get(p.spec.trustServer.url) ?? source,
     clock: () => clock.now,
-    cache: new RepositoryCache({ clock: () => clock.now, refreshIntervalMs: extra.refreshMs ?? 60_000 }),
+    cache: new RepositoryCache({ clock: () => clock.now, refreshIntervalMs: extra.refreshMs ?? 60_000, ...(extra.refreshWaitMs !== undefined ? { refreshWaitMs: extra.refreshWaitMs } : {}) }),
     ...(extra.store ? { versions: extra.store } : {}),
   });
   return { engine, source, clock };
@@ -224,6 +224,23 @@ describe('verification engine', () => {
       expect(after.allowed).to.equal(false);
       expect(after.failures[0]!.code).to.equal('unreachable');
       expect(after.failures[0]!.reason).to.include('https://notary.test:4443');
+    });
+
+    it('a trust server that stalls on a due refresh: answered from verified data after the refresh wait, not at the deadline', async () => {
+      const { engine, source, clock } = rig([policy('a', forge.build())], new ForgedSource(forge.build()), { refreshMs: 1000, refreshWaitMs: 50 });
+      await engine.verifyImage(IMAGE, undefined, signal());
+      source.behaviour = 'stall';
+      clock.now = new Date(NOW.getTime() + 2000);
+      const timestampsBefore = source.fetches.get('timestamp')!;
+      const started = Date.now();
+      const v = await engine.verifyImage(IMAGE, undefined, AbortSignal.timeout(3000));
+      expect(Date.now() - started, 'did not wait for the caller deadline').to.be.lessThan(2000);
+      expect(v.allowed).to.equal(true);
+      expect(v.digest).to.equal(v2Digest);
+      expect(source.fetches.get('timestamp'), 'the refresh was really attempted').to.equal(timestampsBefore + 1);
+      // Still stalled: the next admission shares the running refresh instead of starting another.
+      expect((await engine.verifyImage(IMAGE, undefined, signal())).allowed).to.equal(true);
+      expect(source.fetches.get('timestamp')).to.equal(timestampsBefore + 1);
     });
 
     it('a policy max age stops cached metadata from serving once the trust server has been unreachable that long', async () => {

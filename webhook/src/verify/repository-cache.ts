@@ -27,6 +27,11 @@ export interface CacheOptions {
   maxEntries?: number;
   /** While the trust server is failing, how often an admission may wait for another try. */
   retryMs?: number;
+  /**
+   * How long an admission waits on a due refresh before answering from still-valid verified
+   * data (the refresh carries on): a stalled trust server must not hold admissions to the deadline.
+   */
+  refreshWaitMs?: number;
   clock?: () => Date;
 }
 
@@ -37,12 +42,14 @@ export class RepositoryCache {
   readonly refreshIntervalMs: number;
   readonly maxEntries: number;
   readonly retryMs: number;
+  readonly refreshWaitMs: number;
   private readonly clock: () => Date;
 
   constructor(opts: CacheOptions = {}) {
     this.refreshIntervalMs = opts.refreshIntervalMs ?? 60_000;
     this.maxEntries = opts.maxEntries ?? 2000;
     this.retryMs = opts.retryMs ?? 10_000;
+    this.refreshWaitMs = opts.refreshWaitMs ?? 1000;
     this.clock = opts.clock ?? (() => new Date());
   }
 
@@ -68,7 +75,16 @@ export class RepositoryCache {
       }
     }
     try {
-      const repo = await this.refresh(entry, load);
+      const refreshing = this.refresh(entry, load);
+      const fallback = entry.repo;
+      if (fallback) {
+        const slow = await waitAtMost(refreshing, this.refreshWaitMs);
+        if (slow && usable(entry, this.clock().getTime(), maxAgeMs)) {
+          refreshing.catch(() => undefined);
+          return { repo: fallback, verifiedAt: entry.verifiedAt, hit: true, refreshError: 'trust server slow to answer' };
+        }
+      }
+      const repo = await refreshing;
       return { repo, verifiedAt: entry.verifiedAt, hit: false };
     } catch (e) {
       // The trust server failed; still-valid verified data may carry on, nothing older.
@@ -112,6 +128,18 @@ export class RepositoryCache {
     }
     return entry;
   }
+}
+
+/** Resolves true when `p` has not settled within `ms`; never rejects. */
+function waitAtMost(p: Promise<unknown>, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(true), ms);
+    const done = () => {
+      clearTimeout(timer);
+      resolve(false);
+    };
+    p.then(done, done);
+  });
 }
 
 function usable(entry: Entry, now: number, maxAgeMs: number | undefined): boolean {

@@ -22,7 +22,7 @@ import {
   type StallingServer,
   type WebhookProcess,
 } from '../support/e2e-webhook.js';
-import { republishDelegation } from '../support/publish.js';
+import { goTime, republishDelegation } from '../support/publish.js';
 import {
   fetchTufJson,
   makeEcdsaCert,
@@ -119,7 +119,8 @@ describe('integration: trustgate serve end to end against the real Notary stack'
     await notaryOk(stack, ['key', 'rotate', `${host}/e2e/stale`, 'snapshot', '-r']);
     const lapse = new Date(Date.now() + 3000);
     await republishDelegation(stack, `${host}/e2e/stale`, 'targets/releases', staleKey, lapse);
-    staleExpires = lapse.toISOString();
+    // The server keeps the text it was given, written as Go writes times (no trailing zeros).
+    staleExpires = goTime(lapse);
 
     appGun = `${host}/e2e/app`;
     await withReleases('e2e/app', work);

@@ -10,6 +10,8 @@ import {
   verifyNextRoot,
   verifyPinnedRoot,
   MAX_ROOT_BYTES,
+  MAX_SNAPSHOT_BYTES,
+  MAX_TARGETS_BYTES,
   MAX_TIMESTAMP_BYTES,
   type RootPin,
   type VerifiedRoot,
@@ -38,12 +40,16 @@ export async function loadRepository(source: MetadataSource, opts: UpdateOptions
   const floor = opts.floor ?? new Map<string, number>();
   let root = opts.previous?.parts.root;
   let refreshedRoot = false;
+  let early: EarlyFetches | undefined;
   if (!root) {
+    // First contact: nothing can be reused, so every top-level file is asked for at once
+    // (one round trip instead of four); verification still goes strictly in order.
+    early = fetchTopLevel(source, opts.signal);
     root = await bootstrapRoot(source, opts);
     refreshedRoot = true;
   }
   try {
-    return await loadWithRoot(source, root, opts, floor);
+    return await loadWithRoot(source, root, opts, floor, early);
   } catch (e) {
     // A failure under a cached root may mean the repository rotated keys: walk to the
     // newest root and try once more, as the official client does.
@@ -56,22 +62,79 @@ export async function loadRepository(source: MetadataSource, opts: UpdateOptions
 
 const ROTATION_HINTS = new Set(['signature', 'hash-mismatch', 'bad-key']);
 
-async function loadWithRoot(source: MetadataSource, root: VerifiedRoot, opts: UpdateOptions, floor: VersionFloor): Promise<TrustedRepository> {
+async function loadWithRoot(source: MetadataSource, root: VerifiedRoot, opts: UpdateOptions, floor: VersionFloor, early?: EarlyFetches): Promise<TrustedRepository> {
   const { signal } = opts;
   const previous = opts.previous && opts.previous.parts.root.sha256 === root.sha256 ? opts.previous.parts : undefined;
   const set = new TrustedMetadataSet(source.gun, opts.now, floor, previous);
   set.setRoot(root);
-  set.updateTimestamp(await source.fetch({ role: 'timestamp', maxBytes: MAX_TIMESTAMP_BYTES }, signal));
+  set.updateTimestamp(await (early?.timestamp ?? source.fetch({ role: 'timestamp', maxBytes: MAX_TIMESTAMP_BYTES }, signal)));
   if (!set.tryReuseSnapshot()) {
     const declared = timestampSnapshotMeta(set);
-    set.updateSnapshot(await fetchDeclared(source, 'snapshot', declared, signal));
+    await verifyEarlyOrDeclared(early?.snapshot, 'snapshot', (bytes) => set.updateSnapshot(bytes), () => fetchDeclared(source, 'snapshot', declared, signal));
   }
   const snapshotMeta = snapshotOf(set);
+  // Once the snapshot is trusted, every delegation it lists can be fetched by hash at once
+  // (with the targets), instead of one level of the tree per round trip.
+  const delegations = early ? fetchListedDelegations(source, snapshotMeta, opts) : undefined;
   if (!set.tryReuseTargets()) {
-    set.updateTargets(await fetchDeclared(source, 'targets', snapshotMeta.get('targets'), signal));
+    await verifyEarlyOrDeclared(early?.targets, 'targets', (bytes) => set.updateTargets(bytes), () => fetchDeclared(source, 'targets', snapshotMeta.get('targets'), signal));
   }
-  await walkDelegations(source, set, snapshotMeta, opts);
+  await walkDelegations(source, set, snapshotMeta, opts, delegations);
   return new TrustedRepository(source.gun, set.result());
+}
+
+/** Top-level files asked for before anything is trusted; only bytes, verified later in order. */
+interface EarlyFetches {
+  timestamp: Promise<Uint8Array>;
+  /** By name, since their hashes are not known yet; undefined when the fetch failed. */
+  snapshot: Promise<Uint8Array | undefined>;
+  targets: Promise<Uint8Array | undefined>;
+}
+
+function fetchTopLevel(source: MetadataSource, signal: AbortSignal | undefined): EarlyFetches {
+  const timestamp = source.fetch({ role: 'timestamp', maxBytes: MAX_TIMESTAMP_BYTES }, signal);
+  // Awaited only once the root is trusted; an early failure must not count as unhandled.
+  timestamp.catch(() => undefined);
+  const byName = (role: string, maxBytes: number) => source.fetch({ role, maxBytes }, signal).catch(() => undefined);
+  return { timestamp, snapshot: byName('snapshot', MAX_SNAPSHOT_BYTES), targets: byName('targets', MAX_TARGETS_BYTES) };
+}
+
+/**
+ * Verify bytes fetched by name before their hash was known. If the repository changed in
+ * between (they no longer match what the parent declares) or the early fetch failed, the
+ * file is fetched again by hash, as it would have been without the head start.
+ */
+async function verifyEarlyOrDeclared(
+  early: Promise<Uint8Array | undefined> | undefined,
+  role: string,
+  verify: (bytes: Uint8Array) => unknown,
+  fetchDeclaredBytes: () => Promise<Uint8Array>,
+): Promise<void> {
+  const bytes = await early;
+  if (bytes) {
+    try {
+      verify(bytes);
+      return;
+    } catch (e) {
+      const stale = e instanceof TufError && e.role === role && (e.code === 'hash-mismatch' || e.code === 'too-large');
+      if (!stale) throw e;
+    }
+  }
+  verify(await fetchDeclaredBytes());
+}
+
+function fetchListedDelegations(source: MetadataSource, meta: Map<string, FileMeta>, opts: UpdateOptions): Map<string, Promise<Uint8Array>> {
+  const roles = [...meta.keys()].filter((r) => r.startsWith('targets/'));
+  const out = new Map<string, Promise<Uint8Array>>();
+  // Past the cap the walk refuses the repository anyway; do not fetch for it.
+  if (roles.length > (opts.maxDelegations ?? DEFAULT_MAX_DELEGATIONS)) return out;
+  for (const role of roles) {
+    const p = fetchDeclared(source, role, meta.get(role), opts.signal);
+    // A role nobody delegates to (or under a skipped parent) is never awaited.
+    p.catch(() => undefined);
+    out.set(role, p);
+  }
+  return out;
 }
 
 function timestampSnapshotMeta(set: TrustedMetadataSet): FileMeta {
@@ -97,7 +160,13 @@ async function fetchDeclared(source: MetadataSource, role: string, meta: FileMet
  * the order the parent lists them; a skipped (expired, under-signed) role takes its subtree
  * with it.
  */
-async function walkDelegations(source: MetadataSource, set: TrustedMetadataSet, meta: Map<string, FileMeta>, opts: UpdateOptions): Promise<void> {
+async function walkDelegations(
+  source: MetadataSource,
+  set: TrustedMetadataSet,
+  meta: Map<string, FileMeta>,
+  opts: UpdateOptions,
+  fetched?: Map<string, Promise<Uint8Array>>,
+): Promise<void> {
   const max = opts.maxDelegations ?? DEFAULT_MAX_DELEGATIONS;
   let count = 0;
   const visit = async (parent: string): Promise<void> => {
@@ -105,12 +174,12 @@ async function walkDelegations(source: MetadataSource, set: TrustedMetadataSet, 
     count += children.length;
     if (count > max) throw new TufError('too-large', parent, `more than ${max} delegations`);
     const reused = children.map((r) => set.tryReuseDelegation(r, parent));
-    const fetched = await Promise.all(
-      children.map((r, i) => (reused[i] === undefined ? fetchDeclared(source, r.name, meta.get(r.name), opts.signal) : undefined)),
+    const bytesOf = await Promise.all(
+      children.map((r, i) => (reused[i] === undefined ? (fetched?.get(r.name) ?? fetchDeclared(source, r.name, meta.get(r.name), opts.signal)) : undefined)),
     );
     for (let i = 0; i < children.length; i++) {
       const role = children[i]!;
-      const bytes = fetched[i];
+      const bytes = bytesOf[i];
       const outcome = bytes ? set.updateDelegation(role, parent, bytes) : reused[i]!;
       if (!(outcome instanceof TufError)) await visit(role.name);
     }

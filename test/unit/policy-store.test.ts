@@ -88,6 +88,24 @@ describe('policy store', () => {
   });
 
   describe('change notifications and readiness', () => {
+    it('an answer given before a change is never given after it (upsert, remove, replaceSource)', () => {
+      const store = new PolicyStore();
+      const image = 'registry.example.com/team/app:1';
+      expect(store.policiesFor(image, 'team')).to.deep.equal([]);
+      store.upsert(policy('TrustPolicy', 'team', ['registry.example.com/team/**'], { namespace: 'team' }));
+      expect(names(store.policiesFor(image, 'team'))).to.deep.equal(['TrustPolicy/team/team']);
+      store.replaceSource('files', [policy('ClusterTrustPolicy', 'all', ['registry.example.com/**'], { source: 'files' })]);
+      expect(names(store.policiesFor(image, 'team'))).to.deep.equal(['ClusterTrustPolicy//all', 'TrustPolicy/team/team']);
+      store.remove('TrustPolicy', 'team', 'team');
+      expect(names(store.policiesFor(image, 'team'))).to.deep.equal(['ClusterTrustPolicy//all']);
+      store.replaceSource('files', []);
+      expect(store.policiesFor(image, 'team')).to.deep.equal([]);
+      // The namespace is part of the question.
+      store.upsert(policy('TrustPolicy', 'team', ['registry.example.com/team/**'], { namespace: 'team' }));
+      expect(store.policiesFor(image, 'other')).to.deep.equal([]);
+      expect(store.policiesFor(image, undefined)).to.deep.equal([]);
+    });
+
     it('notifies on real changes only, with the source; unsubscribes; survives a throwing listener', () => {
       const store = new PolicyStore();
       const seen: StoreChange[] = [];

@@ -166,14 +166,23 @@ export function createAdmissionHandler(opts: AdmissionHandlerOptions): Admission
    */
   async function verifyAll(req: AdmissionRequest, uses: ContainerImage[], distinct: string[], outer: AbortSignal | undefined, budget: number): Promise<ImageOutcome[]> {
     const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(new Error('deadline')), budget);
-    const onOuter = () => controller.abort(new Error('cancelled'));
-    if (outer?.aborted) onOuter();
-    else outer?.addEventListener('abort', onOuter, { once: true });
-    const stopped = new Promise<void>((resolve) => {
-      if (controller.signal.aborted) resolve();
-      else controller.signal.addEventListener('abort', () => resolve(), { once: true });
+    let stop!: () => void;
+    const stopped = new Promise<void>((resolve) => (stop = resolve));
+    const abort = (why: string) => {
+      controller.abort(new Error(why));
+      stop();
+    };
+    const timer = setTimeout(() => abort('deadline'), budget);
+    const onOuter = () => abort('cancelled');
+    // The first listener on an AbortSignal costs more than a warm verification; warm
+    // verdicts settle within microtasks, so only a verification that yields to I/O listens.
+    let listening = false;
+    const listen = setImmediate(() => {
+      listening = true;
+      if (outer?.aborted) onOuter();
+      else outer?.addEventListener('abort', onOuter, { once: true });
     });
+    if (outer?.aborted) onOuter();
 
     const settled = new Map<string, { verdict?: ImageVerdict; problem?: string }>();
     const namespace = req.namespace === '' ? undefined : req.namespace;
@@ -204,7 +213,8 @@ export function createAdmissionHandler(opts: AdmissionHandlerOptions): Admission
       await Promise.race([Promise.all(distinct.map(one)), stopped]);
     } finally {
       clearTimeout(timer);
-      outer?.removeEventListener('abort', onOuter);
+      clearImmediate(listen);
+      if (listening) outer?.removeEventListener('abort', onOuter);
       distinct.forEach(observe);
     }
     // A verifier that honours the signal settles within a turn of the event loop after it.

@@ -53,7 +53,21 @@ const HEX64 = /^[a-f0-9]{64}$/;
 const DIGEST_ID = /^(?:sha256:[a-f0-9]{64}|sha384:[a-f0-9]{96}|sha512:[a-f0-9]{128})$/;
 const HAS_UPPER = /[A-Z]/;
 
+// Pods repeat the same few references on every admission; the parsed form is frozen, so a
+// parse can be shared. Bounded: hostile variety evicts the oldest, it cannot grow memory.
+const PARSED_MAX = 4096;
+const parsed = new Map<string, ImageReference>();
+
 export function parseReference(input: string): ImageReference {
+  const known = typeof input === 'string' ? parsed.get(input) : undefined;
+  if (known) return known;
+  const ref = parseUncached(input);
+  if (parsed.size >= PARSED_MAX) parsed.delete(parsed.keys().next().value as string);
+  parsed.set(input, ref);
+  return ref;
+}
+
+function parseUncached(input: string): ImageReference {
   if (typeof input !== 'string') {
     throw new ReferenceError(String(input), 'image reference must be a string');
   }

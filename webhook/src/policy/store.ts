@@ -17,6 +17,8 @@ export interface StoreChange {
   source: string;
 }
 
+const ANSWERS_MAX = 4096;
+
 export type ChangeListener = (change: StoreChange) => void;
 
 interface Entry {
@@ -27,6 +29,7 @@ interface Entry {
 export class PolicyStore {
   private readonly sources = new Map<string, Map<string, Entry>>();
   private readonly listeners = new Set<ChangeListener>();
+  private readonly answers = new Map<string, TrustPolicy[]>();
   private readyFlag = false;
   private readonly readyWaiters: (() => void)[] = [];
 
@@ -71,6 +74,17 @@ export class PolicyStore {
    * kind (cluster first), namespace, name, source, so verdicts list failures stably.
    */
   policiesFor(reference: string, namespace: string | undefined): TrustPolicy[] {
+    // Admissions repeat the same images: answers are remembered until the policies change.
+    const key = namespace === undefined ? reference : `${reference}\n${namespace}`;
+    const known = this.answers.get(key);
+    if (known) return known;
+    const out = this.match(reference, namespace);
+    if (this.answers.size >= ANSWERS_MAX) this.answers.delete(this.answers.keys().next().value as string);
+    this.answers.set(key, out);
+    return out;
+  }
+
+  private match(reference: string, namespace: string | undefined): TrustPolicy[] {
     const out: TrustPolicy[] = [];
     for (const map of this.sources.values()) {
       for (const { policy, patterns } of map.values()) {
@@ -114,6 +128,7 @@ export class PolicyStore {
   }
 
   private emit(source: string): void {
+    this.answers.clear();
     for (const l of [...this.listeners]) {
       try {
         l({ source });

@@ -8,7 +8,31 @@ export function isLogLevel(v: string): v is LogLevel {
   return (LOG_LEVELS as readonly string[]).includes(v);
 }
 
-export function createJsonLogger(level: LogLevel = 'info', write: (line: string) => void = (l) => process.stderr.write(l), clock: () => Date = () => new Date()): Logger {
+/**
+ * Lines for stderr, written once per turn of the event loop: a synchronous pipe write per
+ * admission costs more than the admission. Flushed on exit, so nothing logged is lost.
+ */
+const pending: string[] = [];
+let flushScheduled = false;
+
+function flushStderr(): void {
+  flushScheduled = false;
+  if (pending.length === 0) return;
+  const text = pending.join('');
+  pending.length = 0;
+  process.stderr.write(text);
+}
+
+function writeStderr(line: string): void {
+  pending.push(line);
+  if (flushScheduled) return;
+  flushScheduled = true;
+  setImmediate(flushStderr);
+}
+
+process.once('exit', flushStderr);
+
+export function createJsonLogger(level: LogLevel = 'info', write: (line: string) => void = writeStderr, clock: () => Date = () => new Date()): Logger {
   const min = LOG_LEVELS.indexOf(level);
   const emit = (lvl: LogLevel, msg: string, fields?: LogFields) => {
     if (LOG_LEVELS.indexOf(lvl) < min) return;

@@ -10,7 +10,7 @@ import { FetchError, type MetadataSource } from '../notary/source.js';
 import { loadRepository } from '../notary/updater.js';
 import type { TrustPolicy } from '../policy/model.js';
 import { pinFromPem, TufError, type RootPin } from '../tuf/index.js';
-import { RepositoryCache } from './repository-cache.js';
+import { RepositoryCache, type Loader } from './repository-cache.js';
 import { signedDigest } from './signed-digest.js';
 import type { ImageVerdict, ImageVerifier, PolicyFailure, PolicyRef } from './types.js';
 import { MemoryVersionStore, type VersionStore } from './version-store.js';
@@ -102,18 +102,8 @@ export class VerificationEngine implements ImageVerifier {
       const repository = `${server}|${ref.name}`;
       const maxAgeSeconds = policy.spec.freshness?.maxMetadataAgeSeconds;
       const maxAgeMs = maxAgeSeconds === undefined ? undefined : maxAgeSeconds * 1000;
-      const load = async (previous: Parameters<typeof loadRepository>[1]['previous']) => {
-        const source = await this.opts.sourceFor(policy, ref.name);
-        try {
-          const repo = await loadRepository(source, { pin, now: this.clock(), floor: this.versions.floor(repository), previous });
-          this.versions.record(repository, repo);
-          return repo;
-        } catch (e) {
-          if (e instanceof FetchError) this.opts.metrics?.trustServerError?.(server, e.kind);
-          throw e;
-        }
-      };
-      const cached = await raceSignal(this.cache.get(`${repository}|${pinId}`, load, maxAgeMs), signal);
+      const key = `${repository}|${pinId}`;
+      const cached = this.cache.peek(key, maxAgeMs) ?? (await raceSignal(this.cache.get(key, this.loader(policy, ref.name, repository, pin), maxAgeMs), signal));
       if (cached.hit) this.opts.metrics?.cacheHit?.();
       else this.opts.metrics?.cacheMiss?.();
       const tagged = ref.tag !== undefined ? { tag: ref.tag } : {};
@@ -128,6 +118,20 @@ export class VerificationEngine implements ImageVerifier {
       if (e instanceof DeadlineError) return failure('timeout', undefined, `verification did not finish before the deadline (${server})`);
       return failure('error', undefined, `unexpected error: ${(e as Error).message ?? String(e)}`);
     }
+  }
+
+  private loader(policy: TrustPolicy, gun: string, repository: string, pin: RootPin): Loader {
+    return async (previous) => {
+      const source = await this.opts.sourceFor(policy, gun);
+      try {
+        const repo = await loadRepository(source, { pin, now: this.clock(), floor: this.versions.floor(repository), previous });
+        this.versions.record(repository, repo);
+        return repo;
+      } catch (e) {
+        if (e instanceof FetchError) this.opts.metrics?.trustServerError?.(policy.spec.trustServer.url, e.kind);
+        throw e;
+      }
+    };
   }
 
   private pinOf(policy: TrustPolicy): { pin: RootPin; id: string } {

@@ -20,6 +20,8 @@ interface Entry {
   refreshing?: Promise<TrustedRepository>;
   /** When the last refresh failed (ms), so an outage is not waited on by every admission. */
   failedAt?: number;
+  /** The LRU clock (count of insertions) when this entry last moved to the young end. */
+  usedAt: number;
 }
 
 export interface CacheOptions {
@@ -39,6 +41,7 @@ export type Loader = (previous: TrustedRepository | undefined) => Promise<Truste
 
 export class RepositoryCache {
   private readonly entries = new Map<string, Entry>();
+  private uses = 0;
   readonly refreshIntervalMs: number;
   readonly maxEntries: number;
   readonly retryMs: number;
@@ -55,6 +58,19 @@ export class RepositoryCache {
 
   get size(): number {
     return this.entries.size;
+  }
+
+  /**
+   * The warm path without a promise: verified data still inside the refresh interval (and
+   * the policy's max age), or undefined when `get` has to decide.
+   */
+  peek(key: string, maxAgeMs?: number): CachedRepository | undefined {
+    const entry = this.entries.get(key);
+    if (!entry?.repo) return undefined;
+    const now = this.clock().getTime();
+    if (now - entry.verifiedAt >= this.refreshIntervalMs || !usable(entry, now, maxAgeMs)) return undefined;
+    this.promote(key, entry);
+    return { repo: entry.repo, verifiedAt: entry.verifiedAt, hit: true };
   }
 
   /**
@@ -115,18 +131,29 @@ export class RepositoryCache {
   }
 
   private touch(key: string): Entry {
-    let entry = this.entries.get(key);
-    if (entry) {
-      this.entries.delete(key);
-    } else {
-      entry = { verifiedAt: 0 };
+    const found = this.entries.get(key);
+    if (found) {
+      this.promote(key, found);
+      return found;
     }
+    const entry: Entry = { verifiedAt: 0, usedAt: ++this.uses };
     this.entries.set(key, entry);
     while (this.entries.size > this.maxEntries) {
       const oldest = this.entries.keys().next().value as string;
       this.entries.delete(oldest);
     }
     return entry;
+  }
+
+  /**
+   * Move an entry to the young end of the LRU order, but only once it has drifted into the
+   * older half: re-inserting on every hit costs more than the lookup it serves.
+   */
+  private promote(key: string, entry: Entry): void {
+    if (this.uses - entry.usedAt < this.maxEntries / 2) return;
+    entry.usedAt = ++this.uses;
+    this.entries.delete(key);
+    this.entries.set(key, entry);
   }
 }
 

@@ -171,6 +171,11 @@ describe('server: HTTPS end to end (self-signed)', function () {
     expect(lines).to.include('trustgate_cache_misses_total 1');
     expect(lines).to.include('trustgate_trust_server_errors_total{server="https://notary.example.com:4443",kind="timeout"} 1');
     expect(lines).to.include('trustgate_http_requests_total{path="/mutate",code="413"} 1');
+    // Every kind of answer is counted, the served ones and the refused ones alike.
+    const http = lines.filter((l) => l.startsWith('trustgate_http_requests_total{'));
+    for (const [path, code] of [['/mutate', 200], ['/mutate', 400], ['/mutate', 415], ['other', 404], ['/mutate', 404], ['/healthz', 200]] as const) {
+      expect(http.some((l) => l.startsWith(`trustgate_http_requests_total{path="${path}",code="${code}"} `)), `${path} ${code} in ${http.join('; ')}`).to.equal(true);
+    }
     expect(lines).to.include('trustgate_admissions_total{operation="CREATE",result="denied",mode="enforce",webhook="validate"} 1');
   });
 

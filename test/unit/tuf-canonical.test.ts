@@ -51,6 +51,29 @@ describe('tuf canonical JSON (docker/go canonical/json rules)', () => {
     expect(fromText('{"k":"q\\"b\\\\s\\n\\t\\u0001\\u003c>&\\u2028\\u00e9\\ud83d\\ude00\\/"}').equals(expected)).to.equal(true);
   });
 
+  it('writes integer-like keys in byte order too, not first as JavaScript lists them', () => {
+    // V8 lists array-index keys first, in numeric order, whatever the insertion order.
+    const sorted = fromText('{"a":1,"10":2,"9":3,"09":4}');
+    expect(sorted.toString('utf8')).to.equal('{"09":4,"10":2,"9":3,"a":1}');
+    expect(canon({ b: { '2': 'x', '1': 'y', a: 'z' } }).toString('utf8')).to.equal('{"b":{"1":"y","2":"x","a":"z"}}');
+  });
+
+  it('gives the same bytes for input already in canonical order as for the same data in any other order', () => {
+    // The common case (Notary's own files) and the shuffled case must agree byte for byte,
+    // including strings with quotes, backslashes, control characters and non-ASCII text.
+    const nested = (i: number) => ({ hashes: { sha256: `h${i}"\\`, sha512: `é${i}\u2028` }, length: i, custom: { k: null } });
+    const ordered: Record<string, unknown> = {};
+    for (let i = 0; i < 50; i++) ordered[`t${String(i).padStart(3, '0')}`] = nested(i);
+    const text = JSON.stringify({ expires: 'x', targets: ordered, version: 3, _type: 'Targets' });
+    const shuffledTargets = Object.fromEntries(Object.entries(ordered).reverse());
+    const shuffled = JSON.stringify({ version: 3, targets: shuffledTargets, _type: 'Targets', expires: 'x' });
+    const a = fromText(text);
+    const b = fromText(shuffled);
+    expect(a.equals(b)).to.equal(true);
+    expect(a.toString('utf8')).to.match(/^\{"_type":"Targets","expires":"x","targets":\{"t000":/);
+    expect(a.toString('utf8')).to.include('"sha256":"h0\\"\\\\"');
+  });
+
   it('keeps array order and writes literals', () => {
     expect(canon([true, false, null, 'x', [], {}]).toString()).to.equal('[true,false,null,"x",[],{}]');
   });

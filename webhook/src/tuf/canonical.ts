@@ -7,6 +7,9 @@ import type { JsonValue } from './json.js';
  * integers only. Signatures cover these bytes, never the raw bytes on the wire.
  */
 export function canonicalBytes(value: JsonValue, role: string): Buffer {
+  // Notary writes the signed part canonically, so its parsed keys are already in order and
+  // the native serialiser produces the same bytes; anything else takes the careful path.
+  if (stringifiesCanonically(value)) return Buffer.from(JSON.stringify(value), 'utf8');
   const parts: string[] = [];
   write(value, parts, role);
   return Buffer.from(parts.join(''), 'utf8');
@@ -52,4 +55,30 @@ const ASTRAL = /[\uD800-\uDFFF]/;
 function sortedKeys(keys: string[]): string[] {
   if (!keys.some((k) => ASTRAL.test(k))) return keys.sort();
   return keys.sort((a, b) => Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8')));
+}
+
+// JSON.stringify escapes control characters and lone surrogates where canonical JSON writes
+// them raw, and lists integer-like keys first whatever their order: any of these, or keys
+// out of order, means the native serialiser would write other bytes.
+const STRINGIFY_DIFFERS = /[\u0000-\u001f\ud800-\udfff]/;
+const INDEX_LIKE = /^(?:0|[1-9][0-9]*)$/;
+
+/** True when JSON.stringify(value) is exactly its canonical form. */
+function stringifiesCanonically(value: JsonValue): boolean {
+  if (value === null || typeof value === 'boolean') return true;
+  if (typeof value === 'number') return Number.isSafeInteger(value);
+  if (typeof value === 'string') return !STRINGIFY_DIFFERS.test(value);
+  if (Array.isArray(value)) {
+    for (const v of value) if (!stringifiesCanonically(v)) return false;
+    return true;
+  }
+  const keys = Object.keys(value);
+  for (let i = 0; i < keys.length; i++) {
+    const k = keys[i]!;
+    if (STRINGIFY_DIFFERS.test(k) || INDEX_LIKE.test(k)) return false;
+    // Without surrogates, UTF-16 order is UTF-8 byte order.
+    if (i > 0 && !(keys[i - 1]! < k)) return false;
+    if (!stringifiesCanonically(value[k] as JsonValue)) return false;
+  }
+  return true;
 }

@@ -32,15 +32,15 @@ export function parseJson(bytes: Uint8Array, role: string): JsonValue {
 function harden(value: unknown, role: string, depth: number): JsonValue {
   if (depth > MAX_DEPTH) throw new TufError('malformed', role, `metadata nests deeper than ${MAX_DEPTH} levels`);
   if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) value[i] = harden(value[i], role, depth + 1);
+    for (let i = 0; i < value.length; i++) harden(value[i], role, depth + 1);
     return value as JsonValue[];
   }
   if (value !== null && typeof value === 'object') {
-    const out: JsonObject = Object.create(null) as JsonObject;
-    for (const key of Object.keys(value)) {
-      out[key] = harden((value as Record<string, unknown>)[key], role, depth + 1);
-    }
-    return out;
+    // In place: JSON.parse made every key an own data property (even "__proto__"), so
+    // dropping the prototype leaves exactly the parsed data, without copying a large file.
+    Object.setPrototypeOf(value, null);
+    for (const key of Object.keys(value)) harden((value as Record<string, unknown>)[key], role, depth + 1);
+    return value as JsonObject;
   }
   return value as JsonValue;
 }

@@ -43,8 +43,8 @@ export function keyId(keytype: string, publicB64: string, role: string): string 
 }
 
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
-export function decodeBase64(s: string, role: string, what: string): Buffer {
-  if (s.length % 4 !== 0 || !BASE64.test(s)) throw new TufError('malformed', role, `${what} is not standard base64`);
+export function decodeBase64(s: string, role: string, what: string | (() => string)): Buffer {
+  if (s.length % 4 !== 0 || !BASE64.test(s)) throw new TufError('malformed', role, `${typeof what === 'string' ? what : what()} is not standard base64`);
   return Buffer.from(s, 'base64');
 }
 

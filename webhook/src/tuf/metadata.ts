@@ -125,21 +125,26 @@ export function parseRoot(env: Envelope): Root {
   };
 }
 
-function fileMeta(obj: JsonObject, role: string, where: string): FileMeta {
-  const f = new Fields(obj, role, where);
-  const hashesObj = f.object('hashes');
+/** `where` is only spelled out for an error: a targets file has one entry per tag. */
+function fileMeta(obj: JsonObject, role: string, where: () => string): FileMeta {
+  const hashesObj = obj['hashes'];
+  if (!isObject(hashesObj)) throw new TufError('malformed', role, `${where()}.hashes must be an object`);
   const hashes = new Map<string, Buffer>();
   for (const alg of Object.keys(hashesObj)) {
     const v = hashesObj[alg];
-    if (typeof v !== 'string') throw new TufError('malformed', role, `${where}.hashes.${alg} must be a string`);
-    hashes.set(alg, decodeBase64(v, role, `${where}.hashes.${alg}`));
+    if (typeof v !== 'string') throw new TufError('malformed', role, `${where()}.hashes.${alg} must be a string`);
+    hashes.set(alg, decodeBase64(v, role, () => `${where()}.hashes.${alg}`));
   }
-  return { length: f.int('length', 0), hashes };
+  const length = obj['length'];
+  if (typeof length !== 'number' || !Number.isSafeInteger(length) || length < 0) {
+    throw new TufError('malformed', role, `${where()}.length must be an integer >= 0`);
+  }
+  return { length, hashes };
 }
 
 export function parseTimestamp(env: Envelope): Timestamp {
   const meta = new Fields(env.signed, env.role, 'signed').fields('meta');
-  return { ...common(env), snapshot: fileMeta(meta.object('snapshot'), env.role, 'meta.snapshot') };
+  return { ...common(env), snapshot: fileMeta(meta.object('snapshot'), env.role, () => 'meta.snapshot') };
 }
 
 export function parseSnapshot(env: Envelope): Snapshot {
@@ -148,7 +153,7 @@ export function parseSnapshot(env: Envelope): Snapshot {
   for (const name of Object.keys(metaObj)) {
     const v = metaObj[name];
     if (!isObject(v)) throw new TufError('malformed', env.role, `meta.${name} must be an object`);
-    meta.set(name, fileMeta(v, env.role, `meta.${name}`));
+    meta.set(name, fileMeta(v, env.role, () => `meta.${name}`));
   }
   for (const required of ['root', 'targets']) {
     if (!meta.get(required)?.hashes.has('sha256')) {
@@ -167,7 +172,7 @@ export function parseTargets(env: Envelope): Targets {
   for (const name of Object.keys(targetsObj)) {
     const v = targetsObj[name];
     if (!isObject(v)) throw new TufError('malformed', env.role, `targets["${name}"] must be an object`);
-    targets.set(name, fileMeta(v, env.role, `targets["${name}"]`));
+    targets.set(name, fileMeta(v, env.role, () => `targets["${name}"]`));
   }
   let delegationKeys = new Map<string, PublicKey>();
   const delegations: DelegatedRole[] = [];

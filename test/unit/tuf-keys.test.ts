@@ -113,6 +113,21 @@ describe('tuf keys and key IDs', () => {
     });
   }
 
+  it('takes the one leaf of a certificate bundle, and refuses a bundle with two leaves (which key would sign?)', () => {
+    const leaf = keys['ecdsa-x509'].certPem!;
+    const ca = certKey(ForgeKey.ecdsa(), 'intermediate', NOW, { extensions: ['basicConstraints = critical,CA:TRUE', 'keyUsage = critical,keyCertSign'] }).certPem!;
+    // Intermediate first: the leaf is found by what it is, not by where it sits.
+    const bundle = Buffer.from(ca + leaf).toString('base64');
+    const k = parseKey(notaryKeyId('ecdsa-x509', bundle), keyObject('ecdsa-x509', bundle), 'targets');
+    expect(k.spki.equals(parsed(keys.ecdsa).spki)).to.equal(true);
+
+    const other = certKey(ForgeKey.ecdsa(), 'other', NOW).certPem!;
+    const twoLeaves = Buffer.from(leaf + other).toString('base64');
+    const e = refused(() => parseKey(notaryKeyId('ecdsa-x509', twoLeaves), keyObject('ecdsa-x509', twoLeaves), 'root'));
+    expect(e.code).to.equal('bad-key');
+    expect(e.message).to.match(/bundles 2 certificates with 2 leaf certificates; exactly one is required/);
+  });
+
   it('refuses a public value that is not standard base64', () => {
     for (const pub of ['MFkw-_', 'MFk', 'MF=w']) {
       const e = refused(() => parseKey(notaryKeyId('ecdsa', pub), keyObject('ecdsa', pub), 'targets'));

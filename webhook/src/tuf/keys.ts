@@ -84,7 +84,16 @@ function buildKey(id: string, keytype: KeyType, raw: Buffer, role: string): Publ
     case 'rsa-x509': {
       const certs = splitPemCertificates(raw.toString('utf8'));
       if (certs.length === 0) throw new TufError('bad-key', role, `${keytype} key ${id} holds no PEM certificate`);
-      const leaf = new X509Certificate(certs[0]!);
+      let leaf = new X509Certificate(certs[0]!);
+      if (certs.length > 1) {
+        // A bundle (leaf plus intermediates) must say unambiguously which key signs, as
+        // Notary requires: exactly one certificate that is not a CA.
+        const leaves = certs.map((c) => new X509Certificate(c)).filter((c) => !c.ca);
+        if (leaves.length !== 1) {
+          throw new TufError('bad-key', role, `${keytype} key ${id} bundles ${certs.length} certificates with ${leaves.length} leaf certificates; exactly one is required`);
+        }
+        leaf = leaves[0]!;
+      }
       return nodeKey(id, keytype, leaf.publicKey, role, leaf);
     }
   }

@@ -45,8 +45,16 @@ export function keyId(keytype: string, publicB64: string, role: string): string 
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 export function decodeBase64(s: string, role: string, what: string | (() => string)): Buffer {
   if (s.length % 4 !== 0 || !BASE64.test(s)) throw new TufError('malformed', role, `${typeof what === 'string' ? what : what()} is not standard base64`);
-  return Buffer.from(s, 'base64');
+  const pooled = Buffer.from(s, 'base64');
+  // A small decoded Buffer is a view into a shared 8 KiB slab; a cached hash would keep the
+  // whole slab alive after everything else in it is gone. A copy owns just its bytes.
+  if (pooled.byteLength >= POOL_LIMIT) return pooled;
+  const own = Buffer.alloc(pooled.byteLength);
+  pooled.copy(own);
+  return own;
 }
+
+const POOL_LIMIT = Buffer.poolSize >>> 1;
 
 /**
  * Parse a key object. `declaredId` is the ID the metadata files it under: it must be the

@@ -36,7 +36,10 @@ export interface LoadOptions {
   log?: (line: string) => void;
 }
 
-export const LOAD_DEFAULTS: LoadOptions = { durationS: 60, rate: 500, repos: 20, coldRatio: 0.1, unsignedRatio: 0.05, warmupS: 5, deadlineS: 8, seed: 'load' };
+// The warm-up runs the full mix long enough for V8 to size its heap to the allocation rate
+// (the reserved heap grows for about 40 s at 500/s, then holds); growth after that is what
+// a leak would look like.
+export const LOAD_DEFAULTS: LoadOptions = { durationS: 60, rate: 500, repos: 20, coldRatio: 0.1, unsignedRatio: 0.05, warmupS: 45, deadlineS: 8, seed: 'load' };
 
 export interface LoadReport {
   offered: number;
@@ -60,6 +63,8 @@ export interface LoadReport {
   rssWindowGrowthPct: number;
   /** [seconds into the measured run, RSS MiB], one a second. */
   rssTimeline: Array<[number, number]>;
+  /** [seconds, V8 heap in use MiB] from the webhook's /metrics: tells a leak from heap sizing. */
+  heapTimeline: Array<[number, number]>;
   /** Latency by kind of admission. */
   latencyByKindMs: Record<Kind, { p50: number; p99: number }>;
 }
@@ -126,7 +131,7 @@ export async function runLoad(stack: Stack, options: Partial<LoadOptions> = {}):
   const report: LoadReport = {
     offered: 0, answered: 0, allowed: 0, intendedDenials: 0, errors: 0, errorSamples: [], byKind: { warm: 0, cold: 0, unsigned: 0 },
     achievedRate: 0, latencyMs: { p50: 0, p90: 0, p99: 0, p999: 0, max: 0 }, rssStartMb: 0, rssEndMb: 0, rssMaxMb: 0, rssGrowthPct: 0, rssWindowGrowthPct: 0,
-    rssTimeline: [], latencyByKindMs: { warm: { p50: 0, p99: 0 }, cold: { p50: 0, p99: 0 }, unsigned: { p50: 0, p99: 0 } },
+    rssTimeline: [], heapTimeline: [], latencyByKindMs: { warm: { p50: 0, p99: 0 }, cold: { p50: 0, p99: 0 }, unsigned: { p50: 0, p99: 0 } },
   };
   const byKind: Record<Kind, number[]> = { warm: [], cold: [], unsigned: [] };
   const error = (what: string) => {
@@ -202,8 +207,16 @@ export async function runLoad(stack: Stack, options: Partial<LoadOptions> = {}):
     const measuredFrom = performance.now();
     const sampler = setInterval(() => {
       const mb = webhook.rssMb();
+      const at = Math.round((performance.now() - measuredFrom) / 1000);
       report.rssMaxMb = Math.max(report.rssMaxMb, mb);
-      report.rssTimeline.push([Math.round((performance.now() - measuredFrom) / 1000), Number(mb.toFixed(1))]);
+      report.rssTimeline.push([at, Number(mb.toFixed(1))]);
+      void client.get('/metrics').then(
+        (r) => {
+          const m = /^nodejs_heap_size_used_bytes (\d+)$/m.exec(r.body);
+          if (m) report.heapTimeline.push([at, Number((Number(m[1]) / 2 ** 20).toFixed(1))]);
+        },
+        () => undefined,
+      );
     }, 1000);
     log(`measuring: ${o.durationS} s at ${o.rate}/s (cold ${o.coldRatio}, unsigned ${o.unsignedRatio}); webhook RSS ${report.rssStartMb.toFixed(1)} MiB`);
     const latencies: number[] = [];

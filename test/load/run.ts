@@ -6,7 +6,7 @@
  * of the first and the last five seconds of the measured run).
  *
  *   --duration S (60)  --rate N (500)  --repos N (20)  --cold R (0.1)  --unsigned R (0.05)
- *   --warmup S (5)  --deadline S (8)  --seed S
+ *   --warmup S (45)  --deadline S (8)  --seed S
  */
 import { parseArgs } from 'node:util';
 import { startStack } from '../support/stack.js';
@@ -61,6 +61,7 @@ async function main(): Promise<number> {
     ];
     for (const [k, v] of rows) console.log(`${k.padEnd(30)} ${v}`);
     console.log(`RSS timeline (s:MiB) ${r.rssTimeline.filter(([t]) => t % 5 === 0).map(([t, mb]) => `${t}:${mb}`).join(' ')}`);
+    console.log(`heap timeline (s:MiB) ${r.heapTimeline.filter(([t]) => t % 5 === 0).map(([t, mb]) => `${t}:${mb}`).join(' ')}`);
     for (const s of r.errorSamples) console.log(`  error: ${s}`);
     console.log(
       JSON.stringify({

@@ -172,6 +172,12 @@ describe('server: HTTPS end to end (self-signed)', function () {
     expect(lines).to.include('trustgate_trust_server_errors_total{server="https://notary.example.com:4443",kind="timeout"} 1');
     expect(lines).to.include('trustgate_http_requests_total{path="/mutate",code="413"} 1');
     // Every kind of answer is counted, the served ones and the refused ones alike.
+    // Process memory as scraped now: a positive number of bytes under the usual names.
+    for (const name of ['process_resident_memory_bytes', 'nodejs_heap_size_used_bytes', 'nodejs_heap_size_total_bytes', 'nodejs_external_memory_bytes']) {
+      expect(lines).to.include(`# TYPE ${name} gauge`);
+      const value = lines.find((l) => l.startsWith(`${name} `));
+      expect(Number(value?.split(' ')[1]), name).to.be.greaterThan(0);
+    }
     const http = lines.filter((l) => l.startsWith('trustgate_http_requests_total{'));
     for (const [path, code] of [['/mutate', 200], ['/mutate', 400], ['/mutate', 415], ['other', 404], ['/mutate', 404], ['/healthz', 200]] as const) {
       expect(http.some((l) => l.startsWith(`trustgate_http_requests_total{path="${path}",code="${code}"} `)), `${path} ${code} in ${http.join('; ')}`).to.equal(true);

@@ -132,7 +132,20 @@ export class Metrics implements AdmissionMetrics {
     return (
       [this.admissions, this.admissionDuration, this.verificationDuration, this.cacheHits, this.cacheMisses, this.trustServerErrors, this.httpRequests]
         .map((m) => m.render())
+        .concat(processMemory())
         .join('\n') + '\n'
     );
   }
+}
+
+/** Memory as the usual Prometheus process/Node.js names, read when scraped. */
+function processMemory(): string[] {
+  const m = process.memoryUsage();
+  const gauge = (name: string, help: string, v: number) => [`# HELP ${name} ${help}`, `# TYPE ${name} gauge`, `${name} ${v}`].join('\n');
+  return [
+    gauge('process_resident_memory_bytes', 'Resident memory size in bytes.', m.rss),
+    gauge('nodejs_heap_size_used_bytes', 'V8 heap in use, in bytes.', m.heapUsed),
+    gauge('nodejs_heap_size_total_bytes', 'V8 heap reserved, in bytes.', m.heapTotal),
+    gauge('nodejs_external_memory_bytes', 'Memory outside the V8 heap held by JavaScript objects (Buffers), in bytes.', m.external),
+  ];
 }

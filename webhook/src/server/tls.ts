@@ -45,7 +45,11 @@ export async function generateSelfSigned(names: string[] = []): Promise<SelfSign
   try {
     await new Promise<void>((resolve, reject) => {
       execFile('openssl', args, { timeout: 30_000 }, (err, _stdout, stderr) => {
-        if (err) reject(new Error(`openssl could not make a self-signed certificate: ${String(stderr).trim() || err.message}`));
+        if (err) {
+          const missing = (err as NodeJS.ErrnoException).code === 'ENOENT';
+          const why = missing ? 'the openssl command is not installed here' : String(stderr).trim() || err.message;
+          reject(new Error(`openssl could not make a self-signed certificate: ${why}; give --tls-cert and --tls-key instead`));
+        }
         else resolve();
       });
     });

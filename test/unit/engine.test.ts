@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TrustPolicy } from '../../webhook/src/policy/model.js';
+import { HttpSource } from '../../webhook/src/notary/http-source.js';
 import { VerificationEngine } from '../../webhook/src/verify/engine.js';
 import { RepositoryCache } from '../../webhook/src/verify/repository-cache.js';
 import { FileVersionStore } from '../../webhook/src/verify/version-store.js';
@@ -263,6 +264,19 @@ describe('verification engine', () => {
       expect(v.allowed).to.equal(false);
       expect(v.failures[0]).to.include({ code: 'unreachable', role: 'root' });
     });
+  });
+
+  it('denies a reference Docker accepts but Notary cannot name (IPv6 registry) with the reason, not as an unexpected error', async () => {
+    const ipv6 = { ...policy('v6', forge.build()), spec: { ...policy('v6', forge.build()).spec, images: ['**'] } };
+    const engine = new VerificationEngine({
+      policies: { policiesFor: () => [ipv6] },
+      sourceFor: (p, gun) => new HttpSource({ url: p.spec.trustServer.url, gun }),
+      clock: () => NOW,
+    });
+    const v = await engine.verifyImage('[::1]:5000/app:v1', undefined, signal());
+    expect(v.allowed).to.equal(false);
+    expect(v.failures[0]).to.include({ code: 'invalid-reference', server: 'https://notary.test:4443' });
+    expect(v.failures[0]!.reason).to.match(/cannot serve this repository: GUN "\[::1\]:5000\/app" contains "\["/);
   });
 
   it('a stalled trust server denies at the caller deadline, not later', async () => {

@@ -7,6 +7,7 @@
 import { createHash } from 'node:crypto';
 import { parseReference, pinnedReference, formatReference, type ImageReference } from '../images/reference.js';
 import { FetchError, type MetadataSource } from '../notary/source.js';
+import { InvalidNameError } from '../notary/paths.js';
 import { loadRepository } from '../notary/updater.js';
 import type { TrustPolicy } from '../policy/model.js';
 import { pinFromPem, TufError, type RootPin } from '../tuf/index.js';
@@ -116,6 +117,8 @@ export class VerificationEngine implements ImageVerifier {
       if (e instanceof TufError) return failure(e.code, e.role, e.message);
       if (e instanceof FetchError) return failure(e.kind, e.role, e.message);
       if (e instanceof DeadlineError) return failure('timeout', undefined, `verification did not finish before the deadline (${server})`);
+      // A reference Docker accepts but Notary cannot name (an IPv6 registry, say).
+      if (e instanceof InvalidNameError) return failure('invalid-reference', undefined, `the trust server cannot serve this repository: ${e.message}`);
       return failure('error', undefined, `unexpected error: ${(e as Error).message ?? String(e)}`);
     }
   }

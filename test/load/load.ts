@@ -63,8 +63,11 @@ export interface LoadReport {
   rssWindowGrowthPct: number;
   /** [seconds into the measured run, RSS MiB], one a second. */
   rssTimeline: Array<[number, number]>;
-  /** [seconds, V8 heap in use MiB] from the webhook's /metrics: tells a leak from heap sizing. */
-  heapTimeline: Array<[number, number]>;
+  /**
+   * [seconds, V8 heap in use, V8 heap reserved, memory outside the heap held by JS objects]
+   * in MiB, from the webhook's /metrics: tells a leak from heap sizing.
+   */
+  heapTimeline: Array<[number, number, number, number]>;
   /** Latency by kind of admission. */
   latencyByKindMs: Record<Kind, { p50: number; p99: number }>;
 }
@@ -212,8 +215,11 @@ export async function runLoad(stack: Stack, options: Partial<LoadOptions> = {}):
       report.rssTimeline.push([at, Number(mb.toFixed(1))]);
       void client.get('/metrics').then(
         (r) => {
-          const m = /^nodejs_heap_size_used_bytes (\d+)$/m.exec(r.body);
-          if (m) report.heapTimeline.push([at, Number((Number(m[1]) / 2 ** 20).toFixed(1))]);
+          const mb = (name: string) => {
+            const m = new RegExp(`^${name} (\\d+)$`, 'm').exec(r.body);
+            return m ? Number((Number(m[1]) / 2 ** 20).toFixed(1)) : NaN;
+          };
+          report.heapTimeline.push([at, mb('nodejs_heap_size_used_bytes'), mb('nodejs_heap_size_total_bytes'), mb('nodejs_external_memory_bytes')]);
         },
         () => undefined,
       );

@@ -61,7 +61,7 @@ async function main(): Promise<number> {
     ];
     for (const [k, v] of rows) console.log(`${k.padEnd(30)} ${v}`);
     console.log(`RSS timeline (s:MiB) ${r.rssTimeline.filter(([t]) => t % 5 === 0).map(([t, mb]) => `${t}:${mb}`).join(' ')}`);
-    console.log(`heap timeline (s:MiB) ${r.heapTimeline.filter(([t]) => t % 5 === 0).map(([t, mb]) => `${t}:${mb}`).join(' ')}`);
+    console.log(`heap used/reserved/external (s:MiB) ${r.heapTimeline.filter(([t]) => t % 10 === 0).map(([t, used, total, ext]) => `${t}:${used}/${total}/${ext}`).join(' ')}`);
     for (const s of r.errorSamples) console.log(`  error: ${s}`);
     console.log(
       JSON.stringify({

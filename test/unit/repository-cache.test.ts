@@ -32,6 +32,20 @@ describe('repository cache', () => {
     expect(cache.peek('a')).to.equal(undefined);
   });
 
+  it('keeps no entry for a repository whose first load failed, but keeps verified data whose refresh failed', async () => {
+    const clock = { now: T0 };
+    const cache = new RepositoryCache({ clock: () => new Date(clock.now), refreshIntervalMs: 1000 });
+    const down = async (): Promise<TrustedRepository> => {
+      throw new Error('connection refused');
+    };
+    for (let i = 0; i < 50; i++) await cache.get(`unknown-${i}`, down).catch(() => undefined);
+    expect(cache.size, 'a stream of unknown images leaves nothing behind').to.equal(0);
+    await cache.get('known', async () => fakeRepo('v1'));
+    clock.now = T0 + 2000;
+    expect((await cache.get('known', down)).repo).to.include({ label: 'v1' });
+    expect(cache.size).to.equal(1);
+  });
+
   it('stays within its bound and evicts what was used least recently, keeping a key in steady use', async () => {
     const cache = new RepositoryCache({ maxEntries: 10 });
     let loads = 0;

@@ -21,7 +21,9 @@ import { runServe, type ServeOptions, type VerifierWiring } from './serve.js';
 import type { Logger } from '../admission/types.js';
 import type { Metrics } from '../server/metrics.js';
 
-const MAX_SOURCES = 4096;
+// Sources are cheap to make (agent and tokens are shared per server); kept only so a
+// repository's Bearer challenge is remembered. A few hundred cover the busy repositories.
+const MAX_SOURCES = 256;
 
 export async function serveCommand(argv: string[]): Promise<number> {
   const handle = await runServe(argv, { createVerifier });

@@ -55,7 +55,7 @@ const HAS_UPPER = /[A-Z]/;
 
 // Pods repeat the same few references on every admission; the parsed form is frozen, so a
 // parse can be shared. Bounded: hostile variety evicts the oldest, it cannot grow memory.
-const PARSED_MAX = 4096;
+const PARSED_MAX = 1024;
 const parsed = new Map<string, ImageReference>();
 
 export function parseReference(input: string): ImageReference {

@@ -17,7 +17,7 @@ export interface StoreChange {
   source: string;
 }
 
-const ANSWERS_MAX = 4096;
+const ANSWERS_MAX = 1024;
 
 export type ChangeListener = (change: StoreChange) => void;
 

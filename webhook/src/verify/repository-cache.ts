@@ -86,12 +86,12 @@ export class RepositoryCache {
       if (now - entry.verifiedAt < this.refreshIntervalMs) return { repo: entry.repo, verifiedAt: entry.verifiedAt, hit: true };
       // During an outage, retry in the background at most once per retry period.
       if (entry.failedAt !== undefined && now - entry.failedAt < this.retryMs) {
-        if (!entry.refreshing) void this.refresh(entry, load).catch(() => undefined);
+        if (!entry.refreshing) void this.refresh(key, entry, load).catch(() => undefined);
         return { repo: entry.repo, verifiedAt: entry.verifiedAt, hit: true, refreshError: 'trust server unavailable' };
       }
     }
     try {
-      const refreshing = this.refresh(entry, load);
+      const refreshing = this.refresh(key, entry, load);
       const fallback = entry.repo;
       if (fallback) {
         const slow = await waitAtMost(refreshing, this.refreshWaitMs);
@@ -112,7 +112,7 @@ export class RepositoryCache {
     }
   }
 
-  private refresh(entry: Entry, load: Loader): Promise<TrustedRepository> {
+  private refresh(key: string, entry: Entry, load: Loader): Promise<TrustedRepository> {
     entry.refreshing ??= load(entry.repo)
       .then((repo) => {
         entry.repo = repo;
@@ -122,6 +122,9 @@ export class RepositoryCache {
       })
       .catch((e: unknown) => {
         entry.failedAt = this.clock().getTime();
+        // Nothing verified to keep: a repository that was never loaded leaves no trace, so
+        // a stream of unknown images cannot fill the cache with empty entries.
+        if (!entry.repo && this.entries.get(key) === entry) this.entries.delete(key);
         throw e;
       })
       .finally(() => {

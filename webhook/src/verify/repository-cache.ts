@@ -1,7 +1,8 @@
 /**
  * Verified repositories kept between admissions. One refresh at a time per repository
- * (concurrent admissions share it); refreshed once older than the refresh interval; served through a trust-server outage only while every role is
- * unexpired and, if the policy says so, not older than its max age. Bounded (LRU).
+ * (concurrent admissions share it); refreshed once older than the refresh interval; served
+ * through a slow or failing trust server only while every role is unexpired and, if the
+ * policy says so, not older than its max age. Bounded (approximate LRU).
  */
 import type { TrustedRepository } from '../tuf/index.js';
 
@@ -81,7 +82,8 @@ export class RepositoryCache {
     const entry = this.touch(key);
     const now = this.clock().getTime();
     // Within the refresh interval the verified data answers alone; after it, the caller waits
-    // for the (shared) refresh, so a revoked or re-signed tag is seen within one interval.
+    // (up to refreshWaitMs) for the shared refresh, so a revoked or re-signed tag is seen
+    // within one interval while the trust server answers.
     if (entry.repo && usable(entry, now, maxAgeMs)) {
       if (now - entry.verifiedAt < this.refreshIntervalMs) return { repo: entry.repo, verifiedAt: entry.verifiedAt, hit: true };
       // During an outage, retry in the background at most once per retry period.

@@ -79,13 +79,14 @@ export class RepositoryCache {
    *   last successful refresh) is not served, even if unexpired.
    */
   async get(key: string, load: Loader, maxAgeMs?: number): Promise<CachedRepository> {
-    const entry = this.touch(key);
-    const now = this.clock().getTime();
     // Within the refresh interval the verified data answers alone; after it, the caller waits
     // (up to refreshWaitMs) for the shared refresh, so a revoked or re-signed tag is seen
     // within one interval while the trust server answers.
+    const warm = this.peek(key, maxAgeMs);
+    if (warm) return warm;
+    const entry = this.touch(key);
+    const now = this.clock().getTime();
     if (entry.repo && usable(entry, now, maxAgeMs)) {
-      if (now - entry.verifiedAt < this.refreshIntervalMs) return { repo: entry.repo, verifiedAt: entry.verifiedAt, hit: true };
       // During an outage, retry in the background at most once per retry period.
       if (entry.failedAt !== undefined && now - entry.failedAt < this.retryMs) {
         if (!entry.refreshing) void this.refresh(key, entry, load).catch(() => undefined);

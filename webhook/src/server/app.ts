@@ -31,19 +31,10 @@ export function createApp(opts: AppOptions): express.Express {
   app.disable('x-powered-by');
   app.set('etag', false);
 
-  // Counted when the answer is written rather than on 'finish': a listener per request
-  // costs more than the count.
-  const metrics = opts.metrics;
-  if (metrics) {
-    app.use((req, res, next) => {
-      const writeHead = res.writeHead;
-      res.writeHead = function (this: Response, ...args: Parameters<Response['writeHead']>) {
-        metrics.httpRequest(KNOWN_PATHS.has(req.path) ? req.path : 'other', args[0]);
-        return writeHead.apply(this, args);
-      } as Response['writeHead'];
-      next();
-    });
-  }
+  app.use((req, res, next) => {
+    res.on('finish', () => opts.metrics?.httpRequest(KNOWN_PATHS.has(req.path) ? req.path : 'other', res.statusCode));
+    next();
+  });
 
   const json = express.json({ limit, strict: true, type: () => true });
   const requireJson = (req: Request, res: Response, next: NextFunction) => {

@@ -157,7 +157,6 @@ function directorySecrets(dir: string | undefined): SecretReader {
   };
 }
 
-/** Cluster mode: the Secret in the policy's namespace (ClusterTrustPolicy: trustgate's own namespace). */
 /**
  * Policy sources report events with their own severity; a rejected policy must still show
  * under --log-level warn, so the level travels with the event instead of being fixed here.
@@ -172,6 +171,7 @@ function eventLogger(log: Logger, msg: string): (event: object) => void {
   };
 }
 
+/** Cluster mode: the Secret in the policy's namespace (ClusterTrustPolicy: trustgate's own namespace). */
 function kubernetesSecrets(kubeConfig: import('@kubernetes/client-node').KubeConfig, k8s: typeof import('@kubernetes/client-node')): SecretReader {
   const api = kubeConfig.makeApiClient(k8s.CoreV1Api);
   const own = process.env['POD_NAMESPACE'] ?? 'trustgate';

@@ -49,8 +49,9 @@ export async function generateSelfSigned(names: string[] = []): Promise<SelfSign
           const missing = (err as NodeJS.ErrnoException).code === 'ENOENT';
           const why = missing ? 'the openssl command is not installed here' : String(stderr).trim() || err.message;
           reject(new Error(`openssl could not make a self-signed certificate: ${why}; give --tls-cert and --tls-key instead`));
+        } else {
+          resolve();
         }
-        else resolve();
       });
     });
     const pair = await readPair(certFile, keyFile);

@@ -43,6 +43,8 @@ export function keyId(keytype: string, publicB64: string, role: string): string 
 }
 
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+/** Buffers this small are carved out of Node's shared pool. */
+const POOL_LIMIT = Buffer.poolSize >>> 1;
 export function decodeBase64(s: string, role: string, what: string | (() => string)): Buffer {
   if (s.length % 4 !== 0 || !BASE64.test(s)) throw new TufError('malformed', role, `${typeof what === 'string' ? what : what()} is not standard base64`);
   const pooled = Buffer.from(s, 'base64');
@@ -53,8 +55,6 @@ export function decodeBase64(s: string, role: string, what: string | (() => stri
   pooled.copy(own);
   return own;
 }
-
-const POOL_LIMIT = Buffer.poolSize >>> 1;
 
 /**
  * Parse a key object. `declaredId` is the ID the metadata files it under: it must be the

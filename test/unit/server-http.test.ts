@@ -3,6 +3,7 @@
 import { expect } from 'chai';
 import { existsSync, readFileSync } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
+import { request } from 'node:https';
 import { createAdmissionHandler } from '../../webhook/src/admission/handler.js';
 import { Metrics } from '../../webhook/src/server/metrics.js';
 import { startServer, type RunningServer } from '../../webhook/src/server/start.js';
@@ -81,6 +82,36 @@ describe('server: HTTPS end to end (self-signed)', function () {
     const out = JSON.parse(r.body);
     expect(out.response.allowed).to.equal(false);
     expect(out.response.status.message).to.equal(`container "worker" image "${SLOW}": verification did not finish within 0.08s`);
+  });
+
+  it('stops verifying when the API server closes the connection (it gave up)', async () => {
+    const review = fixture('pod-create-dryrun.json');
+    review.request.uid = 'gone-0001';
+    review.request.object.spec.containers[0].image = SLOW;
+    const text = JSON.stringify(review);
+    const before = verifier.calls.length;
+    const req = request({
+      host: '127.0.0.1',
+      port: server.port,
+      path: '/validate',
+      method: 'POST',
+      ca,
+      servername: 'localhost',
+      agent: false,
+      headers: { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(text)) },
+    });
+    req.on('error', () => {});
+    req.end(text);
+    const slow = await until(() => verifier.calls.slice(before).find((c) => c.image === SLOW));
+    expect(slow.signal.aborted).to.equal(false);
+    req.destroy();
+    await until(() => slow.signal.aborted || undefined);
+    expect(String(slow.signal.reason)).to.contain('cancelled');
+    // The admission is logged as denied, the process keeps serving.
+    const line = await until(() => log.lines.find((l) => l.msg === 'admission' && l.fields['uid'] === 'gone-0001'));
+    expect(line.fields['result']).to.equal('denied');
+    expect(String(line.fields['message'])).to.contain('the request was cancelled before verification finished');
+    expect((await call({ port: server.port, path: '/healthz', ca })).status).to.equal(200);
   });
 
   it('reads Go durations as the API server writes them', () => {
@@ -164,9 +195,9 @@ describe('server: HTTPS end to end (self-signed)', function () {
     expect(lines).to.include('trustgate_admissions_total{operation="UPDATE",result="denied",mode="enforce",webhook="validate"} 1');
     expect(lines).to.include('trustgate_admissions_total{operation="unknown",result="invalid",mode="none",webhook="validate"} 1');
     expect(lines).to.include('# TYPE trustgate_verification_duration_seconds histogram');
-    // pod-create: 3 images; ephemeral: 1 new image; the slow one; the big update: 1 new image.
-    expect(lines).to.include('trustgate_verification_duration_seconds_count 6');
-    expect(lines).to.include('trustgate_verification_duration_seconds_bucket{le="+Inf"} 6');
+    // pod-create: 3 images; ephemeral: 1 new image; the slow one twice; the big update: 1 new image.
+    expect(lines).to.include('trustgate_verification_duration_seconds_count 7');
+    expect(lines).to.include('trustgate_verification_duration_seconds_bucket{le="+Inf"} 7');
     expect(lines).to.include('trustgate_cache_hits_total 2');
     expect(lines).to.include('trustgate_cache_misses_total 1');
     expect(lines).to.include('trustgate_trust_server_errors_total{server="https://notary.example.com:4443",kind="timeout"} 1');
@@ -182,7 +213,8 @@ describe('server: HTTPS end to end (self-signed)', function () {
     for (const [path, code] of [['/mutate', 200], ['/mutate', 400], ['/mutate', 415], ['other', 404], ['/mutate', 404], ['/healthz', 200]] as const) {
       expect(http.some((l) => l.startsWith(`trustgate_http_requests_total{path="${path}",code="${code}"} `)), `${path} ${code} in ${http.join('; ')}`).to.equal(true);
     }
-    expect(lines).to.include('trustgate_admissions_total{operation="CREATE",result="denied",mode="enforce",webhook="validate"} 1');
+    // The ?timeout= one and the one whose client went away.
+    expect(lines).to.include('trustgate_admissions_total{operation="CREATE",result="denied",mode="enforce",webhook="validate"} 2');
   });
 
   it('close() frees the port and removes the generated key', async () => {
@@ -215,3 +247,13 @@ describe('server: handler failures', () => {
     }
   });
 });
+
+async function until<T>(probe: () => T | undefined, ms = 5000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = probe();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}

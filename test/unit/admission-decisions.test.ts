@@ -220,6 +220,53 @@ describe('admission: decisions', () => {
     });
   });
 
+  describe('warm verdicts without waiting', () => {
+    /** A verifier whose verifyCached knows some images; the rest go through verifyImage. */
+    function cachedHandler(cached: Record<string, ImageVerdict | (() => ImageVerdict)>, table: ConstructorParameters<typeof TableVerifier>[0] = {}) {
+      const verifier = Object.assign(new TableVerifier(table), {
+        cachedCalls: [] as string[],
+        verifyCached(image: string): ImageVerdict | undefined {
+          this.cachedCalls.push(image);
+          const entry = cached[image];
+          return typeof entry === 'function' ? entry() : entry;
+        },
+      });
+      const handle = createAdmissionHandler({ verifier, mutate: true, deadlineMs: 5000, log: captureLogger() });
+      return { verifier, handle };
+    }
+
+    it('uses warm verdicts as they are and waits only for the others', async () => {
+      const { verifier, handle } = cachedHandler({ [API]: signed(API), [NGINX]: failed(NGINX, failure('enforce', 'tag "1.25" is not signed')) });
+      const out = await handle(fixture('pod-create.json'));
+      expect(verifier.cachedCalls.sort()).to.deep.equal([API, MIGRATE, NGINX].sort());
+      expect(verifier.calls.map((c) => c.image)).to.deep.equal([MIGRATE]);
+      expect(out.response.allowed).to.equal(false);
+      expect(out.response.status!.message).to.equal('container "proxy" image "nginx:1.25": TrustPolicy payments/payments, role targets/releases, server https://notary.example.com:4443: tag "1.25" is not signed');
+    });
+
+    it('pins from warm verdicts alone, without calling verifyImage', async () => {
+      const { verifier, handle } = cachedHandler({ [API]: signed(API), [NGINX]: signed(NGINX), [MIGRATE]: signed(MIGRATE) });
+      const out = await handle(fixture('pod-create.json'));
+      expect(verifier.calls).to.deep.equal([]);
+      expect(out.response.allowed).to.equal(true);
+      expect(out.response.patch).to.be.a('string');
+    });
+
+    it('falls back to verifyImage when verifyCached throws, and denies a warm verdict for another image', async () => {
+      const { verifier, handle } = cachedHandler({
+        [API]: () => {
+          throw new Error('cache trouble');
+        },
+        [NGINX]: signed('nginx:1.26'),
+        [MIGRATE]: signed(MIGRATE),
+      });
+      const out = await handle(fixture('pod-create.json'));
+      expect(verifier.calls.map((c) => c.image)).to.deep.equal([API]);
+      expect(out.response.allowed).to.equal(false);
+      expect(out.response.status!.message).to.equal('container "proxy" image "nginx:1.25": the verifier answered for "nginx:1.26" instead');
+    });
+  });
+
   describe('what is not checked', () => {
     it('allows DELETE immediately', async () => {
       const { handle, verifier } = handler({});

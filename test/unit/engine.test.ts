@@ -244,6 +244,43 @@ describe('verification engine', () => {
       expect(source.fetches.get('timestamp')).to.equal(timestampsBefore + 1);
     });
 
+    it('verifyCached answers from warm data only, exactly as verifyImage does, and never fetches', async () => {
+      const local = new RepoForge({ now: NOW });
+      const source = new ForgedSource(local.build());
+      const pols = [policy('a', local.build()), policy('b', local.build(), { mode: 'warn', roles: ['targets/qa'] })];
+      const { engine, clock } = rig(pols, source, { refreshMs: 1000 });
+      expect(engine.verifyCached(IMAGE, undefined), 'cold: nothing to answer from').to.equal(undefined);
+      expect(source.total()).to.equal(0);
+      const slow = await engine.verifyImage(IMAGE, undefined, signal());
+      const fetched = source.total();
+      // Same verdict, warn failure and pin included; unsigned tags and bad references too.
+      expect(engine.verifyCached(IMAGE, undefined)).to.deep.equal(slow);
+      expect(slow.failures.map((f) => f.mode)).to.deep.equal(['warn']);
+      expect(engine.verifyCached(`${GUN}:v9`, undefined)).to.deep.equal(await engine.verifyImage(`${GUN}:v9`, undefined, signal()));
+      expect(engine.verifyCached('Bad//ref', undefined)).to.deep.include({ allowed: false });
+      expect(source.total()).to.equal(fetched);
+      // A due refresh is verifyImage's to make: no answer from data past the refresh interval.
+      clock.now = new Date(NOW.getTime() + 1000);
+      expect(engine.verifyCached(IMAGE, undefined)).to.equal(undefined);
+      expect(source.total()).to.equal(fetched);
+    });
+
+    it('verifyCached needs every matching policy warm, and respects the max age', async () => {
+      const source = new ForgedSource(forge.build());
+      const other = new ForgedSource(forge.build(), 'https://other.test');
+      const pols = [policy('a', forge.build()), policy('b', forge.build(), { server: 'https://other.test', maxAge: 1 })];
+      const { engine, clock } = rig(pols, source, { sources: new Map([['https://other.test', other]]) });
+      other.behaviour = 'down';
+      expect((await engine.verifyImage(IMAGE, undefined, signal())).allowed).to.equal(false);
+      // Policy a's repository is warm, b's is not: no synchronous answer, and no half verdict.
+      expect(engine.verifyCached(IMAGE, undefined)).to.equal(undefined);
+      other.behaviour = 'serve';
+      await engine.verifyImage(IMAGE, undefined, signal());
+      expect(engine.verifyCached(IMAGE, undefined)).to.deep.include({ allowed: true, digest: v2Digest });
+      clock.now = new Date(NOW.getTime() + 1001); // past b's max age of 1 s, inside the refresh interval
+      expect(engine.verifyCached(IMAGE, undefined)).to.equal(undefined);
+    });
+
     it('a policy max age stops cached metadata from serving once the trust server has been unreachable that long', async () => {
       const { engine, source, clock } = rig([policy('a', forge.build(), { maxAge: 3600 })], new ForgedSource(forge.build()), { refreshMs: 1000 });
       await engine.verifyImage(IMAGE, undefined, signal());

@@ -43,6 +43,8 @@ export interface RequestOptions {
   deadlineMs?: number;
 }
 
+type Settled = { verdict: ImageVerdict; problem?: undefined } | { problem: string; verdict?: undefined };
+
 interface Decision {
   response: AdmissionResponse;
   mode: DecisionMode;
@@ -161,10 +163,44 @@ export function createAdmissionHandler(opts: AdmissionHandlerOptions): Admission
   }
 
   /**
-   * Verifies each distinct image once, all at once, and stops waiting at the deadline even
-   * if the verifier ignores the abort signal: an image without a verdict by then is denied.
+   * Verifies each distinct image once: from warm trust data without waiting where the
+   * verifier can, the rest all at once under the deadline.
    */
   async function verifyAll(req: AdmissionRequest, uses: ContainerImage[], distinct: string[], outer: AbortSignal | undefined, budget: number): Promise<ImageOutcome[]> {
+    const namespace = req.namespace === '' ? undefined : req.namespace;
+    const settled = new Map<string, Settled>();
+    const waiting: string[] = [];
+    for (const image of distinct) {
+      const t0 = performance.now();
+      let verdict: ImageVerdict | undefined;
+      try {
+        verdict = opts.verifier.verifyCached?.(image, namespace);
+      } catch {
+        // verifyImage gives the same error with its full account.
+      }
+      if (verdict === undefined) {
+        waiting.push(image);
+        continue;
+      }
+      metrics.imageVerificationSeconds(seconds(t0));
+      const bad = verdictProblem(verdict, image);
+      settled.set(image, bad ? { problem: bad } : { verdict });
+    }
+    const late = waiting.length > 0 ? await waitFor(waiting, namespace, settled, outer, budget) : undefined;
+    return distinct.map((image) => {
+      const s = settled.get(image);
+      const base = { image, uses: uses.filter((u) => u.image === image) };
+      if (!s) return { ...base, problem: late! };
+      return s.verdict ? { ...base, verdict: s.verdict } : { ...base, problem: s.problem! };
+    });
+  }
+
+  /**
+   * Verifies images that need I/O, all at once, and stops waiting at the deadline even if
+   * the verifier ignores the abort signal. Fills `settled` with what was known in time and
+   * returns the problem to report for images without a verdict.
+   */
+  async function waitFor(images: string[], namespace: string | undefined, settled: Map<string, Settled>, outer: AbortSignal | undefined, budget: number): Promise<string> {
     const controller = new AbortController();
     let stop!: () => void;
     const stopped = new Promise<void>((resolve) => (stop = resolve));
@@ -174,18 +210,10 @@ export function createAdmissionHandler(opts: AdmissionHandlerOptions): Admission
     };
     const timer = setTimeout(() => abort('deadline'), budget);
     const onOuter = () => abort('cancelled');
-    // The first listener on an AbortSignal costs more than a warm verification; warm
-    // verdicts settle within microtasks, so only a verification that yields to I/O listens.
-    let listening = false;
-    const listen = setImmediate(() => {
-      listening = true;
-      if (outer?.aborted) onOuter();
-      else outer?.addEventListener('abort', onOuter, { once: true });
-    });
     if (outer?.aborted) onOuter();
+    else outer?.addEventListener('abort', onOuter, { once: true });
 
-    const settled = new Map<string, { verdict?: ImageVerdict; problem?: string }>();
-    const namespace = req.namespace === '' ? undefined : req.namespace;
+    const found = new Map<string, Settled>();
     // Each image's wait is observed once: when its verdict arrives, or when we stop waiting.
     const timed = new Set<string>();
     const t0 = performance.now();
@@ -201,34 +229,26 @@ export function createAdmissionHandler(opts: AdmissionHandlerOptions): Admission
         // An allow that comes back after the deadline was not known in time; a denial is kept,
         // since the verifier's own account of the timeout names the policy and the server.
         if (controller.signal.aborted && (bad || verdict.allowed !== false)) return;
-        settled.set(image, bad ? { problem: bad } : { verdict });
+        found.set(image, bad ? { problem: bad } : { verdict });
       } catch (e) {
         if (controller.signal.aborted) return;
-        settled.set(image, { problem: `verification failed: ${(e as Error)?.message ?? String(e)}` });
+        found.set(image, { problem: `verification failed: ${(e as Error)?.message ?? String(e)}` });
       } finally {
         observe(image);
       }
     };
     try {
-      await Promise.race([Promise.all(distinct.map(one)), stopped]);
+      await Promise.race([Promise.all(images.map(one)), stopped]);
     } finally {
       clearTimeout(timer);
-      clearImmediate(listen);
-      if (listening) outer?.removeEventListener('abort', onOuter);
-      distinct.forEach(observe);
+      outer?.removeEventListener('abort', onOuter);
+      images.forEach(observe);
     }
     // A verifier that honours the signal settles within a turn of the event loop after it.
-    if (controller.signal.aborted && settled.size < distinct.length) await new Promise((r) => setImmediate(r));
+    if (controller.signal.aborted && found.size < images.length) await new Promise((r) => setImmediate(r));
     // Freeze what was known when we stopped waiting; late verdicts must not change the answer.
-    const snapshot = new Map(settled);
-    const cancelled = outer?.aborted === true;
-    const late = cancelled ? 'the request was cancelled before verification finished' : `verification did not finish within ${formatSeconds(budget)}`;
-    return distinct.map((image) => {
-      const s = snapshot.get(image);
-      const base = { image, uses: uses.filter((u) => u.image === image) };
-      if (!s) return { ...base, problem: late };
-      return s.verdict ? { ...base, verdict: s.verdict } : { ...base, problem: s.problem! };
-    });
+    for (const [image, s] of found) settled.set(image, s);
+    return outer?.aborted === true ? 'the request was cancelled before verification finished' : `verification did not finish within ${formatSeconds(budget)}`;
   }
 
   function pinsFor(outcomes: ImageOutcome[]): Pin[] {

@@ -10,7 +10,7 @@ import { FetchError, type MetadataSource } from '../notary/source.js';
 import { InvalidNameError } from '../notary/paths.js';
 import { loadRepository } from '../notary/updater.js';
 import type { TrustPolicy } from '../policy/model.js';
-import { pinFromPem, TufError, type RootPin } from '../tuf/index.js';
+import { pinFromPem, TufError, type RootPin, type TrustedRepository } from '../tuf/index.js';
 import { RepositoryCache, type Loader } from './repository-cache.js';
 import { signedDigest } from './signed-digest.js';
 import type { ImageVerdict, ImageVerifier, PolicyFailure, PolicyRef } from './types.js';
@@ -67,13 +67,43 @@ export class VerificationEngine implements ImageVerifier {
   async verifyImage(image: string, namespace: string | undefined, signal: AbortSignal): Promise<ImageVerdict> {
     const started = performance.now();
     try {
-      return await this.verify(image, namespace, signal);
+      const plan = this.plan(image, namespace);
+      if (!('policies' in plan)) return plan;
+      const outcomes = await Promise.all(plan.policies.map((p) => this.checkPolicy(p, plan.ref, signal)));
+      return compose(image, plan.reference, plan.ref, outcomes);
     } finally {
       this.opts.metrics?.verificationSeconds?.((performance.now() - started) / 1000);
     }
   }
 
-  private async verify(image: string, namespace: string | undefined, signal: AbortSignal): Promise<ImageVerdict> {
+  /**
+   * The verdict without I/O, when every policy's trust data is warm (or no trust data is
+   * needed); undefined when verifyImage has to go to a trust server. Same answer either way.
+   */
+  verifyCached(image: string, namespace: string | undefined): ImageVerdict | undefined {
+    const started = performance.now();
+    const plan = this.plan(image, namespace);
+    let verdict: ImageVerdict;
+    if (!('policies' in plan)) verdict = plan;
+    else {
+      const repos: TrustedRepository[] = [];
+      for (const policy of plan.policies) {
+        const cached = this.peekPolicy(policy, plan.ref);
+        if (!cached) return undefined;
+        repos.push(cached);
+      }
+      const outcomes = plan.policies.map((p, i) => {
+        this.opts.metrics?.cacheHit?.();
+        return this.judge(p, plan.ref, repos[i]!);
+      });
+      verdict = compose(image, plan.reference, plan.ref, outcomes);
+    }
+    this.opts.metrics?.verificationSeconds?.((performance.now() - started) / 1000);
+    return verdict;
+  }
+
+  /** A verdict that needs no trust data (bad reference, exempt, no policy), or what to check. */
+  private plan(image: string, namespace: string | undefined): ImageVerdict | { ref: ImageReference; reference: string; policies: TrustPolicy[] } {
     let ref: ImageReference;
     try {
       ref = parseReference(image);
@@ -87,39 +117,45 @@ export class VerificationEngine implements ImageVerifier {
       if (this.opts.allowUnmatched) return { image, reference, allowed: true, passed: [], failures: [] };
       return denied(image, reference, { code: 'no-policy', reason: `no TrustPolicy or ClusterTrustPolicy matches ${reference}` });
     }
-    const outcomes = await Promise.all(policies.map((p) => this.checkPolicy(p, ref, signal)));
-    return compose(image, reference, ref, outcomes);
+    return { ref, reference, policies };
   }
 
   /** Verify under one policy; never throws. */
   async checkPolicy(policy: TrustPolicy, ref: ImageReference, signal: AbortSignal): Promise<PolicyOutcome> {
     const server = policy.spec.trustServer.url;
-    const failure = (code: string, role: string | undefined, reason: string): PolicyOutcome => ({
-      policy,
-      failure: { policy: policyRef(policy), mode: policy.spec.mode, code, reason, server, ...(role ? { role } : {}) },
-    });
     try {
       const { pin, id: pinId } = this.pinOf(policy);
       const repository = `${server}|${ref.name}`;
-      const maxAgeSeconds = policy.spec.freshness?.maxMetadataAgeSeconds;
-      const maxAgeMs = maxAgeSeconds === undefined ? undefined : maxAgeSeconds * 1000;
+      const maxAgeMs = maxAgeOf(policy);
       const key = `${repository}|${pinId}`;
       const cached = this.cache.peek(key, maxAgeMs) ?? (await raceSignal(this.cache.get(key, this.loader(policy, ref.name, repository, pin), maxAgeMs), signal));
       if (cached.hit) this.opts.metrics?.cacheHit?.();
       else this.opts.metrics?.cacheMiss?.();
+      return this.judge(policy, ref, cached.repo);
+    } catch (e) {
+      return failed(policy, e);
+    }
+  }
+
+  /** Warm trust data for this policy and repository, or undefined (also when anything is off: verifyImage then reports it). */
+  private peekPolicy(policy: TrustPolicy, ref: ImageReference): TrustedRepository | undefined {
+    try {
+      return this.cache.peek(`${policy.spec.trustServer.url}|${ref.name}|${this.pinOf(policy).id}`, maxAgeOf(policy))?.repo;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** What the verified trust data says about this reference under this policy. */
+  private judge(policy: TrustPolicy, ref: ImageReference, repo: TrustedRepository): PolicyOutcome {
+    try {
       const tagged = ref.tag !== undefined ? { tag: ref.tag } : {};
       const digest = ref.digest !== undefined ? { digest: ref.digest } : {};
-      const required = policy.spec.delegations;
-      const result = signedDigest(cached.repo, { ...tagged, ...digest }, required, this.clock());
-      if (!result.ok) return failure(result.code, result.role, result.reason);
+      const result = signedDigest(repo, { ...tagged, ...digest }, policy.spec.delegations, this.clock());
+      if (!result.ok) return failure(policy, result.code, result.role, result.reason);
       return { policy, digest: result.digest, roles: result.roles };
     } catch (e) {
-      if (e instanceof TufError) return failure(e.code, e.role, e.message);
-      if (e instanceof FetchError) return failure(e.kind, e.role, e.message);
-      if (e instanceof DeadlineError) return failure('timeout', undefined, `verification did not finish before the deadline (${server})`);
-      // A reference Docker accepts but Notary cannot name (an IPv6 registry, say).
-      if (e instanceof InvalidNameError) return failure('invalid-reference', undefined, `the trust server cannot serve this repository: ${e.message}`);
-      return failure('error', undefined, `unexpected error: ${(e as Error).message ?? String(e)}`);
+      return failed(policy, e);
     }
   }
 
@@ -149,6 +185,26 @@ export class VerificationEngine implements ImageVerifier {
     }
     return p;
   }
+}
+
+function maxAgeOf(policy: TrustPolicy): number | undefined {
+  const seconds = policy.spec.freshness?.maxMetadataAgeSeconds;
+  return seconds === undefined ? undefined : seconds * 1000;
+}
+
+function failure(policy: TrustPolicy, code: string, role: string | undefined, reason: string): PolicyOutcome {
+  return { policy, failure: { policy: policyRef(policy), mode: policy.spec.mode, code, reason, server: policy.spec.trustServer.url, ...(role ? { role } : {}) } };
+}
+
+/** Every error of a policy check as a failure of that policy. */
+function failed(policy: TrustPolicy, e: unknown): PolicyOutcome {
+  const server = policy.spec.trustServer.url;
+  if (e instanceof TufError) return failure(policy, e.code, e.role, e.message);
+  if (e instanceof FetchError) return failure(policy, e.kind, e.role, e.message);
+  if (e instanceof DeadlineError) return failure(policy, 'timeout', undefined, `verification did not finish before the deadline (${server})`);
+  // A reference Docker accepts but Notary cannot name (an IPv6 registry, say).
+  if (e instanceof InvalidNameError) return failure(policy, 'invalid-reference', undefined, `the trust server cannot serve this repository: ${e.message}`);
+  return failure(policy, 'error', undefined, `unexpected error: ${(e as Error).message ?? String(e)}`);
 }
 
 function denied(image: string, reference: string, f: { code: string; reason: string }): ImageVerdict {

@@ -44,4 +44,9 @@ export interface ImageVerdict {
 export interface ImageVerifier {
   /** Verifies one image as it would run in `namespace` (undefined: cluster-scoped view). Never throws: every error becomes a failure. */
   verifyImage(image: string, namespace: string | undefined, signal: AbortSignal): Promise<ImageVerdict>;
+  /**
+   * The same verdict without waiting, when it needs no I/O (warm trust data); undefined
+   * otherwise. Lets a warm admission skip the timers and promises a wait needs.
+   */
+  verifyCached?(image: string, namespace: string | undefined): ImageVerdict | undefined;
 }

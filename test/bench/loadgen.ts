@@ -91,7 +91,12 @@ async function main(): Promise<void> {
     for (;;) {
       let t0 = performance.now();
       if (interval > 0) {
-        if (due > t0) await new Promise((r) => setTimeout(r, due - t0));
+        // Timers may fire up to a millisecond early; never send before the request is due.
+        while (t0 < due) {
+          const wait = due - t0;
+          await new Promise((r) => (wait >= 1 ? setTimeout(r, wait) : setImmediate(r)));
+          t0 = performance.now();
+        }
         t0 = due;
         due += interval;
       }

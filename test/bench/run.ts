@@ -5,7 +5,7 @@
 //
 //   node dist/test/bench/run.js [--quick] [--profile DIR] [--only LIST] [--big-forged]
 //     --quick        shorter rounds (for trying the harness, not for figures)
-//     --profile DIR  run the webhook with --cpu-prof into DIR (profiles of cold, warm, burst)
+//     --profile DIR  run the webhook and the baseline with --cpu-prof into DIR
 //     --only LIST    some of memory,big,cold,warm,burst (figures left out print as null)
 //     --big-forged   make the 10,000-tag repository with the forge instead of 10,000 `notary
 //                    addhash` runs (60-80 s); --quick implies it
@@ -256,6 +256,9 @@ interface WarmResult {
   /** p99 at PACED_RATE req/s (below saturation), latency counted from when each request was due. */
   pacedP99Ms: number;
   pacedBaselineP99Ms: number;
+  /** node:https alone answering a fixed allow: the floor of any Node webhook here (context). */
+  bare: LoadResult;
+  bareCpuUs: number;
 }
 
 function combine(rounds: Round[]): LoadResult {
@@ -283,9 +286,15 @@ async function warmFigure(ctx: Ctx, webhookPort: number, webhookPid: number): Pr
   const images: [string, string, string] = [0, 1, 2].map((i) => `${ctx.stack.registryHost}/bench/cold-${i}:${TAG}`) as [string, string, string];
   const bodyFile = join(ctx.work, 'pod-3-images.json');
   writeFileSync(bodyFile, podReview(images));
-  const baseline = await startNode([`${DIST}test/bench/baseline-server.js`, ctx.cert, ctx.key], /baseline serving on port (\d+)/);
+  const prof = (name: string) => (args.profile ? ['--cpu-prof', '--cpu-prof-dir', join(args.profile, name)] : []);
+  const baseline = await startNode([...prof('baseline'), `${DIST}test/bench/baseline-server.js`, ctx.cert, ctx.key, 'express'], /baseline serving on port (\d+)/);
+  const bareServer = await startNode([...prof('bare'), `${DIST}test/bench/baseline-server.js`, ctx.cert, ctx.key, 'bare'], /baseline serving on port (\d+)/).catch(async (e: unknown) => {
+    await baseline.stop();
+    throw e;
+  });
   try {
     const baselinePort = Number(baseline.match[1]);
+    const barePort = Number(bareServer.match[1]);
     // The webhook's answer must be the real one: allowed, with the three images pinned.
     const probe = await admit(new Agent({ ca: ctx.stack.caPem }), webhookPort, podReview(images));
     for (const img of images) expectPinned(ctx, img, probe);
@@ -303,15 +312,18 @@ async function warmFigure(ctx: Ctx, webhookPort: number, webhookPid: number): Pr
     };
     const w: Round[] = [];
     const b: Round[] = [];
+    const n: Round[] = [];
+    const label = { w: 'webhook ', b: 'baseline', n: 'bare    ' } as const;
     for (let r = 0; r < ROUNDS; r++) {
       // ABBA order: drift over the run falls on both sides alike.
-      const order = r % 2 === 0 ? ['b', 'w'] : ['w', 'b'];
+      const order = r % 2 === 0 ? (['b', 'w', 'n'] as const) : (['n', 'w', 'b'] as const);
       for (const which of order) {
-        if (which === 'w') w.push(await run(webhookPort, webhookPid, `"patch":`));
-        else b.push(await run(baselinePort, baseline.child.pid!, '"allowed":true'));
-        const last = which === 'w' ? w[w.length - 1]! : b[b.length - 1]!;
+        let last: Round;
+        if (which === 'w') w.push((last = await run(webhookPort, webhookPid, `"patch":`)));
+        else if (which === 'b') b.push((last = await run(baselinePort, baseline.child.pid!, '"allowed":true')));
+        else n.push((last = await run(barePort, bareServer.child.pid!, '"allowed":true')));
         log(
-          `  warm round ${r + 1} ${which === 'w' ? 'webhook ' : 'baseline'}: ${fmt(last.rps, 0)} req/s, p99 ${fmt(last.p99Ms, 2)} ms, ` +
+          `  warm round ${r + 1} ${label[which]}: ${fmt(last.rps, 0)} req/s, p99 ${fmt(last.p99Ms, 2)} ms, ` +
             `server ${fmt((1000 * last.serverCpuMs) / last.allRequests, 0)} us CPU/request, client cpu ${fmt(last.clientCpu, 2)}, errors ${last.errors}`,
         );
       }
@@ -322,13 +334,28 @@ async function warmFigure(ctx: Ctx, webhookPort: number, webhookPid: number): Pr
     log(`  paced ${PACED_RATE} req/s: webhook p99 ${fmt(pacedW.p99Ms, 2)} ms (errors ${pacedW.errors}), baseline p99 ${fmt(pacedB.p99Ms, 2)} ms`);
     const webhook = combine(w);
     const base = combine(b);
+    const bare = combine(n);
     const cpuPerRequest = (rounds: Round[]) => (1000 * rounds.reduce((a, r) => a + r.serverCpuMs, 0)) / rounds.reduce((a, r) => a + r.allRequests, 0);
     const webhookCpuUs = cpuPerRequest(w);
     const baselineCpuUs = cpuPerRequest(b);
-    if (webhook.errors + base.errors + pacedW.errors + pacedB.errors > 0) throw new Error(`warm run had errors: webhook ${webhook.firstError ?? ''} baseline ${base.firstError ?? ''}`);
-    return { webhook, baseline: base, ratio: webhook.rps / base.rps, p99Ms: webhook.p99Ms, baselineP99Ms: base.p99Ms, webhookCpuUs, baselineCpuUs, pacedP99Ms: pacedW.p99Ms, pacedBaselineP99Ms: pacedB.p99Ms };
+    if (webhook.errors + base.errors + bare.errors + pacedW.errors + pacedB.errors > 0) {
+      throw new Error(`warm run had errors: webhook ${webhook.firstError ?? ''} baseline ${base.firstError ?? ''} bare ${bare.firstError ?? ''}`);
+    }
+    return {
+      webhook,
+      baseline: base,
+      ratio: webhook.rps / base.rps,
+      p99Ms: webhook.p99Ms,
+      baselineP99Ms: base.p99Ms,
+      webhookCpuUs,
+      baselineCpuUs,
+      pacedP99Ms: pacedW.p99Ms,
+      pacedBaselineP99Ms: pacedB.p99Ms,
+      bare,
+      bareCpuUs: cpuPerRequest(n),
+    };
   } finally {
-    await baseline.stop();
+    await Promise.all([baseline.stop(), bareServer.stop()]);
   }
 }
 
@@ -510,6 +537,13 @@ function report(r: Results): void {
         'warm admission server CPU per request',
         `${fmt(warm.webhookCpuUs, 0)} us = ${fmt(warm.baselineCpuUs / warm.webhookCpuUs, 2)} x baseline's efficiency`,
         `express fixed allow: ${fmt(warm.baselineCpuUs, 0)} us`,
+        '(context)',
+        true,
+      ],
+      [
+        'bare node:https fixed allow (20 conns)',
+        `${fmt(warm.bare.rps, 0)} req/s, p99 ${fmt(warm.bare.p99Ms, 2)} ms`,
+        `server ${fmt(warm.bareCpuUs, 0)} us CPU/request`,
         '(context)',
         true,
       ],

@@ -187,11 +187,11 @@ export function createAdmissionHandler(opts: AdmissionHandlerOptions): Admission
       settled.set(image, bad ? { problem: bad } : { verdict });
     }
     const late = waiting.length > 0 ? await waitFor(waiting, namespace, settled, outer, budget) : undefined;
-    return distinct.map((image) => {
+    return distinct.map((image): ImageOutcome => {
       const s = settled.get(image);
-      const base = { image, uses: uses.filter((u) => u.image === image) };
-      if (!s) return { ...base, problem: late! };
-      return s.verdict ? { ...base, verdict: s.verdict } : { ...base, problem: s.problem! };
+      const mine = uses.filter((u) => u.image === image);
+      if (s?.verdict) return { image, uses: mine, verdict: s.verdict };
+      return { image, uses: mine, problem: s ? s.problem : late! };
     });
   }
 

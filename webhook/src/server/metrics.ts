@@ -5,13 +5,17 @@ import type { AdmissionMetrics, AdmissionResult, DecisionMode, WebhookName } fro
 
 type Labels = Record<string, string>;
 
+// Called several times per admission: no intermediate arrays, and escaping only when needed.
 function labelKey(labels: Labels): string {
-  const entries = Object.entries(labels);
-  if (entries.length === 0) return '';
-  return `{${entries.map(([k, v]) => `${k}="${escapeLabel(v)}"`).join(',')}}`;
+  let key = '';
+  for (const k in labels) key += `${key === '' ? '{' : ','}${k}="${escapeLabel(labels[k]!)}"`;
+  return key === '' ? '' : `${key}}`;
 }
 
+const NEEDS_ESCAPE = /[\\\n"]/;
+
 function escapeLabel(v: string): string {
+  if (!NEEDS_ESCAPE.test(v)) return v;
   return v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
 }
 
@@ -66,9 +70,7 @@ export class Histogram {
       s = { labels, counts: this.buckets.map(() => 0), sum: 0, count: 0 };
       this.series.set(key, s);
     }
-    this.buckets.forEach((b, i) => {
-      if (value <= b) s.counts[i]!++;
-    });
+    for (let i = 0; i < this.buckets.length; i++) if (value <= this.buckets[i]!) s.counts[i]!++;
     s.sum += value;
     s.count++;
   }

@@ -498,6 +498,31 @@ describe('tuf attacks: endless data', () => {
     expectRefused(() => verifyNextRoot(v1, huge, GUN), 'too-large', 'root', 'exceed the cap');
   });
 
+  it('refuses a signed targets file if any one target is malformed, before any lookup (hashes are decoded lazily)', () => {
+    for (const [edit, message] of [
+      [(t: Doc) => (t.hashes.sha256 = 'not base64!'), 'targets["other"].hashes.sha256 is not standard base64'],
+      [(t: Doc) => (t.hashes.sha512 = 12), 'targets["other"].hashes.sha512 must be a string'],
+      [(t: Doc) => (t.hashes = 'AAAA'), 'targets["other"].hashes must be an object'],
+      [(t: Doc) => (t.length = -1), 'targets["other"].length must be an integer >= 0'],
+    ] as const) {
+      const f = fresh();
+      f.addTarget('targets', 'other', manifest('other'), true);
+      edit(f.signed('targets').targets['other']);
+      expectRefused(() => load(f.build()), 'malformed', 'targets', message);
+    }
+  });
+
+  it('a target whose sha256 is base64 of the wrong size is refused at lookup; its neighbours still resolve', () => {
+    const f = fresh();
+    f.addTarget('targets', 'short', manifest('short'));
+    f.signed('targets').targets['short'].hashes.sha256 = Buffer.alloc(20).toString('base64');
+    const { repo } = load(f.build());
+    expectRefused(() => repo.findInRole('targets', 'short', NOW), 'malformed', 'targets', 'target "short" has no sha256 manifest digest');
+    expect(ok(repo.findInRole('targets', 'v1.0', NOW)).digest).to.equal('sha256:' + sha256hex(manifest('v1.0')));
+    // Looked up twice: the same answer from the memoised decode.
+    expect(ok(repo.findInRole('targets', 'v1.0', NOW)).digest).to.equal('sha256:' + sha256hex(manifest('v1.0')));
+  });
+
   it('refuses deeply nested JSON inside a signed, correctly declared targets file without crashing', () => {
     const f = fresh();
     let deep: Doc = dict({ leaf: 1 });

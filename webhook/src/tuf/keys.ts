@@ -45,8 +45,12 @@ export function keyId(keytype: string, publicB64: string, role: string): string 
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 /** Buffers this small are carved out of Node's shared pool. */
 const POOL_LIMIT = Buffer.poolSize >>> 1;
-export function decodeBase64(s: string, role: string, what: string | (() => string)): Buffer {
+export function checkBase64(s: string, role: string, what: string | (() => string)): void {
   if (s.length % 4 !== 0 || !BASE64.test(s)) throw new TufError('malformed', role, `${typeof what === 'string' ? what : what()} is not standard base64`);
+}
+
+export function decodeBase64(s: string, role: string, what: string | (() => string)): Buffer {
+  checkBase64(s, role, what);
   const pooled = Buffer.from(s, 'base64');
   // A small decoded Buffer is a view into a shared 8 KiB slab; a cached hash would keep the
   // whole slab alive after everything else in it is gone. A copy owns just its bytes.

@@ -1,7 +1,7 @@
 import { canonicalBytes } from './canonical.js';
 import { TufError } from './errors.js';
 import { Fields, isObject, parseJson, type JsonObject } from './json.js';
-import { decodeBase64, parseKey, type PublicKey } from './keys.js';
+import { checkBase64, decodeBase64, parseKey, type PublicKey } from './keys.js';
 
 export interface Signature {
   keyid: string;
@@ -23,9 +23,9 @@ export interface RoleKeys {
 }
 
 export interface FileMeta {
-  length: number;
+  readonly length: number;
   /** algorithm -> raw digest */
-  hashes: Map<string, Buffer>;
+  readonly hashes: ReadonlyMap<string, Buffer>;
 }
 
 interface Common {
@@ -125,21 +125,53 @@ export function parseRoot(env: Envelope): Root {
   };
 }
 
-/** `where` is only spelled out for an error: a targets file has one entry per tag. */
-function fileMeta(obj: JsonObject, role: string, where: () => string): FileMeta {
+/**
+ * Checks a file-meta object (base64 hashes, integer length) without decoding it and returns
+ * its length. `where` is only spelled out for an error: a targets file has one per tag.
+ */
+function checkFileMeta(obj: JsonObject, role: string, where: () => string): number {
   const hashesObj = obj['hashes'];
   if (!isObject(hashesObj)) throw new TufError('malformed', role, `${where()}.hashes must be an object`);
-  const hashes = new Map<string, Buffer>();
   for (const alg of Object.keys(hashesObj)) {
     const v = hashesObj[alg];
     if (typeof v !== 'string') throw new TufError('malformed', role, `${where()}.hashes.${alg} must be a string`);
-    hashes.set(alg, decodeBase64(v, role, () => `${where()}.hashes.${alg}`));
+    checkBase64(v, role, () => `${where()}.hashes.${alg}`);
   }
   const length = obj['length'];
   if (typeof length !== 'number' || !Number.isSafeInteger(length) || length < 0) {
     throw new TufError('malformed', role, `${where()}.length must be an integer >= 0`);
   }
-  return { length, hashes };
+  return length;
+}
+
+/** Hashes already checked by checkFileMeta: decoding cannot fail. */
+function decodeHashes(hashesObj: JsonObject, role: string): Map<string, Buffer> {
+  const hashes = new Map<string, Buffer>();
+  for (const alg of Object.keys(hashesObj)) hashes.set(alg, decodeBase64(hashesObj[alg] as string, role, alg));
+  return hashes;
+}
+
+function fileMeta(obj: JsonObject, role: string, where: () => string): FileMeta {
+  const length = checkFileMeta(obj, role, where);
+  return { length, hashes: decodeHashes(obj['hashes'] as JsonObject, role) };
+}
+
+/**
+ * A target's file meta, checked as strictly as any other but decoded only when looked up:
+ * a targets file can list 10,000 tags and an admission reads one, so decoding them all
+ * up front cost a cold load more time (mostly garbage collection) than hashing the file.
+ */
+class TargetMeta implements FileMeta {
+  #hashes: ReadonlyMap<string, Buffer> | undefined;
+  constructor(
+    readonly length: number,
+    private readonly encoded: JsonObject,
+    private readonly role: string,
+  ) {}
+
+  get hashes(): ReadonlyMap<string, Buffer> {
+    return (this.#hashes ??= decodeHashes(this.encoded, this.role));
+  }
 }
 
 export function parseTimestamp(env: Envelope): Timestamp {
@@ -172,7 +204,8 @@ export function parseTargets(env: Envelope): Targets {
   for (const name of Object.keys(targetsObj)) {
     const v = targetsObj[name];
     if (!isObject(v)) throw new TufError('malformed', env.role, `targets["${name}"] must be an object`);
-    targets.set(name, fileMeta(v, env.role, () => `targets["${name}"]`));
+    const length = checkFileMeta(v, env.role, () => `targets["${name}"]`);
+    targets.set(name, new TargetMeta(length, v['hashes'] as JsonObject, env.role));
   }
   let delegationKeys = new Map<string, PublicKey>();
   const delegations: DelegatedRole[] = [];

@@ -246,6 +246,19 @@ describe('server: handler failures', () => {
       await server.close();
     }
   });
+
+  it('answers 500 when the answer cannot be serialised, and keeps serving', async () => {
+    const odd = async () => ({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response: { uid: 'x', allowed: true, big: 1n } }) as never;
+    const server = await startServer({ port: 0, host: '127.0.0.1', handlers: { mutate: odd, validate: odd }, ready: () => true });
+    try {
+      const r = await postJson(server.port, '/mutate', fixture('pod-create.json'));
+      expect(r.status).to.equal(500);
+      expect(JSON.parse(r.body).error).to.match(/could not be serialised/);
+      expect((await call({ port: server.port, path: '/healthz' })).status).to.equal(200);
+    } finally {
+      await server.close();
+    }
+  });
 });
 
 async function until<T>(probe: () => T | undefined, ms = 5000): Promise<T> {

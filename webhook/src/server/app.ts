@@ -55,7 +55,7 @@ export function createApp(opts: AppOptions): RequestListener {
 
     const answer = (code: number, value: unknown) => {
       send(res, code, value);
-      metrics?.httpRequest(path, code);
+      metrics?.httpRequest(path, res.statusCode);
     };
     const type = req.headers['content-type'];
     if (type === undefined || !JSON_TYPE.test(type)) {
@@ -159,9 +159,16 @@ function bodyErrorText(e: BodyError, code: number, limit: number): string {
   return e.message ?? (code === 415 ? 'unsupported encoding' : 'bad request');
 }
 
+/** Never throws: it runs in promise callbacks, where a throw would take the process down. */
 function send(res: ServerResponse, code: number, value: unknown): void {
-  if (res.headersSent) return;
-  const body = JSON.stringify(value);
+  if (res.headersSent || res.destroyed) return;
+  let body: string;
+  try {
+    body = JSON.stringify(value);
+  } catch {
+    code = 500;
+    body = '{"error":"internal error: the answer could not be serialised"}';
+  }
   res.writeHead(code, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(body) });
   res.end(body);
 }

@@ -122,13 +122,10 @@ export class VerificationEngine implements ImageVerifier {
 
   /** Verify under one policy; never throws. */
   async checkPolicy(policy: TrustPolicy, ref: ImageReference, signal: AbortSignal): Promise<PolicyOutcome> {
-    const server = policy.spec.trustServer.url;
     try {
+      const repository = repositoryOf(policy, ref);
       const { pin, id: pinId } = this.pinOf(policy);
-      const repository = `${server}|${ref.name}`;
-      const maxAgeMs = maxAgeOf(policy);
-      const key = `${repository}|${pinId}`;
-      const cached = this.cache.peek(key, maxAgeMs) ?? (await raceSignal(this.cache.get(key, this.loader(policy, ref.name, repository, pin), maxAgeMs), signal));
+      const cached = await raceSignal(this.cache.get(`${repository}|${pinId}`, this.loader(policy, ref.name, repository, pin), maxAgeOf(policy)), signal);
       if (cached.hit) this.opts.metrics?.cacheHit?.();
       else this.opts.metrics?.cacheMiss?.();
       return this.judge(policy, ref, cached.repo);
@@ -140,7 +137,7 @@ export class VerificationEngine implements ImageVerifier {
   /** Warm trust data for this policy and repository, or undefined (also when anything is off: verifyImage then reports it). */
   private peekPolicy(policy: TrustPolicy, ref: ImageReference): TrustedRepository | undefined {
     try {
-      return this.cache.peek(`${policy.spec.trustServer.url}|${ref.name}|${this.pinOf(policy).id}`, maxAgeOf(policy))?.repo;
+      return this.cache.peek(`${repositoryOf(policy, ref)}|${this.pinOf(policy).id}`, maxAgeOf(policy))?.repo;
     } catch {
       return undefined;
     }
@@ -185,6 +182,11 @@ export class VerificationEngine implements ImageVerifier {
     }
     return p;
   }
+}
+
+/** One repository on one trust server: what high-water marks are kept for (the cache key adds the root pin). */
+function repositoryOf(policy: TrustPolicy, ref: ImageReference): string {
+  return `${policy.spec.trustServer.url}|${ref.name}`;
 }
 
 function maxAgeOf(policy: TrustPolicy): number | undefined {

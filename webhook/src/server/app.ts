@@ -65,8 +65,8 @@ export function createApp(opts: AppOptions): RequestListener {
     }
     parseJson(req, res, (err) => {
       if (err !== undefined) {
-        const status = bodyErrorStatus(err as BodyError);
-        if (status !== undefined) return answer(status.code, { error: bodyErrorText(err as BodyError, status.code, limit) });
+        const refused = bodyRefusal(err as BodyError, limit);
+        if (refused) return answer(refused.code, { error: refused.reason });
         log.error('request failed', { path, error: (err as Error)?.stack ?? String(err) });
         return answer(500, { error: 'internal error' });
       }
@@ -144,19 +144,13 @@ function otherRoutes(opts: AppOptions, log: Logger): express.Express {
   return app;
 }
 
-/** Body-parser errors carry an HTTP status and a type; anything else is ours (500). */
-function bodyErrorStatus(e: BodyError): { code: number } | undefined {
-  if (e.type === 'entity.parse.failed') return { code: 400 };
-  if (e.type === 'entity.too.large') return { code: 413 };
-  if (e.type === 'encoding.unsupported' || e.type === 'charset.unsupported') return { code: 415 };
-  if (typeof e.status === 'number' && e.status >= 400 && e.status < 500) return { code: e.status };
+/** Body-parser errors carry an HTTP status and a type: the client's mistake, said back. Anything else is ours (500). */
+function bodyRefusal(e: BodyError, limit: number): { code: number; reason: string } | undefined {
+  if (e.type === 'entity.parse.failed') return { code: 400, reason: `malformed JSON: ${e.message}` };
+  if (e.type === 'entity.too.large') return { code: 413, reason: `request body larger than ${limit} bytes` };
+  if (e.type === 'encoding.unsupported' || e.type === 'charset.unsupported') return { code: 415, reason: e.message ?? 'unsupported encoding' };
+  if (typeof e.status === 'number' && e.status >= 400 && e.status < 500) return { code: e.status, reason: e.message ?? 'bad request' };
   return undefined;
-}
-
-function bodyErrorText(e: BodyError, code: number, limit: number): string {
-  if (e.type === 'entity.parse.failed') return `malformed JSON: ${e.message}`;
-  if (code === 413) return `request body larger than ${limit} bytes`;
-  return e.message ?? (code === 415 ? 'unsupported encoding' : 'bad request');
 }
 
 /** Never throws: it runs in promise callbacks, where a throw would take the process down. */

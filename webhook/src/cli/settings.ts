@@ -102,7 +102,7 @@ export const SERVE_SETTINGS: readonly Setting[] = [
   setting({ key: 'kubernetes', flag: 'kubernetes',
     help: 'Read policies from the cluster (list/watch) with the in-cluster service account, or KUBECONFIG.' }),
   setting({ key: 'port', flag: 'port', value: 'PORT', default: '8443', example: '8443',
-    help: 'HTTPS port (0: any free port).',
+    help: 'HTTPS port, 0-65535 (0: any free port).',
     parse: (raw) => {
       if (!/^\d+$/.test(raw) || Number(raw) > 65535) throw new Invalid('must be an integer 0-65535');
       return Number(raw);
@@ -115,7 +115,7 @@ export const SERVE_SETTINGS: readonly Setting[] = [
     help: 'Private key of --tls-cert (PEM).' }),
   // The API server's webhook timeout is at most 30 s; a longer deadline could never apply.
   setting({ key: 'deadlineMs', flag: 'deadline', value: 'SECONDS', default: '8', example: '8', parse: seconds(0, 30, true),
-    help: 'Every admission is answered within this many seconds; keep it below the webhook timeoutSeconds.' }),
+    help: 'Every admission is answered within this many seconds, in (0, 30]; keep it below the webhook timeoutSeconds.' }),
   setting({ key: 'allowUnmatched', flag: 'allow-unmatched',
     help: 'Admit images no policy matches (default: deny them).' }),
   setting({ key: 'exempt', flag: 'exempt', value: 'PATTERN', multiple: true, example: 'registry.k8s.io/pause:3.9',
@@ -134,9 +134,9 @@ export const SERVE_SETTINGS: readonly Setting[] = [
       return raw;
     } }),
   setting({ key: 'refreshIntervalMs', env: 'TRUSTGATE_REFRESH_SECONDS', value: 'SECONDS', default: '60', example: '60', parse: seconds(0, 86400, false),
-    help: 'Verified trust data is refreshed from the trust server once it is older than this (0: on every admission). A revoked tag stays admitted until then.' }),
+    help: 'Verified trust data is refreshed from the trust server once it is older than this many seconds, 0-86400 (0: on every admission). A revoked tag stays admitted until then.' }),
   setting({ key: 'secretsDir', env: 'TRUSTGATE_SECRETS_DIR', value: 'DIR', example: '/etc/trustgate/secrets',
-    help: 'Standalone only: credentials named by policies are read from DIR/<secretName>/username and .../password.',
+    help: 'Standalone only: credentials named by policies are read from DIR/<secretName>/username and .../password. DIR must exist.',
     parse: (raw) => {
       let dir = false;
       try {

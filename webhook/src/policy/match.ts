@@ -125,6 +125,13 @@ export function imagePatternProblems(pattern: string): string[] {
   }
   const domainProblem = checkDomain(first);
   if (domainProblem) problems.push(domainProblem);
+  if (first.endsWith(':443') && !domainProblem) {
+    // One spelling per registry: a reference that spells the default port is refused when a
+    // policy covers the registry without it, so a pattern with it could only ever cover that.
+    problems.push(
+      `port 443 is the HTTPS default, which image references leave out: write ${JSON.stringify(`${first.slice(0, -4)}${path === '' ? '' : `/${path}`}${tag !== undefined ? `:${tag}` : ''}`)}`,
+    );
+  }
   if (first === 'index.docker.io' || first === 'registry-1.docker.io') {
     problems.push(`references to Docker Hub are normalized to docker.io: write ${JSON.stringify(`docker.io/${path}${tag !== undefined ? `:${tag}` : ''}`)}`);
   }

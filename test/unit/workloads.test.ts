@@ -1,6 +1,8 @@
 // Extracting every image a Pod or a workload template would run, with pointers that
 // really point at the image field.
 import { expect } from 'chai';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { IMAGE_FIELDS, imagesOf, podSpecPath, WorkloadError, type ImageUse } from '../../webhook/src/images/workloads.js';
 import { at, fixture } from '../fixtures/admission/support.js';
 
@@ -101,6 +103,14 @@ describe('workload image extraction', () => {
       'ephemeralContainers[].image',
       'volumes[].image.reference',
     ]);
+  });
+  it("the README's \"What it checks\" table lists every field of the table, with its name in messages and its patch path", () => {
+    const readme = readFileSync(fileURLToPath(new URL('../../../README.md', import.meta.url)), 'utf8');
+    const section = readme.slice(readme.indexOf('## What it checks'), readme.indexOf('\n## ', readme.indexOf('## What it checks') + 1));
+    for (const f of IMAGE_FIELDS) {
+      expect(section).to.contain(`| \`${f.list}[].${f.image.join('.')}\``);
+      expect(section).to.contain(`| \`${f.kind} "name"\` | \`/spec/${f.list}/N/${f.image.join('/')}\` |`);
+    }
   });
   for (const field of IMAGE_FIELDS) {
     for (const [group, kind, wrap] of KINDS) {

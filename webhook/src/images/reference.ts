@@ -164,9 +164,8 @@ export function formatReference(ref: ImageReference): string {
 /**
  * The same reference with the registry's explicit HTTPS default port dropped
  * (`registry.example.com:443/x` -> `registry.example.com/x`, `docker.io:443/nginx` ->
- * `docker.io/library/nginx`), or undefined when it names no `:443`. Throws ReferenceError
- * when the spelling without the port is invalid. Both spellings reach
- * one repository over HTTPS; a policy covering either must not be escaped by the other.
+ * `docker.io/library/nginx`), or undefined when it names no `:443`. Both spellings reach one
+ * repository over HTTPS, so a policy covering one must not be escaped through the other.
  */
 export function withoutDefaultPort(ref: ImageReference): ImageReference | undefined {
   if (!ref.domain.endsWith(HTTPS_DEFAULT_PORT)) return undefined;

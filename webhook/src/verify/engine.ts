@@ -219,6 +219,8 @@ function failed(policy: TrustPolicy, e: unknown): PolicyOutcome {
  * `host:443/x` reaches the repository `host/x` over HTTPS. When a policy covers the spelling
  * without the port but not the one written, the image is refused and told how to write it
  * (not admitted as unmatched, not verified under another GUN than its publisher signed).
+ * Enforced whatever the policy's mode: the fix is a spelling, and a warning would let the
+ * alias run unverified.
  */
 function aliasDenial(image: string, ref: ImageReference, reference: string, portless: ImageReference, asWritten: TrustPolicy[], coveringPortless: TrustPolicy[]): ImageVerdict | undefined {
   const escaped = coveringPortless.filter((p) => !asWritten.includes(p));

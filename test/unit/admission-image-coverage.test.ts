@@ -224,7 +224,7 @@ describe('admission: every image a Pod runs is verified, whatever field or regis
 
     it("verifies Docker Hub's other host names under the docker.io policy: unsigned denied, signed pinned to docker.io", async () => {
       const { mutate, validate, guns } = rig(true);
-      for (const host of ['registry-1.docker.io', 'index.docker.io']) {
+      for (const host of ['registry-1.docker.io', 'registry.hub.docker.com', 'index.docker.io']) {
         const unsigned = podReview({ containers: [{ name: 'web', image: `${host}/library/nginx:v9` }] });
         for (const handle of [mutate, validate]) {
           await expectDenied(handle, unsigned, new RegExp(`^container "web" image "${host.replace(/\./g, '\\.')}/library/nginx:v9": ClusterTrustPolicy docker-hub-official, .*v9`));
@@ -246,6 +246,7 @@ describe('admission: every image a Pod runs is verified, whatever field or regis
         ['index.docker.io:443/library/nginx:v2.0', 'write the image as "docker.io/library/nginx:v2.0"'],
         ['registry-1.docker.io:443/library/nginx:v9', 'write the image as "docker.io/library/nginx:v9"'],
         ['registry-1.docker.io/nginx:v2.0', 'write "docker.io/library/nginx:v2.0"'],
+        ['registry.hub.docker.com/nginx:v2.0', 'write "docker.io/library/nginx:v2.0"'],
         ['registry-1.docker.io:443/nginx:v2.0', 'write "docker.io/library/nginx:v2.0"'],
       ];
       for (const [image, hint] of cases) {

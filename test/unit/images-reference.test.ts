@@ -122,6 +122,7 @@ const invalid: Array<[string, string]> = [
   ['index.docker.io/:1', 'empty repository name'],
   // Docker Hub adds library/ only for the docker.io spelling: no guessing for its registry host
   ['registry-1.docker.io/nginx', 'Docker Hub, which names official images library/nginx: write "docker.io/library/nginx"'],
+  ['registry.hub.docker.com/nginx', 'registry.hub.docker.com is Docker Hub, which names official images library/nginx: write "docker.io/library/nginx"'],
   ['registry-1.docker.io/nginx:1.25@' + D, `write "docker.io/library/nginx:1.25@${D}"`],
   // path grammar
   ['..', 'invalid path component ".."'],
@@ -289,7 +290,7 @@ describe('image references: normalization tricks', () => {
       'index.docker.io/library/nginx:latest',
     ],
     // containerd sends every docker.io pull to registry-1.docker.io: one repository, one GUN.
-    ['docker.io/library/nginx:1', 'registry-1.docker.io/library/nginx:1', 'index.docker.io/library/nginx:1', 'nginx:1'],
+    ['docker.io/library/nginx:1', 'registry-1.docker.io/library/nginx:1', 'registry.hub.docker.com/library/nginx:1', 'index.docker.io/library/nginx:1', 'nginx:1'],
     ['user/app', 'docker.io/user/app', 'index.docker.io/user/app:latest', 'registry-1.docker.io/user/app'],
     ['localhost:5000/app', 'localhost:5000/app:latest'],
   ];

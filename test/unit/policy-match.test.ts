@@ -129,6 +129,7 @@ describe('policy image patterns', () => {
       ['docker.io/nginx', /write "docker\.io\/library\/nginx"/],
       ['docker.io/nginx:1.25', /write "docker\.io\/library\/nginx:1\.25"/],
       ['index.docker.io/library/nginx', /normalized to docker\.io: write "docker\.io\/library\/nginx"/],
+      ['registry.hub.docker.com/user/app', /normalized to docker\.io: write "docker\.io\/user\/app"/],
       ['registry-1.docker.io/library/**', /normalized to docker\.io: write "docker\.io\/library\/\*\*"/],
       // One spelling per registry: the default HTTPS port is always left out.
       ['registry.test:443/strict/**', /port 443 is the HTTPS default.*write "registry\.test\/strict\/\*\*"/],

@@ -10,11 +10,11 @@
 // - only sha256 digests of 64 lowercase hex characters, the only kind we pin to;
 // - the whole input being a digest (`sha256:<64 hex>`) is rejected like a bare 64-hex
 //   name: containerd resolves a string that parses as a digest as a local image ID.
-// - Docker Hub's registry host `registry-1.docker.io` is Docker Hub, like `index.docker.io`
-//   (containerd sends every docker.io pull there): both are normalized to docker.io, the
-//   name Notary signs Docker Hub repositories under. `registry-1.docker.io/nginx` (no
-//   namespace) is rejected rather than guessed at: Docker Hub adds `library/` only for the
-//   docker.io spelling.
+// - Docker Hub's registry hosts `registry-1.docker.io` (where containerd sends every
+//   docker.io pull) and `registry.hub.docker.com` are Docker Hub, like `index.docker.io`:
+//   all are normalized to docker.io, the name Notary signs Docker Hub repositories under.
+//   `registry-1.docker.io/nginx` (no namespace) is rejected rather than guessed at:
+//   distribution adds `library/` only for docker.io and index.docker.io.
 //
 // An explicit default port (`registry.example.com:443`) is not normalized away: it is
 // another name for the registry over HTTPS, but containerd configures each host:port on its
@@ -45,7 +45,8 @@ export class ReferenceError extends Error {
 
 const DEFAULT_DOMAIN = 'docker.io';
 const LEGACY_DEFAULT_DOMAIN = 'index.docker.io';
-const DOCKER_HUB_REGISTRY = 'registry-1.docker.io';
+/** Every other host name of Docker Hub; references through them are docker.io references. */
+export const DOCKER_HUB_ALIASES: readonly string[] = Object.freeze([LEGACY_DEFAULT_DOMAIN, 'registry-1.docker.io', 'registry.hub.docker.com']);
 const HTTPS_DEFAULT_PORT = ':443';
 const OFFICIAL_PREFIX = 'library/';
 const NAME_MAX = 255;
@@ -116,8 +117,9 @@ function parseUncached(input: string): ImageReference {
       if (problem) fail(problem);
     }
   }
-  const dockerHubHost = domain === DOCKER_HUB_REGISTRY;
-  if (domain === LEGACY_DEFAULT_DOMAIN || dockerHubHost) domain = DEFAULT_DOMAIN;
+  // index.docker.io/nginx is docker.io/library/nginx to distribution; the others are not.
+  const registryHost = domain !== LEGACY_DEFAULT_DOMAIN && DOCKER_HUB_ALIASES.includes(domain) ? domain : undefined;
+  if (DOCKER_HUB_ALIASES.includes(domain)) domain = DEFAULT_DOMAIN;
 
   let path = remainder;
   let tag: string | undefined;
@@ -132,8 +134,8 @@ function parseUncached(input: string): ImageReference {
 
   if (path === '') fail('empty repository name');
   if (HAS_UPPER.test(path)) fail(`repository name ${quote(path)} must be lowercase`);
-  if (dockerHubHost && !path.includes('/')) {
-    fail(`${DOCKER_HUB_REGISTRY} is Docker Hub, which names official images library/${path}: write ${quote(`docker.io/library/${remainder}${digest !== undefined ? `@${digest}` : ''}`)}`);
+  if (registryHost !== undefined && !path.includes('/')) {
+    fail(`${registryHost} is Docker Hub, which names official images library/${path}: write ${quote(`docker.io/library/${remainder}${digest !== undefined ? `@${digest}` : ''}`)}`);
   }
   if (domain === DEFAULT_DOMAIN && !path.includes('/')) path = OFFICIAL_PREFIX + path;
   for (const component of path.split('/')) {

@@ -17,6 +17,8 @@
  * webhook backtrack for seconds on a crafted glob.
  */
 
+import { DOCKER_HUB_ALIASES } from '../images/reference.js';
+
 /** Longest pattern accepted: a normalized reference is at most ~462 characters. */
 export const MAX_PATTERN_LENGTH = 512;
 
@@ -132,7 +134,7 @@ export function imagePatternProblems(pattern: string): string[] {
       `port 443 is the HTTPS default, which image references leave out: write ${JSON.stringify(`${first.slice(0, -4)}${path === '' ? '' : `/${path}`}${tag !== undefined ? `:${tag}` : ''}`)}`,
     );
   }
-  if (first === 'index.docker.io' || first === 'registry-1.docker.io') {
+  if (DOCKER_HUB_ALIASES.includes(first)) {
     problems.push(`references to Docker Hub are normalized to docker.io: write ${JSON.stringify(`docker.io/${path}${tag !== undefined ? `:${tag}` : ''}`)}`);
   }
   if (path === '') {

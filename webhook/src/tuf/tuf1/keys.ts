@@ -41,7 +41,7 @@ function buildKey(id: string, keytype: string, scheme: string, pub: string, role
     if (scheme !== 'ed25519') throw mismatch(id, keytype, scheme, role);
     if (!/^[0-9a-f]{64}$/.test(pub)) throw new TufError('bad-key', role, `ed25519 key ${id} is not 32 bytes of lowercase hex`);
     const raw = Buffer.from(pub, 'hex');
-    return { id, keytype, scheme, identity: 'ed25519:' + pub, verify: (m, s) => verifyEd25519(raw, m, s) };
+    return { id, keytype, scheme, identity: ED25519_SPKI_PREFIX + pub, verify: (m, s) => verifyEd25519(raw, m, s) };
   }
   const ecdsa = ECDSA_SCHEMES[scheme];
   if (ecdsa && (keytype === 'ecdsa' || keytype === scheme)) {
@@ -80,4 +80,12 @@ function describe(key: KeyObject): string {
 
 function identity(key: KeyObject): string {
   return 'spki:' + spkiDer(key).toString('hex');
+}
+
+/** DER SubjectPublicKeyInfo header of an Ed25519 key: with it, every identity is an SPKI. */
+const ED25519_SPKI_PREFIX = 'spki:302a300506032b6570032100';
+
+/** The identity a pinned key (DER SubjectPublicKeyInfo) has among metadata keys. */
+export function identityOfSpki(der: Uint8Array): string {
+  return 'spki:' + Buffer.from(der).toString('hex');
 }

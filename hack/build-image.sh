@@ -18,7 +18,7 @@
 #                                            shell, as the real one.
 # An image already built from the same context and bases is reused (label dev.trustgate.context).
 # The build reaches the network (host network) only for the npm registry, in `npm ci`.
-# stdout: the image name; stderr: progress, build time and image size.
+# stdout: the image ID; stderr: progress, build time and image size.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
@@ -169,4 +169,5 @@ else
   log "built $IMAGE in $(( $(date +%s) - start )) s"
 fi
 log "$IMAGE: $(buildah images --noheading --format '{{.Size}}' "$IMAGE" | head -n 1) ($BASES bases)"
-echo "$IMAGE"
+# The ID, not the name: a parallel build of another checkout may move the tag.
+image_id "$IMAGE"

@@ -5,6 +5,7 @@
 #
 # Both stages run Node 24 LTS, the major CI tests with. The bases are pinned by digest (the
 # multi-platform index as published); refresh both together, e.g. `crane digest IMAGE:TAG`.
+# No registry is reachable where they were set, so check them before the first release.
 # A machine without a registry builds with local stand-ins under the same names and
 # --build-arg NAME=<name without the digest> (hack/build-image.sh does this).
 ARG BUILD_BASE=node:24-bookworm-slim@sha256:0e0ff40c39bc087845bfb27465a0df4ea419520094bc35842ff83dd8cbe6f9b6

@@ -170,6 +170,15 @@ describe('invalid policies fail closed (store + engine + admission, attacker sid
       expect(unreadable.message).to.include('TrustPolicy team/narrow').and.include('spec.mode');
     });
 
+    it('a TrustPolicy file without metadata.namespace (scope unknown) fails its images in every namespace', async () => {
+      await write('nowhere.yaml', policy('TrustPolicy', 'nowhere', undefined, spec([`${REGISTRY}/demo/**`], keys)));
+      for (const ns of ['team', 'other']) {
+        const a = await admit(ns);
+        expect(a.allowed, ns).to.equal(false);
+        expect(a.message).to.include('TrustPolicy nowhere: the policy is invalid and it covers this image').and.include('metadata.namespace');
+      }
+    });
+
     it('a file that is not YAML cannot say what it covers: everything is denied until it is fixed', async () => {
       await write('broken.yaml', 'kind: ClusterTrustPolicy\nspec: [unclosed\n');
       const a = await admit('other');

@@ -170,6 +170,17 @@ describe('invalid policies fail closed (store + engine + admission, attacker sid
       expect(unreadable.message).to.include('TrustPolicy team/narrow').and.include('spec.mode');
     });
 
+    it('an invalid policy covers its images under an alias spelling too (host:443), even with --allow-unmatched', async () => {
+      await write('strict.yaml', policy('TrustPolicy', 'strict', 'team', spec(['registry.test/strict/**'], [truncated(keys[0]!)])));
+      const open = handlerFor(store, true);
+      for (const image of ['registry.test/strict/app:1', 'registry.test:443/strict/app:1']) {
+        const a = await open('team', image);
+        expect(a.allowed, image).to.equal(false);
+        expect(a.message).to.include('TrustPolicy team/strict: the policy is invalid and it covers this image');
+      }
+      expect((await open('other', 'registry.test:443/strict/app:1')).allowed, 'unmatched elsewhere').to.equal(true);
+    });
+
     it('a TrustPolicy file without metadata.namespace (scope unknown) fails its images in every namespace', async () => {
       await write('nowhere.yaml', policy('TrustPolicy', 'nowhere', undefined, spec([`${REGISTRY}/demo/**`], keys)));
       for (const ns of ['team', 'other']) {

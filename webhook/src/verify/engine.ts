@@ -5,7 +5,7 @@
  * policy can add requirements but never soften a cluster policy's enforcement.
  */
 import { createHash } from 'node:crypto';
-import { parseReference, pinnedReference, formatReference, type ImageReference } from '../images/reference.js';
+import { parseReference, pinnedReference, formatReference, withoutDefaultPort, type ImageReference } from '../images/reference.js';
 import { FetchError, type MetadataSource } from '../notary/source.js';
 import { InvalidNameError } from '../notary/paths.js';
 import { loadRepository } from '../notary/updater.js';
@@ -111,18 +111,26 @@ export class VerificationEngine implements ImageVerifier {
   /** A verdict that needs no trust data (bad reference, exempt, no policy), or what to check. */
   private plan(image: string, namespace: string | undefined): ImageVerdict | { ref: ImageReference; reference: string; policies: TrustPolicy[]; invalid: PolicyFailure[] } {
     let ref: ImageReference;
+    let portless: ImageReference | undefined;
     try {
       ref = parseReference(image);
+      portless = withoutDefaultPort(ref);
     } catch (e) {
       return denied(image, image, { code: 'invalid-reference', reason: (e as Error).message });
     }
     const reference = formatReference(ref);
     if (this.opts.isExempt?.(reference)) return { image, reference, allowed: true, passed: [], failures: [] };
-    // An invalid policy that covers the image fails it; an enforcing one decides without
-    // trust data, whatever broader valid policies would say.
-    const invalid = (this.opts.policies.invalidFor?.(reference, namespace) ?? []).map(invalidFailure);
+    // An invalid policy that covers the image (under either spelling of `host:443/x`) fails
+    // it; an enforcing one decides without trust data, whatever broader valid policies say.
+    const invalidPolicies = this.opts.policies.invalidFor?.(reference, namespace) ?? [];
+    const aliased = portless ? (this.opts.policies.invalidFor?.(formatReference(portless), namespace) ?? []) : [];
+    const invalid = [...new Set([...invalidPolicies, ...aliased])].map(invalidFailure);
     if (invalid.some((f) => f.mode === 'enforce')) return { image, reference, allowed: false, passed: [], failures: invalid };
     const policies = this.opts.policies.policiesFor(reference, namespace);
+    if (portless) {
+      const alias = aliasDenial(image, ref, reference, portless, policies, this.opts.policies.policiesFor(formatReference(portless), namespace));
+      if (alias) return alias;
+    }
     if (policies.length === 0) {
       if (this.opts.allowUnmatched) return { image, reference, allowed: true, passed: [], failures: invalid };
       const none = denied(image, reference, { code: 'no-policy', reason: `no TrustPolicy or ClusterTrustPolicy matches ${reference}` });
@@ -234,6 +242,31 @@ function invalidFailure(p: InvalidPolicy): PolicyFailure {
     mode: p.mode,
     code: 'invalid-policy',
     reason: `the policy is invalid and ${covers}, which cannot be verified until the policy is fixed (trustgate policy check lists every problem): ${shown}`,
+  };
+}
+
+/**
+ * `host:443/x` reaches the repository `host/x` over HTTPS. When a policy covers the spelling
+ * without the port but not the one written, the image is refused and told how to write it
+ * (not admitted as unmatched, not verified under another GUN than its publisher signed).
+ * Enforced whatever the policy's mode: the fix is a spelling, and a warning would let the
+ * alias run unverified.
+ */
+function aliasDenial(image: string, ref: ImageReference, reference: string, portless: ImageReference, asWritten: TrustPolicy[], coveringPortless: TrustPolicy[]): ImageVerdict | undefined {
+  const escaped = coveringPortless.filter((p) => !asWritten.includes(p));
+  if (escaped.length === 0) return undefined;
+  const canonical = formatReference(portless);
+  return {
+    image,
+    reference,
+    allowed: false,
+    passed: [],
+    failures: escaped.map((p) => ({
+      policy: policyRef(p),
+      mode: 'enforce' as const,
+      code: 'registry-alias',
+      reason: `${ref.domain} is ${portless.domain} spelled with its default HTTPS port, and this policy covers ${canonical}: write the image as ${JSON.stringify(canonical)}`,
+    })),
   };
 }
 

@@ -416,8 +416,9 @@ export function problemLines(problems: PolicyProblem[]): string[] {
 export const SERVED_POLICY: Readonly<ParseOptions> = Object.freeze({ requireNamespace: true });
 
 /**
- * The problems of one policy object as `trustgate policy check` reports them: the one
- * validation shared by the CLI, the policy webhook and the policy sources. Empty when valid.
+ * The problems of one policy object as `trustgate policy check` reports them, for the
+ * policy webhook. Like the CLI (parsePolicyYaml) and the sources (readPolicy), it is
+ * parsePolicy with SERVED_POLICY: one validation everywhere. Empty when valid.
  */
 export function policyObjectProblems(obj: unknown, source: string): PolicyProblem[] {
   try {

@@ -135,8 +135,10 @@ describe('policy model', () => {
           'f.yaml',
         ),
       );
-      expect(e.problems.map((p) => p.path).sort()).to.deep.equal(['spec.delegations.roles[0]', 'spec.extra', 'spec.images[0]', 'spec.mode', 'spec.root.threshold']);
-      expect(e.message).to.match(/^f\.yaml: invalid policy: 5 problems: /);
+      // The Notary role name is judged by the notary-roles rule on the whole spec (it depends on
+      // the protocol), which, like an API server's CEL, does not run on a spec whose fields failed the schema.
+      expect(e.problems.map((p) => p.path).sort()).to.deep.equal(['spec.extra', 'spec.images[0]', 'spec.mode', 'spec.root.threshold']);
+      expect(e.message).to.match(/^f\.yaml: invalid policy: 4 problems: /);
     });
     it('a non-object, a missing or unknown kind, missing metadata', () => {
       expect(rejection(() => parsePolicy('x', 't')).problems[0]!.message).to.match(/must be a mapping/);

@@ -115,6 +115,16 @@ export class ForgeKey {
     return this;
   }
 
+  /**
+   * The same key pair under another key object, hence another key ID: `keytype` and
+   * `keyval.public` as given (e.g. a plain key as its certificate, or the public value
+   * encoded another way). What an attacker uses to make one key count as two.
+   */
+  alias(keytype: KeyType, publicB64: string): ForgeKey {
+    const certPem = keytype.endsWith('-x509') ? Buffer.from(publicB64, 'base64').toString('utf8') : undefined;
+    return new ForgeKey(keytype, publicB64, this.privateKey, this.publicKey, certPem);
+  }
+
   get id(): string {
     return notaryKeyId(this.keytype, this.publicB64);
   }

@@ -1,14 +1,13 @@
 // The Helm chart and the container image, checked without Helm or Docker (neither can run
 // here): values against values.schema.json, every template rendered by the small renderer in
 // test/support/render-chart.ts and parsed as YAML, the security-relevant content asserted,
-// the chart's CRDs compared with crds/, and the Dockerfile's structure.
+// and the chart's CRDs compared with crds/ (the image: test/unit/dockerfile.test.ts).
 import { expect } from 'chai';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { get as httpsGet } from 'node:https';
 import { tmpdir } from 'node:os';
-import { builtinModules } from 'node:module';
 import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
@@ -803,113 +802,5 @@ describe('chart: CRDs are the files in crds/', () => {
     const modes = new Map(out.trim().split('\n').filter(Boolean).map((l) => [l.split('\t')[1] as string, l.split(' ')[0] as string]));
     expect([...modes.keys()].sort()).to.deep.equal(sources.map((f) => `charts/trustgate/crds/${f}`));
     for (const [path, mode] of modes) expect(mode, path).to.equal('120000');
-  });
-});
-
-describe('Dockerfile', () => {
-  const text = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
-  // Instructions with continuation lines joined, comments dropped.
-  const instructions = text
-    .replace(/\\\n/g, ' ')
-    .split('\n')
-    .map((l) => l.trim())
-    .filter((l) => l !== '' && !l.startsWith('#'))
-    .map((l) => {
-      const m = /^([A-Z]+)\s+(.*)$/.exec(l);
-      if (!m) throw new Error(`not an instruction: ${l}`);
-      return { op: m[1] as string, arg: (m[2] as string).trim() };
-    });
-  const stages: { from: string; name?: string; body: { op: string; arg: string }[] }[] = [];
-  for (const ins of instructions) {
-    if (ins.op === 'FROM') {
-      const m = /^(\S+)(?:\s+AS\s+(\S+))?$/i.exec(ins.arg) as RegExpExecArray;
-      stages.push({ from: m[1] as string, name: m[2], body: [] });
-    } else {
-      expect(stages.length, `${ins.op} before FROM`).to.be.above(0);
-      stages[stages.length - 1]?.body.push(ins);
-    }
-  }
-  const [build, final] = stages as [(typeof stages)[0], (typeof stages)[0]];
-  const args = (stage: (typeof stages)[0], op: string) => stage.body.filter((i) => i.op === op).map((i) => i.arg);
-
-  it('has a build stage and a runtime stage, both on node:20-bookworm-slim', () => {
-    expect(stages).to.have.length(2);
-    for (const s of stages) expect(s.from).to.equal('node:20-bookworm-slim');
-    expect(build.name).to.be.a('string');
-  });
-
-  it('build stage: npm ci (all dependencies) then npm run build', () => {
-    const runs = args(build, 'RUN');
-    const ci = runs.findIndex((r) => /\bnpm ci\b/.test(r));
-    const b = runs.findIndex((r) => /\bnpm run build\b/.test(r));
-    expect(ci).to.be.at.least(0);
-    expect(runs[ci]).to.not.include('--omit=dev');
-    expect(b).to.be.above(ci);
-  });
-
-  it('runtime stage: production dependencies only, the compiled webhook and the CRDs', () => {
-    const runs = args(final, 'RUN');
-    const installs = runs.filter((r) => /\bnpm (ci|install|i)\b/.test(r));
-    expect(installs).to.have.length(1);
-    expect(installs[0]).to.match(/\bnpm ci\b/);
-    expect(installs[0]).to.include('--omit=dev');
-    expect(installs[0]).to.include('--ignore-scripts');
-    const copies = args(final, 'COPY');
-    expect(copies).to.include(`--from=${build.name} /src/dist/webhook ./dist/webhook`);
-    expect(copies).to.include('crds ./crds');
-    for (const c of copies) {
-      expect(c, 'no dev tree copied from the build stage').to.not.match(/node_modules|dist\/test|dist\s|\/src\/dist\s|\s\.\s/);
-    }
-  });
-
-  it('runs as 65532 the command the chart expects, exposing 8443', () => {
-    const users = args(final, 'USER');
-    expect(users[users.length - 1]).to.match(/^65532(:65532)?$/);
-    const order = final.body.map((i) => i.op);
-    expect(order.lastIndexOf('USER')).to.be.above(order.lastIndexOf('RUN'));
-    expect(JSON.parse(args(final, 'ENTRYPOINT')[0] as string)).to.deep.equal(['node', 'dist/webhook/src/cli/main.js']);
-    expect(JSON.parse(args(final, 'CMD')[0] as string)).to.deep.equal(['serve', '--kubernetes']);
-    expect(args(final, 'EXPOSE')).to.deep.equal(['8443']);
-    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as Obj;
-    expect(pkg.bin.trustgate).to.equal('dist/webhook/src/cli/main.js');
-  });
-
-  it('the ENTRYPOINT exists after `npm run build`, and what dist/webhook imports is a production dependency', () => {
-    expect(existsSync(join(ROOT, 'dist', 'webhook', 'src', 'cli', 'main.js'))).to.equal(true);
-    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as Obj;
-    const prod = new Set(Object.keys(pkg.dependencies as Obj));
-    const builtins = new Set(builtinModules);
-    const files: string[] = [];
-    const walkDir = (d: string) => {
-      for (const e of readdirSync(d, { withFileTypes: true })) {
-        if (e.isDirectory()) walkDir(join(d, e.name));
-        else if (e.name.endsWith('.js')) files.push(join(d, e.name));
-      }
-    };
-    walkDir(join(ROOT, 'dist', 'webhook'));
-    expect(files.length).to.be.above(5);
-    const bad: string[] = [];
-    for (const f of files) {
-      const src = readFileSync(f, 'utf8');
-      for (const m of src.matchAll(/(?:^|[\s;])(?:import|export)\s[^'"]*?from\s*['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)|^import\s*['"]([^'"]+)['"]/gm)) {
-        const spec = (m[1] ?? m[2] ?? m[3]) as string;
-        if (spec.startsWith('.') || spec.startsWith('node:') || builtins.has(spec)) continue;
-        const name = spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : (spec.split('/')[0] as string);
-        if (!prod.has(name)) bad.push(`${relative(ROOT, f)} imports ${spec}`);
-      }
-    }
-    expect(bad, 'imports the runtime image would not have').to.deep.equal([]);
-  });
-
-  it('.dockerignore lets in only what the Dockerfile copies', () => {
-    const rules = readFileSync(join(ROOT, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
-    expect(rules[0]).to.equal('*');
-    const allowed = rules.filter((r) => r.startsWith('!')).map((r) => r.slice(1).replace(/\/$/, ''));
-    const sources = stages
-      .flatMap((s) => s.body.filter((i) => i.op === 'COPY' && !i.arg.startsWith('--from')))
-      .flatMap((i) => i.arg.split(/\s+/).slice(0, -1));
-    for (const s of sources) expect(allowed, `${s} reaches the build context`).to.include(s.replace(/\/$/, ''));
-    for (const a of allowed) expect(existsSync(join(ROOT, a)), `${a} exists`).to.equal(true);
-    expect(allowed).to.not.include.members(['node_modules', 'dist', '.stack', 'test', '.git']);
   });
 });

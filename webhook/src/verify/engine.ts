@@ -5,7 +5,7 @@
  * policy can add requirements but never soften a cluster policy's enforcement.
  */
 import { createHash } from 'node:crypto';
-import { parseReference, pinnedReference, formatReference, type ImageReference } from '../images/reference.js';
+import { parseReference, pinnedReference, formatReference, withoutDefaultPort, type ImageReference } from '../images/reference.js';
 import { FetchError, type MetadataSource } from '../notary/source.js';
 import { InvalidNameError } from '../notary/paths.js';
 import { loadRepository } from '../notary/updater.js';
@@ -105,14 +105,20 @@ export class VerificationEngine implements ImageVerifier {
   /** A verdict that needs no trust data (bad reference, exempt, no policy), or what to check. */
   private plan(image: string, namespace: string | undefined): ImageVerdict | { ref: ImageReference; reference: string; policies: TrustPolicy[] } {
     let ref: ImageReference;
+    let portless: ImageReference | undefined;
     try {
       ref = parseReference(image);
+      portless = withoutDefaultPort(ref);
     } catch (e) {
       return denied(image, image, { code: 'invalid-reference', reason: (e as Error).message });
     }
     const reference = formatReference(ref);
     if (this.opts.isExempt?.(reference)) return { image, reference, allowed: true, passed: [], failures: [] };
     const policies = this.opts.policies.policiesFor(reference, namespace);
+    if (portless) {
+      const alias = aliasDenial(image, ref, reference, portless, policies, this.opts.policies.policiesFor(formatReference(portless), namespace));
+      if (alias) return alias;
+    }
     if (policies.length === 0) {
       if (this.opts.allowUnmatched) return { image, reference, allowed: true, passed: [], failures: [] };
       return denied(image, reference, { code: 'no-policy', reason: `no TrustPolicy or ClusterTrustPolicy matches ${reference}` });
@@ -207,6 +213,31 @@ function failed(policy: TrustPolicy, e: unknown): PolicyOutcome {
   // A reference Docker accepts but Notary cannot name (an IPv6 registry, say).
   if (e instanceof InvalidNameError) return failure(policy, 'invalid-reference', undefined, `the trust server cannot serve this repository: ${e.message}`);
   return failure(policy, 'error', undefined, `unexpected error: ${(e as Error).message ?? String(e)}`);
+}
+
+/**
+ * `host:443/x` reaches the repository `host/x` over HTTPS. When a policy covers the spelling
+ * without the port but not the one written, the image is refused and told how to write it
+ * (not admitted as unmatched, not verified under another GUN than its publisher signed).
+ * Enforced whatever the policy's mode: the fix is a spelling, and a warning would let the
+ * alias run unverified.
+ */
+function aliasDenial(image: string, ref: ImageReference, reference: string, portless: ImageReference, asWritten: TrustPolicy[], coveringPortless: TrustPolicy[]): ImageVerdict | undefined {
+  const escaped = coveringPortless.filter((p) => !asWritten.includes(p));
+  if (escaped.length === 0) return undefined;
+  const canonical = formatReference(portless);
+  return {
+    image,
+    reference,
+    allowed: false,
+    passed: [],
+    failures: escaped.map((p) => ({
+      policy: policyRef(p),
+      mode: 'enforce' as const,
+      code: 'registry-alias',
+      reason: `${ref.domain} is ${portless.domain} spelled with its default HTTPS port, and this policy covers ${canonical}: write the image as ${JSON.stringify(canonical)}`,
+    })),
+  };
 }
 
 function denied(image: string, reference: string, f: { code: string; reason: string }): ImageVerdict {

@@ -5,7 +5,7 @@
 // Tests get every Helm at module load (`const HELMS = await helms();`) and render with
 // `template(helm, values)`, which returns the parsed objects; a refusal (schema or a `fail`
 // guard) throws HelmError carrying Helm's own message.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -148,9 +148,12 @@ export interface RenderOptions {
   chart?: string;
 }
 
-/** Writes values to a file Helm reads with -f; the same path for the same values. */
-function valuesFile(values: Obj): string {
-  const text = YAML.stringify(values);
+/**
+ * Writes values to a file Helm reads with -f; the same path for the same values. In YAML 1.1,
+ * as Helm reads it, `y`, `yes` and `on` are booleans: written as 1.1, such strings get quoted.
+ */
+export function valuesFile(values: Obj): string {
+  const text = YAML.stringify(values, { version: '1.1' });
   const file = join(HOME, `values-${createHash('sha256').update(text).digest('hex').slice(0, 16)}.yaml`);
   writeFileSync(file, text);
   return file;
@@ -197,4 +200,75 @@ export function manifests(out: string): Manifest[] {
 /** The objects of one kind. */
 export function ofKind(docs: Manifest[], kind: string): Obj[] {
   return docs.filter((d) => d.doc.kind === kind).map((d) => d.doc);
+}
+
+// The version server's program. It runs in a process of its own: helm runs synchronously
+// (spawnSync), which would stall a server in the test's own event loop.
+const VERSION_SERVER = `
+const bodies = {
+  '/version': { major: '1', minor: '31', gitVersion: 'v1.31.0', platform: 'linux/amd64' },
+  '/api': { kind: 'APIVersions', versions: ['v1'], serverAddressByClientCIDRs: [] },
+  '/apis': { kind: 'APIGroupList', apiVersion: 'v1', groups: [] },
+};
+const server = require('node:http').createServer((req, res) => {
+  const body = bodies[(req.url || '').split('?')[0]];
+  res.statusCode = body ? 200 : 404;
+  res.setHeader('content-type', 'application/json');
+  res.end(JSON.stringify(body || { kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: 'NotFound', code: 404 }));
+});
+server.listen(0, '127.0.0.1', () => console.log(server.address().port));
+process.stdin.on('end', () => process.exit(0)).resume();
+`;
+
+/**
+ * What `helm install` and `helm upgrade` with --dry-run=client need of a cluster when there
+ * is none: the release history comes from Helm's memory driver (see helmDry), and this
+ * server answers the version and discovery requests Helm makes before rendering (a dry run
+ * changes nothing). Loopback only; it exits when closed or when the test process goes.
+ */
+export async function startVersionServer(): Promise<{ kubeconfig: string; close(): Promise<void> }> {
+  const child = spawn(process.execPath, ['-e', VERSION_SERVER], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const port = await new Promise<number>((ok, fail) => {
+    child.once('error', fail);
+    child.once('exit', (code) => fail(new Error(`version server exited with ${code}`)));
+    child.stdout.once('data', (b: Buffer) => ok(Number(b.toString().trim())));
+  });
+  const kubeconfig = join(HOME, `kubeconfig-${port}.yaml`);
+  writeFileSync(
+    kubeconfig,
+    YAML.stringify({
+      apiVersion: 'v1',
+      kind: 'Config',
+      clusters: [{ name: 'local', cluster: { server: `http://127.0.0.1:${port}` } }],
+      users: [{ name: 'nobody', user: {} }],
+      contexts: [{ name: 'local', context: { cluster: 'local', user: 'nobody' } }],
+      'current-context': 'local',
+    }),
+  );
+  const close = async () => {
+    if (child.exitCode !== null) return;
+    const exited = new Promise<void>((ok) => child.once('exit', () => ok()));
+    child.stdin.end(); // closing its stdin ends it
+    await exited;
+  };
+  return { kubeconfig, close };
+}
+
+/**
+ * Runs helm with Helm's memory driver holding `releases` (as `helm ... -o json` prints them)
+ * and the version server standing in for the cluster: enough for `helm install` and
+ * `helm upgrade` (with --reuse-values) to run with --dry-run=client on Helm 3 and 4.
+ */
+export function helmDry(h: Helm, args: string[], kubeconfig: string, releases: Obj[] = []): string {
+  const file = join(HOME, `releases-${createHash('sha256').update(JSON.stringify(releases)).digest('hex').slice(0, 16)}.yaml`);
+  writeFileSync(file, YAML.stringify(releases));
+  return helm(h, args, { HELM_DRIVER: 'memory', HELM_MEMORY_DRIVER_DATA: file, KUBECONFIG: kubeconfig });
+}
+
+/** The release `helm install` would record for these values, marked deployed (for a later upgrade). */
+export function installed(h: Helm, kubeconfig: string, values: Obj = {}, chart = CHART): Obj {
+  const args = ['install', RELEASE, chart, '--namespace', RELEASE_NS, '--values', valuesFile(values), '--dry-run=client', '--output', 'json'];
+  const release = JSON.parse(helmDry(h, args, kubeconfig)) as Obj;
+  release.info.status = 'deployed';
+  return release;
 }

@@ -370,7 +370,7 @@ for (const h of HELMS) {
         }
       });
 
-      it('webhook.failurePolicy=Ignore (values or --set) makes every webhook fail open, and NOTES say so', () => {
+      it('webhook.failurePolicy=Ignore (values or --set) makes every webhook fail open', () => {
         for (const docs2 of [render({ webhook: { failurePolicy: 'Ignore' } }), render({}, ['--set', 'webhook.failurePolicy=Ignore'])]) {
           const all = webhookConfigs(docs2);
           expect(all).to.have.length(2);

@@ -125,17 +125,10 @@ describe('integration: faults of the trust server', function () {
     write('healthy', 'healthy', stack.notaryUrl);
     for (const [mode, proxy] of proxies) write(`fault-${mode}`, `fault-${mode}`, proxy.url);
 
-    const saved = process.env['TRUSTGATE_REFRESH_SECONDS'];
-    process.env['TRUSTGATE_REFRESH_SECONDS'] = '1';
-    try {
-      webhook = await runServe(
-        ['--policy-dir', policyDir, '--port', '0', '--host', '127.0.0.1', '--deadline', String(DEADLINE_S)],
-        { createVerifier, log, print: () => undefined },
-      );
-    } finally {
-      if (saved === undefined) delete process.env['TRUSTGATE_REFRESH_SECONDS'];
-      else process.env['TRUSTGATE_REFRESH_SECONDS'] = saved;
-    }
+    webhook = await runServe(
+      ['--policy-dir', policyDir, '--port', '0', '--host', '127.0.0.1', '--deadline', String(DEADLINE_S)],
+      { createVerifier, log, print: () => undefined, env: { TRUSTGATE_REFRESH_SECONDS: '1' } },
+    );
     client = new WebhookClient(webhook.port, readFileSync(webhook.server.certFile, 'utf8'));
   });
 

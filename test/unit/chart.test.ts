@@ -2,15 +2,14 @@
 // --strict, helm template over every documented option with the rendered objects parsed and
 // checked, refusals of invalid values (values.schema.json) and of the chart's own `fail`
 // guards, the CRDs shipped as templates that upgrades update, the README's Helm commands run
-// as --dry-run=client against releases in Helm's memory driver; and the Dockerfile's structure.
+// as --dry-run=client against releases in Helm's memory driver. (The image: dockerfile.test.ts.)
 import { expect } from 'chai';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { get as httpsGet } from 'node:https';
 import { tmpdir } from 'node:os';
-import { builtinModules } from 'node:module';
-import { dirname, join, relative } from 'node:path';
+import { dirname, join } from 'node:path';
 import YAML from 'yaml';
 import { parseServeArgs } from '../../webhook/src/cli/serve.js';
 import { LOG_LEVELS } from '../../webhook/src/server/log.js';
@@ -121,6 +120,13 @@ function leafPaths(v: unknown, prefix = ''): string[] {
 
 const webhookConfigs = (docs: Manifest[]): Obj[] =>
   [...ofKind(docs, 'MutatingWebhookConfiguration'), ...ofKind(docs, 'ValidatingWebhookConfiguration')].flatMap((c) => c.webhooks as Obj[]);
+/** The Pod and workload webhooks, the ones webhook.failurePolicy sets (not the policy webhook). */
+const imageWebhooks = (docs: Manifest[]): Obj[] => webhookConfigs(docs).filter((w) => w.name === 'mutate.trustgate.dev' || w.name === 'validate.trustgate.dev');
+const policyWebhook = (docs: Manifest[]): Obj => {
+  const found = webhookConfigs(docs).filter((w) => w.name === 'policies.trustgate.dev');
+  expect(found, 'one policy webhook').to.have.length(1);
+  return found[0] as Obj;
+};
 
 // Every documented option, each in a set of values that Helm must render and lint.
 const VARIANTS: [string, Obj][] = [
@@ -355,12 +361,12 @@ for (const h of HELMS) {
         docs = render();
         mutating = one(docs, 'MutatingWebhookConfiguration');
         validating = one(docs, 'ValidatingWebhookConfiguration');
-        hooks = webhookConfigs(docs);
+        hooks = imageWebhooks(docs);
         deployment = one(docs, 'Deployment');
         container = deployment.spec.template.spec.containers[0] as Obj;
       });
 
-      it('fail closed by default, have no side effects, speak v1 and match equivalent versions', () => {
+      it('Pod and workload webhooks fail closed by default, have no side effects, speak v1 and match equivalent versions', () => {
         expect(hooks).to.have.length(2);
         for (const hk of hooks) {
           expect(hk.failurePolicy, hk.name).to.equal('Fail');
@@ -370,13 +376,25 @@ for (const h of HELMS) {
         }
       });
 
-      it('webhook.failurePolicy=Ignore (values or --set) makes every webhook fail open', () => {
+      it('webhook.failurePolicy=Ignore (values or --set) makes the Pod and workload webhooks fail open', () => {
         for (const docs2 of [render({ webhook: { failurePolicy: 'Ignore' } }), render({}, ['--set', 'webhook.failurePolicy=Ignore'])]) {
-          const all = webhookConfigs(docs2);
+          const all = imageWebhooks(docs2);
           expect(all).to.have.length(2);
           for (const hk of all) expect(hk.failurePolicy, hk.name).to.equal('Ignore');
         }
-        for (const hk of webhookConfigs(render({}, ['--set', 'webhook.failurePolicy=Fail']))) expect(hk.failurePolicy).to.equal('Fail');
+        for (const hk of imageWebhooks(render({}, ['--set', 'webhook.failurePolicy=Fail']))) expect(hk.failurePolicy).to.equal('Fail');
+      });
+
+      it('the policy webhook checks TrustPolicies and ClusterTrustPolicies, always with failurePolicy Ignore', () => {
+        const hk = policyWebhook(docs);
+        expect(hk.clientConfig.service).to.deep.equal({ name: 'trustgate', namespace: RELEASE_NS, path: '/validate-policy', port: 443 });
+        expect(hk.clientConfig.caBundle).to.equal(hooks[0]?.clientConfig.caBundle);
+        expect(hk.rules).to.deep.equal([
+          { apiGroups: ['trustgate.dev'], apiVersions: ['*'], operations: ['CREATE', 'UPDATE'], resources: ['trustpolicies', 'clustertrustpolicies'], scope: '*' },
+        ]);
+        expect(hk.namespaceSelector, 'no namespace is skipped').to.equal(undefined);
+        expect(hk).to.include({ sideEffects: 'None', failurePolicy: 'Ignore', timeoutSeconds: 10 });
+        for (const policy of ['Fail', 'Ignore']) expect(policyWebhook(render({}, ['--set', `webhook.failurePolicy=${policy}`])).failurePolicy).to.equal('Ignore');
       });
 
       it('time out later than the deadline trustgate is started with', () => {
@@ -958,7 +976,7 @@ describe("chart: the READMEs' Helm commands, run by Helm 3 and 4", function () {
         expect(release.info.status, `${file}: ${command}`).to.equal('pending-install');
         expect(release.namespace).to.equal('trustgate-system');
         const docs = manifests(release.manifest as string);
-        expect(webhookConfigs(docs).map((w) => w.failurePolicy), command).to.deep.equal(['Fail', 'Fail']);
+        expect(imageWebhooks(docs).map((w) => w.failurePolicy), command).to.deep.equal(['Fail', 'Fail']);
         expect(ofKind(docs, 'CustomResourceDefinition'), command).to.have.length(2);
       }
     });
@@ -975,7 +993,8 @@ describe("chart: the READMEs' Helm commands, run by Helm 3 and 4", function () {
           expect(release.version, what).to.equal(2);
           const docs = manifests(release.manifest as string);
           const expected = /failurePolicy=(\w+)/.exec(command)?.[1] ?? 'Fail';
-          expect(webhookConfigs(docs).map((w) => w.failurePolicy), what).to.deep.equal([expected, expected]);
+          expect(imageWebhooks(docs).map((w) => w.failurePolicy), what).to.deep.equal([expected, expected]);
+          expect(policyWebhook(docs).failurePolicy, what).to.equal('Ignore');
           // --reuse-values renders with the earlier chart's values, which may lack crds.install:
           // the CRDs come along all the same.
           expect(ofKind(docs, 'CustomResourceDefinition'), what).to.have.length(2);
@@ -983,112 +1002,4 @@ describe("chart: the READMEs' Helm commands, run by Helm 3 and 4", function () {
       }
     });
   }
-});
-
-describe('Dockerfile', () => {
-  const text = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
-  // Instructions with continuation lines joined, comments dropped.
-  const instructions = text
-    .replace(/\\\n/g, ' ')
-    .split('\n')
-    .map((l) => l.trim())
-    .filter((l) => l !== '' && !l.startsWith('#'))
-    .map((l) => {
-      const m = /^([A-Z]+)\s+(.*)$/.exec(l);
-      if (!m) throw new Error(`not an instruction: ${l}`);
-      return { op: m[1] as string, arg: (m[2] as string).trim() };
-    });
-  const stages: { from: string; name?: string; body: { op: string; arg: string }[] }[] = [];
-  for (const ins of instructions) {
-    if (ins.op === 'FROM') {
-      const m = /^(\S+)(?:\s+AS\s+(\S+))?$/i.exec(ins.arg) as RegExpExecArray;
-      stages.push({ from: m[1] as string, name: m[2], body: [] });
-    } else {
-      expect(stages.length, `${ins.op} before FROM`).to.be.above(0);
-      stages[stages.length - 1]?.body.push(ins);
-    }
-  }
-  const [build, final] = stages as [(typeof stages)[0], (typeof stages)[0]];
-  const args = (stage: (typeof stages)[0], op: string) => stage.body.filter((i) => i.op === op).map((i) => i.arg);
-
-  it('has a build stage and a runtime stage, both on node:20-bookworm-slim', () => {
-    expect(stages).to.have.length(2);
-    for (const s of stages) expect(s.from).to.equal('node:20-bookworm-slim');
-    expect(build.name).to.be.a('string');
-  });
-
-  it('build stage: npm ci (all dependencies) then npm run build', () => {
-    const runs = args(build, 'RUN');
-    const ci = runs.findIndex((r) => /\bnpm ci\b/.test(r));
-    const b = runs.findIndex((r) => /\bnpm run build\b/.test(r));
-    expect(ci).to.be.at.least(0);
-    expect(runs[ci]).to.not.include('--omit=dev');
-    expect(b).to.be.above(ci);
-  });
-
-  it('runtime stage: production dependencies only, the compiled webhook and the CRDs', () => {
-    const runs = args(final, 'RUN');
-    const installs = runs.filter((r) => /\bnpm (ci|install|i)\b/.test(r));
-    expect(installs).to.have.length(1);
-    expect(installs[0]).to.match(/\bnpm ci\b/);
-    expect(installs[0]).to.include('--omit=dev');
-    expect(installs[0]).to.include('--ignore-scripts');
-    const copies = args(final, 'COPY');
-    expect(copies).to.include(`--from=${build.name} /src/dist/webhook ./dist/webhook`);
-    expect(copies).to.include('crds ./crds');
-    for (const c of copies) {
-      expect(c, 'no dev tree copied from the build stage').to.not.match(/node_modules|dist\/test|dist\s|\/src\/dist\s|\s\.\s/);
-    }
-  });
-
-  it('runs as 65532 the command the chart expects, exposing 8443', () => {
-    const users = args(final, 'USER');
-    expect(users[users.length - 1]).to.match(/^65532(:65532)?$/);
-    const order = final.body.map((i) => i.op);
-    expect(order.lastIndexOf('USER')).to.be.above(order.lastIndexOf('RUN'));
-    expect(JSON.parse(args(final, 'ENTRYPOINT')[0] as string)).to.deep.equal(['node', 'dist/webhook/src/cli/main.js']);
-    expect(JSON.parse(args(final, 'CMD')[0] as string)).to.deep.equal(['serve', '--kubernetes']);
-    expect(args(final, 'EXPOSE')).to.deep.equal(['8443']);
-    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as Obj;
-    expect(pkg.bin.trustgate).to.equal('dist/webhook/src/cli/main.js');
-  });
-
-  it('the ENTRYPOINT exists after `npm run build`, and what dist/webhook imports is a production dependency', () => {
-    expect(existsSync(join(ROOT, 'dist', 'webhook', 'src', 'cli', 'main.js'))).to.equal(true);
-    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as Obj;
-    const prod = new Set(Object.keys(pkg.dependencies as Obj));
-    const builtins = new Set(builtinModules);
-    const files: string[] = [];
-    const walkDir = (d: string) => {
-      for (const e of readdirSync(d, { withFileTypes: true })) {
-        if (e.isDirectory()) walkDir(join(d, e.name));
-        else if (e.name.endsWith('.js')) files.push(join(d, e.name));
-      }
-    };
-    walkDir(join(ROOT, 'dist', 'webhook'));
-    expect(files.length).to.be.above(5);
-    const bad: string[] = [];
-    for (const f of files) {
-      const src = readFileSync(f, 'utf8');
-      for (const m of src.matchAll(/(?:^|[\s;])(?:import|export)\s[^'"]*?from\s*['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)|^import\s*['"]([^'"]+)['"]/gm)) {
-        const spec = (m[1] ?? m[2] ?? m[3]) as string;
-        if (spec.startsWith('.') || spec.startsWith('node:') || builtins.has(spec)) continue;
-        const name = spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : (spec.split('/')[0] as string);
-        if (!prod.has(name)) bad.push(`${relative(ROOT, f)} imports ${spec}`);
-      }
-    }
-    expect(bad, 'imports the runtime image would not have').to.deep.equal([]);
-  });
-
-  it('.dockerignore lets in only what the Dockerfile copies', () => {
-    const rules = readFileSync(join(ROOT, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
-    expect(rules[0]).to.equal('*');
-    const allowed = rules.filter((r) => r.startsWith('!')).map((r) => r.slice(1).replace(/\/$/, ''));
-    const sources = stages
-      .flatMap((s) => s.body.filter((i) => i.op === 'COPY' && !i.arg.startsWith('--from')))
-      .flatMap((i) => i.arg.split(/\s+/).slice(0, -1));
-    for (const s of sources) expect(allowed, `${s} reaches the build context`).to.include(s.replace(/\/$/, ''));
-    for (const a of allowed) expect(existsSync(join(ROOT, a)), `${a} exists`).to.equal(true);
-    expect(allowed).to.not.include.members(['node_modules', 'dist', '.stack', 'test', '.git']);
-  });
 });

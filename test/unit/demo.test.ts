@@ -67,7 +67,7 @@ describe('demo: AdmissionReviews from the fixtures', () => {
     const review = podCreate(ROOT, 'demo-1', signedTag.image) as any;
     const req = parseReview(review);
     expect([req.operation, req.kind.kind, req.namespace, req.name]).to.deep.equal(['CREATE', 'Pod', 'demo', 'demo-1']);
-    expect(imagesOf(req.kind, req.object).map((u) => [u.containerName, u.image, u.pointer])).to.deep.equal([
+    expect(imagesOf(req.kind, req.object).map((u) => [u.name, u.image, u.pointer])).to.deep.equal([
       ['app', signedTag.image, '/spec/containers/0/image'],
     ]);
     expect(review.request.object.metadata.annotations, 'no stale last-applied configuration').to.equal(undefined);
@@ -77,7 +77,7 @@ describe('demo: AdmissionReviews from the fixtures', () => {
   it('builds a Deployment CREATE the webhook parses, one container per image in the pod template', () => {
     const req = parseReview(deploymentCreate(ROOT, 'demo-6', [signedTag.image, signedDigest.image]));
     expect([req.kind.group, req.kind.kind]).to.deep.equal(['apps', 'Deployment']);
-    expect(imagesOf(req.kind, req.object).map((u) => [u.containerName, u.image])).to.deep.equal([
+    expect(imagesOf(req.kind, req.object).map((u) => [u.name, u.image])).to.deep.equal([
       ['app', signedTag.image],
       ['sidecar-1', signedDigest.image],
     ]);

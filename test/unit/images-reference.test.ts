@@ -6,6 +6,7 @@ import {
   parseReference,
   pinnedReference,
   ReferenceError,
+  withoutDefaultPort,
   type ImageReference,
 } from '../../webhook/src/images/reference.js';
 
@@ -62,7 +63,7 @@ const valid: Valid[] = [
   { input: '[::1]:5000/app', domain: '[::1]:5000', path: 'app', tag: 'latest', familiar: '[::1]:5000/app' },
   { input: '[2001:db8::1]/app', domain: '[2001:db8::1]', path: 'app', tag: 'latest', familiar: '[2001:db8::1]/app' },
   { input: 'docker.io:443/nginx', domain: 'docker.io:443', path: 'nginx', tag: 'latest', familiar: 'docker.io:443/nginx' },
-  { input: 'registry-1.docker.io/library/nginx', domain: 'registry-1.docker.io', path: 'library/nginx', tag: 'latest', familiar: 'registry-1.docker.io/library/nginx' },
+  { input: 'registry-1.docker.io/library/nginx', domain: 'docker.io', path: 'library/nginx', tag: 'latest', familiar: 'nginx' },
   { input: 'xn--bcher-kva.example/app', domain: 'xn--bcher-kva.example', path: 'app', tag: 'latest', familiar: 'xn--bcher-kva.example/app' },
   // Path separators
   { input: 'a.b_c__d-e---f', domain: 'docker.io', path: 'library/a.b_c__d-e---f', tag: 'latest', familiar: 'a.b_c__d-e---f' },
@@ -119,6 +120,10 @@ const invalid: Array<[string, string]> = [
   ['localhost/', 'empty repository name'],
   ['docker.io/', 'empty repository name'],
   ['index.docker.io/:1', 'empty repository name'],
+  // Docker Hub adds library/ only for the docker.io spelling: no guessing for its registry host
+  ['registry-1.docker.io/nginx', 'Docker Hub, which names official images library/nginx: write "docker.io/library/nginx"'],
+  ['registry.hub.docker.com/nginx', 'registry.hub.docker.com is Docker Hub, which names official images library/nginx: write "docker.io/library/nginx"'],
+  ['registry-1.docker.io/nginx:1.25@' + D, `write "docker.io/library/nginx:1.25@${D}"`],
   // path grammar
   ['..', 'invalid path component ".."'],
   ['a/../b', 'invalid path component ".."'],
@@ -284,7 +289,9 @@ describe('image references: normalization tricks', () => {
       'index.docker.io/nginx',
       'index.docker.io/library/nginx:latest',
     ],
-    ['user/app', 'docker.io/user/app', 'index.docker.io/user/app:latest'],
+    // containerd sends every docker.io pull to registry-1.docker.io: one repository, one GUN.
+    ['docker.io/library/nginx:1', 'registry-1.docker.io/library/nginx:1', 'registry.hub.docker.com/library/nginx:1', 'index.docker.io/library/nginx:1', 'nginx:1'],
+    ['user/app', 'docker.io/user/app', 'index.docker.io/user/app:latest', 'registry-1.docker.io/user/app'],
     ['localhost:5000/app', 'localhost:5000/app:latest'],
   ];
   for (const group of sameRepository) {
@@ -305,7 +312,6 @@ describe('image references: normalization tricks', () => {
     ['localhost/app', 'localhost:5000/app'],
     ['registry.example.com/x', 'registry.example.com:443/x'],
     ['docker.io/library/nginx', 'docker.io:443/nginx'],
-    ['nginx', 'registry-1.docker.io/nginx'],
     ['user/app', 'library/user/app'],
     ['foo.com/x', 'docker.io/foo.com/x'],
     ['localhost/app', 'docker.io/localhost/app'],
@@ -378,6 +384,28 @@ describe('image references: formatReference and pinnedReference', () => {
     const ref = parseReference('registry.example.com:443/team/app:2.0');
     const back = parseReference(pinnedReference(ref, D));
     expect([back.name, back.tag, back.digest]).to.deep.equal([ref.name, '2.0', D]);
+  });
+});
+
+describe('image references: withoutDefaultPort', () => {
+  const aliases: Array<[string, string]> = [
+    ['registry.test:443/strict/app:x', 'registry.test/strict/app:x'],
+    ['registry.test:443/app', 'registry.test/app:latest'],
+    ['docker.io:443/nginx:1', 'docker.io/library/nginx:1'],
+    ['index.docker.io:443/library/nginx', 'docker.io/library/nginx:latest'],
+    ['registry-1.docker.io:443/library/nginx:1', 'docker.io/library/nginx:1'],
+    [`[::1]:443/x@${D}`, `[::1]/x@${D}`],
+  ];
+  for (const [input, canonical] of aliases) {
+    it(`${input} is ${canonical} without its default HTTPS port`, () => {
+      expect(formatReference(withoutDefaultPort(parseReference(input))!)).to.equal(canonical);
+    });
+  }
+  it('names nothing for a registry without :443, and throws for an alias with no valid spelling', () => {
+    for (const s of ['registry.test/x', 'registry.test:4430/x', 'registry.test:8443/x', 'localhost:5000/x', 'nginx']) {
+      expect(withoutDefaultPort(parseReference(s)), s).to.equal(undefined);
+    }
+    expect(() => withoutDefaultPort(parseReference('registry-1.docker.io:443/nginx'))).to.throw(ReferenceError, 'write "docker.io/library/nginx:latest"');
   });
 });
 

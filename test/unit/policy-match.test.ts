@@ -129,6 +129,12 @@ describe('policy image patterns', () => {
       ['docker.io/nginx', /write "docker\.io\/library\/nginx"/],
       ['docker.io/nginx:1.25', /write "docker\.io\/library\/nginx:1\.25"/],
       ['index.docker.io/library/nginx', /normalized to docker\.io: write "docker\.io\/library\/nginx"/],
+      ['registry.hub.docker.com/user/app', /normalized to docker\.io: write "docker\.io\/user\/app"/],
+      ['registry-1.docker.io/library/**', /normalized to docker\.io: write "docker\.io\/library\/\*\*"/],
+      // One spelling per registry: the default HTTPS port is always left out.
+      ['registry.test:443/strict/**', /port 443 is the HTTPS default.*write "registry\.test\/strict\/\*\*"/],
+      ['docker.io:443/library/nginx:1.25', /port 443 is the HTTPS default.*write "docker\.io\/library\/nginx:1\.25"/],
+      ['[::1]:443/x', /write "\[::1\]\/x"/],
       ['*.example.com/team/**', /must be literal/],
       ['registry.example.*/team', /must be literal/],
       ['Registry.example.com/team', /lowercase/],

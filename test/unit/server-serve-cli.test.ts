@@ -18,6 +18,8 @@ describe('cli: serve', () => {
         allowUnmatched: false,
         exempt: [],
         logLevel: 'info',
+        refreshIntervalMs: 60_000,
+        podNamespace: 'trustgate',
       });
     });
 
@@ -29,6 +31,7 @@ describe('cli: serve', () => {
       expect(o).to.deep.equal({
         kubernetes: true, port: 9443, host: '127.0.0.1', tlsCert: 'c.pem', tlsKey: 'k.pem', deadlineMs: 2500, allowUnmatched: true,
         exempt: ['registry.k8s.io/**', 'docker.io/library/pause:*'], stateFile: '/var/lib/tg/state.json', logLevel: 'debug',
+        refreshIntervalMs: 60_000, podNamespace: 'trustgate',
       } satisfies ServeOptions);
     });
 
@@ -43,7 +46,7 @@ describe('cli: serve', () => {
       [['--kubernetes', '--deadline', '31'], /--deadline/],
       [['--kubernetes', '--deadline=-1'], /--deadline/],
       [['--kubernetes', '--log-level', 'loud'], /--log-level must be one of debug, info, warn, error/],
-      [['--kubernetes', '--exempt', ' '], /--exempt needs a non-empty pattern/],
+      [['--kubernetes', '--exempt', ' '], /--exempt must be an image pattern .*whitespace/],
       [['--kubernetes', 'extra'], /no positional arguments/],
     ];
     for (const [argv, msg] of bad) {

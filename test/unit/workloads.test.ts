@@ -1,12 +1,14 @@
 // Extracting every image a Pod or a workload template would run, with pointers that
 // really point at the image field.
 import { expect } from 'chai';
-import { imagesOf, podSpecPath, WorkloadError, type ContainerImage } from '../../webhook/src/images/workloads.js';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { IMAGE_FIELDS, imagesOf, podSpecPath, WorkloadError, type ImageUse } from '../../webhook/src/images/workloads.js';
 import { at, fixture } from '../fixtures/admission/support.js';
 
 const POD = { group: '', kind: 'Pod' };
 
-function expectPointersResolve(object: unknown, images: ContainerImage[]): void {
+function expectPointersResolve(object: unknown, images: ImageUse[]): void {
   for (const i of images) expect(at(object, i.pointer), i.pointer).to.equal(i.image);
 }
 
@@ -15,9 +17,9 @@ describe('workload image extraction', () => {
     const pod = fixture('pod-create.json').request.object;
     const images = imagesOf(POD, pod);
     expect(images).to.deep.equal([
-      { containerName: 'api', kind: 'container', image: 'registry.example.com/payments/api:1.4.2', pointer: '/spec/containers/0/image' },
-      { containerName: 'proxy', kind: 'container', image: 'nginx:1.25', pointer: '/spec/containers/1/image' },
-      { containerName: 'migrate', kind: 'initContainer', image: 'registry.example.com/payments/migrate:1.4.2', pointer: '/spec/initContainers/0/image' },
+      { name: 'api', kind: 'container', image: 'registry.example.com/payments/api:1.4.2', pointer: '/spec/containers/0/image' },
+      { name: 'proxy', kind: 'container', image: 'nginx:1.25', pointer: '/spec/containers/1/image' },
+      { name: 'migrate', kind: 'initContainer', image: 'registry.example.com/payments/migrate:1.4.2', pointer: '/spec/initContainers/0/image' },
     ]);
     expectPointersResolve(pod, images);
   });
@@ -26,7 +28,7 @@ describe('workload image extraction', () => {
     const pod = fixture('pod-ephemeralcontainers.json').request.object;
     const images = imagesOf(POD, pod);
     const eph = images.filter((i) => i.kind === 'ephemeralContainer');
-    expect(eph).to.deep.equal([{ containerName: 'debugger-8xk2p', kind: 'ephemeralContainer', image: 'busybox:1.36', pointer: '/spec/ephemeralContainers/0/image' }]);
+    expect(eph).to.deep.equal([{ name: 'debugger-8xk2p', kind: 'ephemeralContainer', image: 'busybox:1.36', pointer: '/spec/ephemeralContainers/0/image' }]);
     expect(images).to.have.length(4);
     expectPointersResolve(pod, images);
   });
@@ -67,9 +69,70 @@ describe('workload image extraction', () => {
     expect(() => imagesOf({ group: '', kind: 'ConfigMap' }, {})).to.throw(WorkloadError, /ConfigMap/);
   });
 
+  it('lists image volumes (KEP-4639) by their reference, named as volumes, and skips volumes of other types', () => {
+    const pod = {
+      spec: {
+        containers: [{ name: 'app', image: 'example.com/app:1' }],
+        volumes: [{ name: 'cfg', configMap: { name: 'x' } }, { name: 'models', image: { reference: 'example.com/models:7', pullPolicy: 'IfNotPresent' } }, { name: 'later', image: {} }],
+      },
+    };
+    const images = imagesOf(POD, pod);
+    expect(images).to.deep.equal([
+      { name: 'app', kind: 'container', image: 'example.com/app:1', pointer: '/spec/containers/0/image' },
+      { name: 'models', kind: 'volume', image: 'example.com/models:7', pointer: '/spec/volumes/1/image/reference' },
+    ]);
+    expectPointersResolve(pod, images);
+  });
+
+  // The table is the one list of what the kubelet pulls: every field in it is found, at the
+  // right pointer, in a Pod and in the pod template of every workload kind.
+  const KINDS: ReadonlyArray<[group: string, kind: string, wrap: (spec: object) => object]> = [
+    ['', 'Pod', (spec) => ({ spec })],
+    ['', 'ReplicationController', (spec) => ({ spec: { template: { spec } } })],
+    ['apps', 'Deployment', (spec) => ({ spec: { template: { spec } } })],
+    ['apps', 'ReplicaSet', (spec) => ({ spec: { template: { spec } } })],
+    ['apps', 'StatefulSet', (spec) => ({ spec: { template: { spec } } })],
+    ['apps', 'DaemonSet', (spec) => ({ spec: { template: { spec } } })],
+    ['batch', 'Job', (spec) => ({ spec: { template: { spec } } })],
+    ['batch', 'CronJob', (spec) => ({ spec: { jobTemplate: { spec: { template: { spec } } } } })],
+  ];
+  it('has one entry per image-bearing pod spec field: containers, initContainers, ephemeralContainers, image volumes', () => {
+    expect(IMAGE_FIELDS.map((f) => `${f.list}[].${f.image.join('.')}`)).to.deep.equal([
+      'containers[].image',
+      'initContainers[].image',
+      'ephemeralContainers[].image',
+      'volumes[].image.reference',
+    ]);
+  });
+  it("the README's \"What it checks\" table lists every field of the table, with its name in messages and its patch path", () => {
+    const readme = readFileSync(fileURLToPath(new URL('../../../README.md', import.meta.url)), 'utf8');
+    const section = readme.slice(readme.indexOf('## What it checks'), readme.indexOf('\n## ', readme.indexOf('## What it checks') + 1));
+    for (const f of IMAGE_FIELDS) {
+      expect(section).to.contain(`| \`${f.list}[].${f.image.join('.')}\``);
+      expect(section).to.contain(`| \`${f.kind} "name"\` | \`/spec/${f.list}/N/${f.image.join('/')}\` |`);
+    }
+  });
+  for (const field of IMAGE_FIELDS) {
+    for (const [group, kind, wrap] of KINDS) {
+      it(`finds ${field.list}[].${field.image.join('.')} in a ${kind}`, () => {
+        const item: Record<string, unknown> = { name: 'second' };
+        let node = item;
+        field.image.forEach((key, i) => {
+          if (i === field.image.length - 1) node[key] = 'example.com/from-table:1';
+          else node = (node[key] = {}) as Record<string, unknown>;
+        });
+        const object = wrap({ [field.list]: [{ name: 'first' }, item] });
+        const images = imagesOf({ group, kind }, object);
+        expect(images.map((i) => [i.kind, i.name, i.image])).to.deep.equal([[field.kind, 'second', 'example.com/from-table:1']]);
+        expect(images[0]!.pointer).to.match(new RegExp(`/${field.list}/1/${field.image.join('/')}$`));
+        expectPointersResolve(object, images);
+      });
+    }
+  }
+
   it('skips containers without an image (templates may leave it to be filled in) and names unnamed ones by position', () => {
     const images = imagesOf(POD, { spec: { containers: [{ name: 'noimage' }, { image: 'example.com/x:1' }, { name: 'empty', image: '' }] } });
-    expect(images).to.deep.equal([{ containerName: 'containers[1]', kind: 'container', image: 'example.com/x:1', pointer: '/spec/containers/1/image' }]);
+    expect(images).to.deep.equal([{ name: 'containers[1]', kind: 'container', image: 'example.com/x:1', pointer: '/spec/containers/1/image' }]);
   });
 
   it('treats missing container lists as empty', () => {
@@ -86,6 +149,9 @@ describe('workload image extraction', () => {
     ['container is a string', { spec: { containers: ['nginx'] } }, /spec\.containers\[0\] must be an object/],
     ['image is a number', { spec: { initContainers: [{ name: 'a', image: 7 }] } }, /spec\.initContainers\[0\]\.image must be a string, got number 7/],
     ['name is a list', { spec: { containers: [{ name: ['a'], image: 'x' }] } }, /spec\.containers\[0\]\.name must be a string/],
+    ['volume image is a string', { spec: { volumes: [{ name: 'v', image: 'example.com/x:1' }] } }, /spec\.volumes\[0\]\.image must be an object, got string/],
+    ['volume image reference is a list', { spec: { volumes: [{ name: 'v', image: { reference: ['example.com/x:1'] } }] } }, /spec\.volumes\[0\]\.image\.reference must be a string, got a list/],
+    ['volumes is an object', { spec: { volumes: { v: { image: { reference: 'x' } } } } }, /spec\.volumes must be a list/],
     ['ephemeralContainers is a string', { spec: { ephemeralContainers: 'x' } }, /spec\.ephemeralContainers must be a list/],
   ];
   for (const [what, obj, msg] of malformed) {

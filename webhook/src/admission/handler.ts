@@ -2,7 +2,7 @@
 // Pod images to signed digests, the validating one re-checks the final object (a later
 // mutating webhook could have swapped an image) and workload pod templates.
 import { parseReference } from '../images/reference.js';
-import { imagesOf, isPodKind, podSpecPath, WorkloadError, type ContainerImage } from '../images/workloads.js';
+import { imagesOf, isPodKind, podSpecPath, WorkloadError, type ImageUse } from '../images/workloads.js';
 import type { ImageVerdict, ImageVerifier } from '../verify/types.js';
 import { encodePatch, ORIGINAL_IMAGES_ANNOTATION, pinPatch, type Pin } from './patch.js';
 import { auditAnnotations, denyLines, isDenied, warnings, type ImageOutcome } from './report.js';
@@ -114,7 +114,7 @@ export function createAdmissionHandler(opts: AdmissionHandlerOptions): Admission
       return allow(`subresource ${req.subResource} is not checked`);
     }
 
-    let uses: ContainerImage[];
+    let uses: ImageUse[];
     try {
       uses = imagesOf(gk, req.object);
     } catch (e) {
@@ -166,7 +166,7 @@ export function createAdmissionHandler(opts: AdmissionHandlerOptions): Admission
    * Verifies each distinct image once: from warm trust data without waiting where the
    * verifier can, the rest all at once under the deadline.
    */
-  async function verifyAll(req: AdmissionRequest, uses: ContainerImage[], distinct: string[], outer: AbortSignal | undefined, budget: number): Promise<ImageOutcome[]> {
+  async function verifyAll(req: AdmissionRequest, uses: ImageUse[], distinct: string[], outer: AbortSignal | undefined, budget: number): Promise<ImageOutcome[]> {
     const namespace = req.namespace === '' ? undefined : req.namespace;
     const settled = new Map<string, Settled>();
     const waiting: string[] = [];

@@ -1,13 +1,13 @@
 // Turning per-image outcomes into what people read: the denial message (kubectl prints it
 // after "denied the request:"), warnings (kubectl prints each as "Warning: ..."), and audit
 // annotations (the API server stores them in the audit event under our webhook's name).
-import type { ContainerImage } from '../images/workloads.js';
+import type { ImageUse } from '../images/workloads.js';
 import type { ImageVerdict, PolicyFailure, PolicyRef } from '../verify/types.js';
 
 export interface ImageOutcome {
   image: string;
-  /** Every container that runs this image. */
-  uses: ContainerImage[];
+  /** Every container and image volume that runs this image. */
+  uses: ImageUse[];
   verdict?: ImageVerdict;
   /** Set when no verdict is usable: deadline, verifier error, malformed verdict. */
   problem?: string;
@@ -36,7 +36,7 @@ export function denyLines(outcomes: ImageOutcome[]): string[] {
       const enforce = o.verdict!.failures.filter((f) => f.mode === 'enforce');
       why = enforce.length > 0 ? enforce.map(describeFailure).join('; ') : 'the verifier did not allow this image and gave no reason';
     }
-    lines.push(clip(`${containers(o.uses)} image ${JSON.stringify(o.image)}: ${why}`, DENY_LINE_MAX));
+    lines.push(clip(`${usedBy(o.uses)} image ${JSON.stringify(o.image)}: ${why}`, DENY_LINE_MAX));
   }
   if (denied.length > DENY_LINES_MAX) lines.push(`... and ${denied.length - DENY_LINES_MAX} more images`);
   return lines;
@@ -67,7 +67,7 @@ export function auditAnnotations(outcomes: ImageOutcome[]): Record<string, strin
     for (const f of o.verdict?.failures ?? []) {
       if (f.mode !== 'audit' || n >= AUDIT_MAX) continue;
       n++;
-      out[`audit-${n}`] = clip(`${containers(o.uses)} image ${JSON.stringify(o.image)}: ${describeFailure(f)}`, AUDIT_VALUE_MAX);
+      out[`audit-${n}`] = clip(`${usedBy(o.uses)} image ${JSON.stringify(o.image)}: ${describeFailure(f)}`, AUDIT_VALUE_MAX);
     }
   }
   return out;
@@ -91,8 +91,8 @@ function policyName(p: PolicyRef | undefined): string {
   return p.namespace ? `${p.kind} ${p.namespace}/${p.name}` : `${p.kind} ${p.name}`;
 }
 
-function containers(uses: ContainerImage[]): string {
-  const names = uses.map((u) => `${u.kind} ${JSON.stringify(u.containerName)}`);
+function usedBy(uses: ImageUse[]): string {
+  const names = uses.map((u) => `${u.kind} ${JSON.stringify(u.name)}`);
   return names.length <= 3 ? names.join(', ') : `${names.slice(0, 3).join(', ')} and ${names.length - 3} more`;
 }
 

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { HttpSource } from '../notary/http-source.js';
 import { TokenCache, type Credentials } from '../notary/token-auth.js';
 import { PolicyDirSource } from '../policy/dir-source.js';
-import { matchesImage } from '../policy/match.js';
+import { compileExemptions } from '../policy/exemption.js';
 import type { TrustPolicy } from '../policy/model.js';
 import { PolicyStore } from '../policy/store.js';
 import { VerificationEngine } from '../verify/engine.js';
@@ -18,6 +18,7 @@ import { RepositoryCache } from '../verify/repository-cache.js';
 import { ConfigMapVersionStore } from '../verify/configmap-version-store.js';
 import { FileVersionStore, MemoryVersionStore, type VersionStore } from '../verify/version-store.js';
 import { runServe, type ServeOptions, type VerifierWiring } from './serve.js';
+import { serveHelp, stateStoreOf, type Env } from './settings.js';
 import type { Logger } from '../admission/types.js';
 import type { Metrics } from '../server/metrics.js';
 
@@ -25,8 +26,12 @@ import type { Metrics } from '../server/metrics.js';
 // repository's Bearer challenge is remembered. A few hundred cover the busy repositories.
 const MAX_SOURCES = 256;
 
-export async function serveCommand(argv: string[]): Promise<number> {
-  const handle = await runServe(argv, { createVerifier });
+export async function serveCommand(argv: string[], env: Env): Promise<number> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(serveHelp() + '\n');
+    return 0;
+  }
+  const handle = await runServe(argv, { createVerifier, env });
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once('SIGTERM', stop);
@@ -42,7 +47,8 @@ export async function createVerifier(options: ServeOptions, ctx: { log: Logger; 
   const store = new PolicyStore();
   let stopSource: () => void | Promise<void>;
   let readSecret: SecretReader;
-  let versions: VersionStore = options.stateFile ? new FileVersionStore(options.stateFile) : new MemoryVersionStore();
+  const state = stateStoreOf(options);
+  let versions: VersionStore = state.kind === 'file' ? openStateFile(state.path) : new MemoryVersionStore();
   if (options.kubernetes) {
     const k8s = await import('@kubernetes/client-node');
     const { KubernetesPolicySource } = await import('../policy/kube-source.js');
@@ -56,14 +62,13 @@ export async function createVerifier(options: ServeOptions, ctx: { log: Logger; 
       source.stop();
       statusWriter.close();
     };
-    readSecret = kubernetesSecrets(kubeConfig, k8s);
-    const stateConfigMap = process.env['TRUSTGATE_STATE_CONFIGMAP'];
-    if (stateConfigMap) {
+    readSecret = kubernetesSecrets(kubeConfig, k8s, options.podNamespace);
+    if (state.kind === 'configmap') {
       // Shared by all replicas, so a restart or a new replica cannot be rolled back.
       const shared = new ConfigMapVersionStore({
         api: kubeConfig.makeApiClient(k8s.CoreV1Api),
-        namespace: process.env['POD_NAMESPACE'] ?? 'trustgate',
-        name: stateConfigMap,
+        namespace: state.namespace,
+        name: state.name,
         log: (msg, fields) => ctx.log.warn(msg, fields),
       });
       await shared.start();
@@ -79,18 +84,18 @@ export async function createVerifier(options: ServeOptions, ctx: { log: Logger; 
     const source = new PolicyDirSource(options.policyDir!, store, eventLogger(ctx.log, 'policy source'));
     await source.start();
     stopSource = () => source.stop();
-    readSecret = directorySecrets(process.env['TRUSTGATE_SECRETS_DIR']);
+    readSecret = directorySecrets(options.secretsDir);
   }
-  store.onChange(() => ctx.log.info('policies changed', { policies: store.all().length }));
+  store.onChange(() => ctx.log.info('policies changed', { policies: store.all().length, invalid: store.invalid().length }));
 
   const sources = new SourcePool(readSecret);
   const engine = new VerificationEngine({
     policies: store,
     sourceFor: (policy, gun) => sources.get(policy, gun),
-    cache: new RepositoryCache({ refreshIntervalMs: Number(process.env['TRUSTGATE_REFRESH_SECONDS'] ?? 60) * 1000 }),
+    cache: new RepositoryCache({ refreshIntervalMs: options.refreshIntervalMs }),
     versions,
     allowUnmatched: options.allowUnmatched,
-    isExempt: (reference) => options.exempt.some((p) => matchesImage(p, reference)),
+    isExempt: compileExemptions(options.exempt),
     metrics: ctx.metrics,
   });
   return {
@@ -143,6 +148,15 @@ class SourcePool {
   }
 }
 
+/** Marks from an earlier run; a file that cannot be read or parsed refuses the start, naming it. */
+function openStateFile(path: string): FileVersionStore {
+  try {
+    return new FileVersionStore(path);
+  } catch (e) {
+    throw new Error(`--state-file ${path} cannot be used: ${(e as Error).message}`);
+  }
+}
+
 function hash(s: string): string {
   return createHash('sha256').update(s).digest('hex').slice(0, 16);
 }
@@ -172,9 +186,8 @@ function eventLogger(log: Logger, msg: string): (event: object) => void {
 }
 
 /** Cluster mode: the Secret in the policy's namespace (ClusterTrustPolicy: trustgate's own namespace). */
-function kubernetesSecrets(kubeConfig: import('@kubernetes/client-node').KubeConfig, k8s: typeof import('@kubernetes/client-node')): SecretReader {
+function kubernetesSecrets(kubeConfig: import('@kubernetes/client-node').KubeConfig, k8s: typeof import('@kubernetes/client-node'), own: string): SecretReader {
   const api = kubeConfig.makeApiClient(k8s.CoreV1Api);
-  const own = process.env['POD_NAMESPACE'] ?? 'trustgate';
   const cache = new Map<string, { at: number; creds: Credentials }>();
   return async (policy, name) => {
     const namespace = policy.namespace ?? own;

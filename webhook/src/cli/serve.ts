@@ -1,79 +1,14 @@
 // `trustgate serve`: flags in, a running webhook out. Where policies and verdicts come
 // from is injected (deps.createVerifier), so this file only wires HTTP, admission and logs.
-import { parseArgs } from 'node:util';
 import { createAdmissionHandler } from '../admission/handler.js';
 import type { Logger } from '../admission/types.js';
-import { createJsonLogger, isLogLevel, LOG_LEVELS, type LogLevel } from '../server/log.js';
+import { createJsonLogger } from '../server/log.js';
 import { Metrics } from '../server/metrics.js';
 import { startServer, type RunningServer } from '../server/start.js';
 import type { ImageVerifier } from '../verify/types.js';
-import { UsageError } from './usage.js';
+import { parseServeArgs, stateStoreOf, type Env, type ServeOptions } from './settings.js';
 
-export interface ServeOptions {
-  policyDir?: string;
-  kubernetes: boolean;
-  port: number;
-  host: string;
-  tlsCert?: string;
-  tlsKey?: string;
-  deadlineMs: number;
-  allowUnmatched: boolean;
-  exempt: string[];
-  stateFile?: string;
-  logLevel: LogLevel;
-}
-
-export function parseServeArgs(argv: string[]): ServeOptions {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    strict: true,
-    options: {
-      'policy-dir': { type: 'string' },
-      kubernetes: { type: 'boolean', default: false },
-      port: { type: 'string', default: '8443' },
-      host: { type: 'string', default: '0.0.0.0' },
-      'tls-cert': { type: 'string' },
-      'tls-key': { type: 'string' },
-      deadline: { type: 'string', default: '8' },
-      'allow-unmatched': { type: 'boolean', default: false },
-      exempt: { type: 'string', multiple: true, default: [] },
-      'state-file': { type: 'string' },
-      'log-level': { type: 'string', default: 'info' },
-    },
-  });
-  if (positionals.length > 0) throw new UsageError(`serve takes no positional arguments, got ${JSON.stringify(positionals[0])}`);
-  const policyDir = values['policy-dir'];
-  if (policyDir === '') throw new UsageError('--policy-dir must not be empty');
-  if ((policyDir !== undefined) === values.kubernetes) throw new UsageError('give exactly one policy source: --policy-dir DIR or --kubernetes');
-  if ((values['tls-cert'] === undefined) !== (values['tls-key'] === undefined)) throw new UsageError('--tls-cert and --tls-key go together');
-
-  const port = Number(values.port);
-  if (!/^\d+$/.test(values.port) || port > 65535) throw new UsageError(`--port must be an integer 0-65535, got ${JSON.stringify(values.port)}`);
-  const deadline = Number(values.deadline);
-  // The API server's webhook timeout is at most 30 s; a longer deadline could never apply.
-  if (!/^\d+(\.\d+)?$/.test(values.deadline) || !(deadline > 0) || deadline > 30) {
-    throw new UsageError(`--deadline must be seconds in (0, 30], got ${JSON.stringify(values.deadline)}`);
-  }
-  const logLevel = values['log-level'];
-  if (!isLogLevel(logLevel)) throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(logLevel)}`);
-  for (const p of values.exempt) if (p.trim() === '') throw new UsageError('--exempt needs a non-empty pattern');
-
-  const out: ServeOptions = {
-    kubernetes: values.kubernetes,
-    port,
-    host: values.host,
-    deadlineMs: Math.round(deadline * 1000),
-    allowUnmatched: values['allow-unmatched'],
-    exempt: values.exempt,
-    logLevel,
-  };
-  if (policyDir !== undefined) out.policyDir = policyDir;
-  if (values['tls-cert'] !== undefined) out.tlsCert = values['tls-cert'];
-  if (values['tls-key'] !== undefined) out.tlsKey = values['tls-key'];
-  if (values['state-file'] !== undefined) out.stateFile = values['state-file'];
-  return out;
-}
+export { parseServeArgs, type ServeOptions } from './settings.js';
 
 export interface VerifierWiring {
   verifier: ImageVerifier;
@@ -88,6 +23,8 @@ export interface ServeDeps {
   log?: Logger;
   /** Where the human-readable start line goes (default stdout). */
   print?: (line: string) => void;
+  /** The environment settings are read from (cli/settings.ts); default none, so in-process callers are hermetic. */
+  env?: Env;
 }
 
 export interface ServeHandle {
@@ -98,7 +35,7 @@ export interface ServeHandle {
 }
 
 export async function runServe(argv: string[], deps: ServeDeps): Promise<ServeHandle> {
-  const options = parseServeArgs(argv);
+  const options = parseServeArgs(argv, deps.env ?? {});
   const log = deps.log ?? createJsonLogger(options.logLevel);
   const print = deps.print ?? ((l: string) => process.stdout.write(l + '\n'));
   const metrics = new Metrics();
@@ -107,7 +44,8 @@ export async function runServe(argv: string[], deps: ServeDeps): Promise<ServeHa
     deadlineMs: options.deadlineMs,
     allowUnmatched: options.allowUnmatched,
     exempt: options.exempt,
-    stateFile: options.stateFile,
+    state: stateStoreOf(options),
+    refreshSeconds: options.refreshIntervalMs / 1000,
   });
   if (options.exempt.length > 0) log.warn('images matching these patterns are admitted without verification', { exempt: options.exempt });
   if (options.allowUnmatched) log.warn('images no policy matches are admitted (--allow-unmatched)');

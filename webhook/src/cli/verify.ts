@@ -9,6 +9,7 @@ import { parsePolicyYaml, type TrustPolicy } from '../policy/model.js';
 import { pinFromPem, TufError } from '../tuf/index.js';
 import { VerificationEngine } from '../verify/engine.js';
 import type { ImageVerdict } from '../verify/types.js';
+import { cliCredentials, cliTimeoutMs, type Env } from './settings.js';
 import { UsageError } from './usage.js';
 
 const OPTIONS = {
@@ -30,7 +31,7 @@ interface Common {
 
 const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
 
-function common(argv: string[]): Common {
+function common(argv: string[], env: Env): Common {
   const { values, positionals } = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true });
   if (positionals.length !== 1) throw usage('exactly one IMAGE is required');
   if (!values.policy) throw usage('--policy FILE is required');
@@ -44,10 +45,9 @@ function common(argv: string[]): Common {
   }
   const output = values.output;
   if (output !== 'text' && output !== 'json') throw usage('--output must be text or json');
-  const timeoutSeconds = Number(values.timeout);
-  if (!(timeoutSeconds > 0)) throw usage('--timeout must be a positive number of seconds');
+  const timeoutMs = cliTimeoutMs(values.timeout);
   const dir = values['metadata-dir'];
-  const credentials = credentialsFromEnv();
+  const credentials = cliCredentials(env);
   const sourceFor = (policy: TrustPolicy, gun: string): MetadataSource =>
     dir !== undefined
       ? new DirSource({ dir, gun })
@@ -57,22 +57,15 @@ function common(argv: string[]): Common {
           ...(policy.spec.trustServer.caBundle ? { caBundle: policy.spec.trustServer.caBundle } : {}),
           ...(credentials ? { credentials } : {}),
         });
-  return { image: positionals[0]!, policies, clock, sourceFor, output, timeoutMs: timeoutSeconds * 1000 };
-}
-
-/** The CLI has no Secrets: trust-server credentials come from the environment, like the notary CLI's. */
-function credentialsFromEnv(): { username: string; password: string } | undefined {
-  const username = process.env['TRUSTGATE_USERNAME'];
-  const password = process.env['TRUSTGATE_PASSWORD'];
-  return username && password !== undefined ? { username, password } : undefined;
+  return { image: positionals[0]!, policies, clock, sourceFor, output, timeoutMs };
 }
 
 function usage(msg: string): Error {
   return new UsageError(msg);
 }
 
-export async function verifyCommand(argv: string[]): Promise<number> {
-  const c = common(argv);
+export async function verifyCommand(argv: string[], env: Env): Promise<number> {
+  const c = common(argv, env);
   const engine = new VerificationEngine({
     // `spec.images` is not consulted here: the file's policies are the ones to check.
     policies: { policiesFor: () => c.policies },
@@ -102,8 +95,8 @@ function oneLine(v: ImageVerdict): string {
     .replace(/\s*\n\s*/g, ' ');
 }
 
-export async function inspectCommand(argv: string[]): Promise<number> {
-  const c = common(argv);
+export async function inspectCommand(argv: string[], env: Env): Promise<number> {
+  const c = common(argv, env);
   const ref = parseReference(c.image);
   const policy = c.policies[0]!;
   const source = c.sourceFor(policy, ref.name);

@@ -10,6 +10,16 @@
 // - only sha256 digests of 64 lowercase hex characters, the only kind we pin to;
 // - the whole input being a digest (`sha256:<64 hex>`) is rejected like a bare 64-hex
 //   name: containerd resolves a string that parses as a digest as a local image ID.
+// - Docker Hub's registry hosts `registry-1.docker.io` (where containerd sends every
+//   docker.io pull) and `registry.hub.docker.com` are Docker Hub, like `index.docker.io`:
+//   all are normalized to docker.io, the name Notary signs Docker Hub repositories under.
+//   `registry-1.docker.io/nginx` (no namespace) is rejected rather than guessed at:
+//   distribution adds `library/` only for docker.io and index.docker.io.
+//
+// An explicit default port (`registry.example.com:443`) is not normalized away: it is
+// another name for the registry over HTTPS, but containerd configures each host:port on its
+// own (hosts.toml) and a Notary publisher who typed it signed that GUN. withoutDefaultPort
+// gives the spelling without it, so callers can refuse the alias of a covered registry.
 
 export interface ImageReference {
   original: string;
@@ -35,6 +45,9 @@ export class ReferenceError extends Error {
 
 const DEFAULT_DOMAIN = 'docker.io';
 const LEGACY_DEFAULT_DOMAIN = 'index.docker.io';
+/** Every other host name of Docker Hub; references through them are docker.io references. */
+export const DOCKER_HUB_ALIASES: readonly string[] = Object.freeze([LEGACY_DEFAULT_DOMAIN, 'registry-1.docker.io', 'registry.hub.docker.com']);
+const HTTPS_DEFAULT_PORT = ':443';
 const OFFICIAL_PREFIX = 'library/';
 const NAME_MAX = 255;
 const TAG_MAX = 128;
@@ -104,7 +117,9 @@ function parseUncached(input: string): ImageReference {
       if (problem) fail(problem);
     }
   }
-  if (domain === LEGACY_DEFAULT_DOMAIN) domain = DEFAULT_DOMAIN;
+  // index.docker.io/nginx is docker.io/library/nginx to distribution; the others are not.
+  const registryHost = domain !== LEGACY_DEFAULT_DOMAIN && DOCKER_HUB_ALIASES.includes(domain) ? domain : undefined;
+  if (DOCKER_HUB_ALIASES.includes(domain)) domain = DEFAULT_DOMAIN;
 
   let path = remainder;
   let tag: string | undefined;
@@ -119,6 +134,9 @@ function parseUncached(input: string): ImageReference {
 
   if (path === '') fail('empty repository name');
   if (HAS_UPPER.test(path)) fail(`repository name ${quote(path)} must be lowercase`);
+  if (registryHost !== undefined && !path.includes('/')) {
+    fail(`${registryHost} is Docker Hub, which names official images library/${path}: write ${quote(`docker.io/library/${remainder}${digest !== undefined ? `@${digest}` : ''}`)}`);
+  }
   if (domain === DEFAULT_DOMAIN && !path.includes('/')) path = OFFICIAL_PREFIX + path;
   for (const component of path.split('/')) {
     if (component === '') fail(`empty path component in ${quote(path)} (doubled or trailing '/')`);
@@ -143,6 +161,22 @@ export function formatReference(ref: ImageReference): string {
   if (ref.tag !== undefined) s += `:${ref.tag}`;
   if (ref.digest !== undefined) s += `@${ref.digest}`;
   return s;
+}
+
+/**
+ * The same reference with the registry's explicit HTTPS default port dropped
+ * (`registry.example.com:443/x` -> `registry.example.com/x`, `docker.io:443/nginx` ->
+ * `docker.io/library/nginx`), or undefined when it names no `:443`. Both spellings reach one
+ * repository over HTTPS, so a policy covering one must not be escaped through the other.
+ */
+export function withoutDefaultPort(ref: ImageReference): ImageReference | undefined {
+  if (!ref.domain.endsWith(HTTPS_DEFAULT_PORT)) return undefined;
+  let s = `${ref.domain.slice(0, -HTTPS_DEFAULT_PORT.length)}/${ref.path}`;
+  if (ref.tag !== undefined) s += `:${ref.tag}`;
+  if (ref.digest !== undefined) s += `@${ref.digest}`;
+  // Throws for an alias that has no valid spelling (registry-1.docker.io:443/nginx): the
+  // caller refuses the reference with that reason.
+  return parseReference(s);
 }
 
 /** `name:tag@digest` (no tag when the reference had none). */

@@ -5,14 +5,36 @@
 // webhooks run before schema validation, so any field may be missing or of the wrong type.
 // A wrong type is an error (we cannot tell what would run); a missing list is no images.
 
-export type ContainerKind = 'container' | 'initContainer' | 'ephemeralContainer';
+export type ImageKind = 'container' | 'initContainer' | 'ephemeralContainer' | 'volume';
 
-export interface ContainerImage {
-  /** Container name, or `<list>[<index>]` when the container has no usable name. */
-  containerName: string;
-  kind: ContainerKind;
+/** One field of a pod spec that names an image the kubelet pulls. */
+export interface ImageField {
+  /** The pod spec list whose items may carry an image. */
+  list: string;
+  kind: ImageKind;
+  /** Where the image reference sits inside one item. */
+  image: readonly string[];
+}
+
+/**
+ * Every image-bearing field of a pod spec: what the kubelet pulls is exactly what is listed
+ * here. A new image-bearing field in Kubernetes is one more line (README "What it checks"
+ * lists the same fields; the tests enumerate this table).
+ */
+export const IMAGE_FIELDS: readonly ImageField[] = Object.freeze([
+  { list: 'containers', kind: 'container', image: ['image'] },
+  { list: 'initContainers', kind: 'initContainer', image: ['image'] },
+  { list: 'ephemeralContainers', kind: 'ephemeralContainer', image: ['image'] },
+  // Image volumes (KEP-4639): the kubelet pulls the reference and mounts it into containers.
+  { list: 'volumes', kind: 'volume', image: ['image', 'reference'] },
+]);
+
+export interface ImageUse {
+  kind: ImageKind;
+  /** The container's or volume's name, or `<list>[<index>]` when it has no usable name. */
+  name: string;
   image: string;
-  /** RFC 6901 pointer to the image field, e.g. /spec/containers/0/image. */
+  /** RFC 6901 pointer to the image field, e.g. /spec/containers/0/image or /spec/volumes/1/image/reference. */
   pointer: string;
 }
 
@@ -42,12 +64,6 @@ const POD_SPEC_PATHS: ReadonlyMap<string, readonly string[]> = new Map([
   ['batch/CronJob', ['spec', 'jobTemplate', 'spec', 'template', 'spec']],
 ]);
 
-const LISTS: ReadonlyArray<[field: string, kind: ContainerKind]> = [
-  ['containers', 'container'],
-  ['initContainers', 'initContainer'],
-  ['ephemeralContainers', 'ephemeralContainer'],
-];
-
 /** Path of the pod spec inside an object of this kind, or undefined when the kind carries no pod spec we know. */
 export function podSpecPath(gk: GroupKind): readonly string[] | undefined {
   return POD_SPEC_PATHS.get(`${gk.group}/${gk.kind}`);
@@ -61,7 +77,7 @@ export function isPodKind(gk: GroupKind): boolean {
  * Images of an object of kind `gk`. Throws WorkloadError for a kind without a pod spec and
  * for an object whose shape does not let us see every image.
  */
-export function imagesOf(gk: GroupKind, object: unknown): ContainerImage[] {
+export function imagesOf(gk: GroupKind, object: unknown): ImageUse[] {
   const path = podSpecPath(gk);
   if (path === undefined) throw new WorkloadError(`kind ${describeKind(gk)} has no pod spec trustgate knows`);
   if (!isObject(object)) throw new WorkloadError(`${gk.kind} object must be a JSON object, got ${typeName(object)}`);
@@ -78,34 +94,52 @@ export function imagesOf(gk: GroupKind, object: unknown): ContainerImage[] {
 }
 
 /** Images of one pod spec found at `pointer` (display name `where` in errors). */
-export function imagesOfPodSpec(spec: unknown, pointer = '/spec', where = 'spec'): ContainerImage[] {
+export function imagesOfPodSpec(spec: unknown, pointer = '/spec', where = 'spec'): ImageUse[] {
   if (!isObject(spec)) throw new WorkloadError(`${where} must be an object, got ${typeName(spec)}`);
-  const out: ContainerImage[] = [];
-  for (const [field, kind] of LISTS) {
-    const list = spec[field];
+  const out: ImageUse[] = [];
+  for (const field of IMAGE_FIELDS) {
+    const list = spec[field.list];
     if (list === undefined || list === null) continue;
-    if (!Array.isArray(list)) throw new WorkloadError(`${where}.${field} must be a list, got ${typeName(list)}`);
-    list.forEach((c: unknown, i: number) => {
-      const at = `${where}.${field}[${i}]`;
-      if (!isObject(c)) throw new WorkloadError(`${at} must be an object, got ${typeName(c)}`);
-      const image = c['image'];
+    if (!Array.isArray(list)) throw new WorkloadError(`${where}.${field.list} must be a list, got ${typeName(list)}`);
+    list.forEach((item: unknown, i: number) => {
+      const at = `${where}.${field.list}[${i}]`;
+      if (!isObject(item)) throw new WorkloadError(`${at} must be an object, got ${typeName(item)}`);
+      const image = imageAt(item, field.image, at);
       // A Pod without an image fails API validation later; a workload template may leave
       // it to be filled in. Either way nothing runs from this field yet.
-      if (image === undefined || image === null || image === '') return;
-      if (typeof image !== 'string') throw new WorkloadError(`${at}.image must be a string, got ${typeName(image)}`);
-      const name = c['name'];
+      if (image === undefined) return;
+      const name = item['name'];
       if (name !== undefined && name !== null && typeof name !== 'string') {
         throw new WorkloadError(`${at}.name must be a string, got ${typeName(name)}`);
       }
       out.push({
-        containerName: typeof name === 'string' && name !== '' ? name : `${field}[${i}]`,
-        kind,
+        kind: field.kind,
+        name: typeof name === 'string' && name !== '' ? name : `${field.list}[${i}]`,
         image,
-        pointer: `${pointer}/${field}/${i}/image`,
+        pointer: `${pointer}/${field.list}/${i}/${field.image.join('/')}`,
       });
     });
   }
   return out;
+}
+
+/** The image string at `path` inside one item; undefined when the item names none (e.g. a volume of another type). */
+function imageAt(item: Record<string, unknown>, path: readonly string[], at: string): string | undefined {
+  let node: unknown = item;
+  let where = at;
+  for (let i = 0; i < path.length; i++) {
+    const next: unknown = (node as Record<string, unknown>)[path[i]!];
+    where += `.${path[i]}`;
+    if (next === undefined || next === null) return undefined;
+    if (i === path.length - 1) {
+      if (next === '') return undefined;
+      if (typeof next !== 'string') throw new WorkloadError(`${where} must be a string, got ${typeName(next)}`);
+      return next;
+    }
+    if (!isObject(next)) throw new WorkloadError(`${where} must be an object, got ${typeName(next)}`);
+    node = next;
+  }
+  return undefined;
 }
 
 function describeKind(gk: GroupKind): string {

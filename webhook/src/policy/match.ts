@@ -17,6 +17,8 @@
  * webhook backtrack for seconds on a crafted glob.
  */
 
+import { DOCKER_HUB_ALIASES } from '../images/reference.js';
+
 /** Longest pattern accepted: a normalized reference is at most ~462 characters. */
 export const MAX_PATTERN_LENGTH = 512;
 
@@ -125,7 +127,14 @@ export function imagePatternProblems(pattern: string): string[] {
   }
   const domainProblem = checkDomain(first);
   if (domainProblem) problems.push(domainProblem);
-  if (first === 'index.docker.io' || first === 'registry-1.docker.io') {
+  if (first.endsWith(':443') && !domainProblem) {
+    // One spelling per registry: a reference that spells the default port is refused when a
+    // policy covers the registry without it, so a pattern with it could only ever cover that.
+    problems.push(
+      `port 443 is the HTTPS default, which image references leave out: write ${JSON.stringify(`${first.slice(0, -4)}${path === '' ? '' : `/${path}`}${tag !== undefined ? `:${tag}` : ''}`)}`,
+    );
+  }
+  if (DOCKER_HUB_ALIASES.includes(first)) {
     problems.push(`references to Docker Hub are normalized to docker.io: write ${JSON.stringify(`docker.io/${path}${tag !== undefined ? `:${tag}` : ''}`)}`);
   }
   if (path === '') {

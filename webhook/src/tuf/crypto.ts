@@ -107,3 +107,24 @@ function derHeader(der: Buffer, at: number): { body: number; length: number } | 
   for (let i = 0; i < n; i++) length = length * 256 + der[at + 2 + i]!;
   return { body: at + 2 + n, length };
 }
+
+/**
+ * ECDSA with a DER (ASN.1) signature, as TUF 1.0 implementations write it (securesystemslib,
+ * go-tuf, tuf-js). The hash is fixed by the scheme, not by the curve.
+ */
+export function verifyEcdsaDer(key: KeyObject, hash: 'sha256' | 'sha384', msg: Uint8Array, sig: Uint8Array): boolean {
+  try {
+    return nodeVerify(hash, msg, { key, dsaEncoding: 'der' }, sig);
+  } catch {
+    return false; // malformed DER is an invalid signature, not a crash
+  }
+}
+
+/** RSASSA-PSS over SHA-256 with any salt length (the salt length is the signer's choice). */
+export function verifyRsaPssAnySalt(key: KeyObject, msg: Uint8Array, sig: Uint8Array): boolean {
+  try {
+    return nodeVerify('sha256', msg, { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_AUTO }, sig);
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,226 @@
+/**
+ * The TUF 1.0 client workflow's verification steps (specification §5.2-§5.6), in the order
+ * the specification gives, on bytes the caller fetched: python-tuf's TrustedMetadataSet.
+ * Nothing here does I/O or reads a clock: `now` and the version floors come in, verified
+ * metadata or a TufError comes out, and nothing is kept from a file that failed.
+ */
+import { sha256, sha512 } from '../crypto.js';
+import { TufError } from '../errors.js';
+import { delegatedRoleNamed } from './delegation.js';
+import {
+  parseSpecEnvelope,
+  parseSpecRoot,
+  parseSpecSnapshot,
+  parseSpecTargets,
+  parseSpecTimestamp,
+  type MetaFile,
+  type RoleKeys,
+  type SpecRoot,
+  type SpecSnapshot,
+  type SpecTargets,
+  type SpecTimestamp,
+} from './metadata.js';
+import { verifySpecThreshold } from './threshold.js';
+
+/** Highest version trusted so far per role name (high-water marks), from earlier loads. */
+export type SpecVersionFloor = ReadonlyMap<string, number>;
+
+const TOP = new Set(['root', 'timestamp', 'snapshot']);
+
+export function notExpired(role: string, m: { expires: Date; expiresText: string }, now: Date): void {
+  // §5.3.10, §5.4.4, §5.5.6, §5.6.4: expired when the expiry is not after now.
+  if (m.expires.getTime() <= now.getTime()) throw new TufError('expired', role, `expired at ${m.expiresText}`);
+}
+
+/** §5.5.2 / §5.6.2: length and every hash, when the parent declares them, must match the bytes. */
+export function checkMetaFile(bytes: Uint8Array, meta: MetaFile, role: string, declaredBy: string): void {
+  if (meta.length !== undefined && bytes.length !== meta.length) {
+    throw new TufError(bytes.length > meta.length ? 'too-large' : 'hash-mismatch', role, `${bytes.length} bytes, but ${declaredBy} declares ${meta.length}`);
+  }
+  for (const [alg, want] of Object.entries(meta.hashes ?? {})) {
+    const digest = alg === 'sha256' ? sha256(bytes) : alg === 'sha512' ? sha512(bytes) : undefined;
+    if (!digest) throw new TufError('hash-mismatch', role, `${declaredBy} declares a ${alg} hash, which this client cannot check`);
+    if (Buffer.from(digest).toString('hex') !== want) {
+      throw new TufError('hash-mismatch', role, `${alg} of the file differs from what ${declaredBy} declares`);
+    }
+  }
+}
+
+function sameKeys(a: RoleKeys, b: RoleKeys): boolean {
+  return a.threshold === b.threshold && a.keyids.length === b.keyids.length && a.keyids.every((k) => b.keyids.includes(k));
+}
+
+export class SpecTrustedSet {
+  private currentRoot: SpecRoot;
+  private timestampMeta?: SpecTimestamp;
+  private snapshotMeta?: SpecSnapshot;
+  private readonly targetsByRole = new Map<string, SpecTargets>();
+  private readonly floor: Map<string, number>;
+  private rootsChecked = false;
+
+  /**
+   * §5.2: the trusted root (from the policy or a previous load) must sign itself by its own
+   * threshold. It may be expired: newer roots may follow (§5.3.10 checks the final one).
+   */
+  constructor(trustedRootBytes: Uint8Array, private readonly now: Date, floor: SpecVersionFloor = new Map()) {
+    const env = parseSpecEnvelope(trustedRootBytes, 'root', 'root');
+    const root = parseSpecRoot(env);
+    try {
+      verifySpecThreshold(env, root.keys, root.roles.root);
+    } catch (e) {
+      if (!(e instanceof TufError)) throw e;
+      throw new TufError('untrusted-root', 'root', `the trusted root (version ${root.version}) is not signed by its own root keys: ${e.message}`);
+    }
+    this.currentRoot = root;
+    this.floor = new Map(floor);
+  }
+
+  get root(): SpecRoot {
+    return this.currentRoot;
+  }
+
+  get timestamp(): SpecTimestamp | undefined {
+    return this.timestampMeta;
+  }
+
+  get snapshot(): SpecSnapshot | undefined {
+    return this.snapshotMeta;
+  }
+
+  targets(role = 'targets'): SpecTargets | undefined {
+    return this.targetsByRole.get(role);
+  }
+
+  /** §5.3.3-§5.3.9: the next version of root, signed by the old and the new root keys. */
+  updateRoot(bytes: Uint8Array): SpecRoot {
+    if (this.timestampMeta) throw new Error('root cannot change after timestamp is trusted');
+    const old = this.currentRoot;
+    const role = `root v${old.version + 1}`;
+    const env = parseSpecEnvelope(bytes, role, 'root');
+    const next = parseSpecRoot(env);
+    verifySpecThreshold(env, old.keys, old.roles.root, `root v${old.version}`); // §5.3.4 old keys
+    if (next.version !== old.version + 1) {
+      throw new TufError('rollback', role, `file holds root version ${next.version}, expected ${old.version + 1}`); // §5.3.5
+    }
+    verifySpecThreshold(env, next.keys, next.roles.root, `root v${next.version}`); // §5.3.4 new keys
+    // §5.3.11: a timestamp or snapshot key rotation after the root we last trusted resets
+    // their version floors, so a repository can recover from a fast-forward attack.
+    const trustedBefore = this.floor.get('root') ?? 0;
+    if (next.version > trustedBefore && (!sameKeys(old.roles.timestamp, next.roles.timestamp) || !sameKeys(old.roles.snapshot, next.roles.snapshot))) {
+      this.floor.delete('timestamp');
+      this.floor.delete('snapshot');
+    }
+    this.currentRoot = next;
+    return next;
+  }
+
+  /** §5.3.10 and the root's own rollback floor: the final root must be fresh and not older than trusted. */
+  finishRootUpdates(): void {
+    const root = this.currentRoot;
+    const floor = this.floor.get('root');
+    if (floor !== undefined && root.version < floor) {
+      throw new TufError('rollback', 'root', `newest root served is version ${root.version}, older than version ${floor} already trusted`);
+    }
+    notExpired('root', root, this.now);
+    this.rootsChecked = true;
+  }
+
+  /** §5.4: timestamp, signed by the root's timestamp keys, never older than trusted. */
+  updateTimestamp(bytes: Uint8Array): SpecTimestamp {
+    if (!this.rootsChecked) this.finishRootUpdates();
+    const env = parseSpecEnvelope(bytes, 'timestamp', 'timestamp');
+    const ts = parseSpecTimestamp(env);
+    verifySpecThreshold(env, this.currentRoot.keys, this.currentRoot.roles.timestamp); // §5.4.2
+    const floor = this.floor.get('timestamp');
+    if (floor !== undefined && ts.version < floor) {
+      throw new TufError('rollback', 'timestamp', `version ${ts.version} is older than version ${floor} already trusted`); // §5.4.3.1
+    }
+    const snapFloor = this.floor.get('snapshot');
+    if (snapFloor !== undefined && ts.snapshot.version < snapFloor) {
+      throw new TufError('rollback', 'timestamp', `names snapshot version ${ts.snapshot.version}, older than version ${snapFloor} already trusted`); // §5.4.3.2
+    }
+    notExpired('timestamp', ts, this.now); // §5.4.4
+    this.timestampMeta = ts;
+    return ts;
+  }
+
+  /** §5.5: snapshot, bound to the timestamp's declaration, no targets role rolled back. */
+  updateSnapshot(bytes: Uint8Array): SpecSnapshot {
+    const ts = this.timestampMeta;
+    if (!ts) throw new Error('snapshot before timestamp');
+    checkMetaFile(bytes, ts.snapshot, 'snapshot', 'timestamp'); // §5.5.2
+    const env = parseSpecEnvelope(bytes, 'snapshot', 'snapshot');
+    const snap = parseSpecSnapshot(env);
+    verifySpecThreshold(env, this.currentRoot.keys, this.currentRoot.roles.snapshot); // §5.5.3
+    if (snap.version !== ts.snapshot.version) {
+      throw new TufError('rollback', 'snapshot', `version ${snap.version}, but timestamp names version ${ts.snapshot.version}`); // §5.5.4
+    }
+    for (const [role, min] of this.floor) {
+      if (TOP.has(role)) continue;
+      const listed = snap.meta.get(role);
+      // §5.5.5: every targets file trusted before is still listed, at no older version.
+      if (!listed) throw new TufError('rollback', 'snapshot', `no longer lists ${role}.json, which was trusted at version ${min}`);
+      if (listed.version < min) {
+        throw new TufError('rollback', 'snapshot', `lists ${role}.json at version ${listed.version}, older than version ${min} already trusted`);
+      }
+    }
+    notExpired('snapshot', snap, this.now); // §5.5.6
+    this.snapshotMeta = snap;
+    return snap;
+  }
+
+  /**
+   * §5.6: top-level targets (parent "root") or a delegated role (parent: the targets role
+   * that delegates to it), bound to the snapshot's declaration and signed by the keys the
+   * parent names.
+   */
+  updateTargets(bytes: Uint8Array, role = 'targets', parent = 'root', now = this.now): SpecTargets {
+    const snap = this.snapshotMeta;
+    if (!snap) throw new Error('targets before snapshot');
+    const keys = this.keysFor(role, parent);
+    const meta = snap.meta.get(role);
+    if (!meta) throw new TufError('not-found', role, `snapshot does not list ${role}.json`);
+    checkMetaFile(bytes, meta, role, 'snapshot'); // §5.6.2
+    const env = parseSpecEnvelope(bytes, role, 'targets');
+    const targets = parseSpecTargets(env);
+    verifySpecThreshold(env, keys.keys, keys.role, `${role} (delegated by ${parent})`); // §5.6.3
+    if (targets.version !== meta.version) {
+      throw new TufError('rollback', role, `version ${targets.version}, but snapshot names version ${meta.version}`); // §5.6.4 (version)
+    }
+    notExpired(role, targets, now); // §5.6.5
+    this.targetsByRole.set(role, targets);
+    return targets;
+  }
+
+  private keysFor(role: string, parent: string): { keys: SpecRoot['keys']; role: RoleKeys } {
+    if (parent === 'root') {
+      if (role !== 'targets') throw new TufError('delegation', role, 'only targets is delegated by root');
+      return { keys: this.currentRoot.keys, role: this.currentRoot.roles.targets };
+    }
+    const delegator = this.targetsByRole.get(parent);
+    if (!delegator) throw new Error(`${parent} must be trusted before ${role}`);
+    const delegated = delegator.delegations ? delegatedRoleNamed(delegator.delegations, role) : undefined;
+    if (!delegator.delegations || !delegated) throw new TufError('delegation', role, `${parent} does not delegate to ${role}`);
+    return { keys: delegator.delegations.keys, role: delegated };
+  }
+
+  /** Whether what the top-level roles say still holds at `now` (cached trust data ages). */
+  assertFresh(now: Date): void {
+    notExpired('root', this.currentRoot, now);
+    if (this.timestampMeta) notExpired('timestamp', this.timestampMeta, now);
+    if (this.snapshotMeta) notExpired('snapshot', this.snapshotMeta, now);
+    const top = this.targetsByRole.get('targets');
+    if (top) notExpired('targets', top, now);
+  }
+
+  /** The high-water marks to keep after this load (the caller persists them). */
+  versionFloor(): Map<string, number> {
+    const out = new Map(this.floor);
+    const raise = (role: string, v: number) => out.set(role, Math.max(out.get(role) ?? 0, v));
+    raise('root', this.currentRoot.version);
+    if (this.timestampMeta) raise('timestamp', this.timestampMeta.version);
+    if (this.snapshotMeta) raise('snapshot', this.snapshotMeta.version);
+    for (const [role, t] of this.targetsByRole) raise(role, t.version);
+    return out;
+  }
+}

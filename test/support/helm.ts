@@ -4,7 +4,15 @@
 //
 // Tests get every Helm at module load (`const HELMS = await helms();`) and render with
 // `template(helm, values)`, which returns the parsed objects; a refusal (schema or a `fail`
-// guard) throws HelmError carrying Helm's own message.
+// guard) throws HelmError carrying Helm's own message. A new check of the chart:
+//
+//   for (const h of HELMS) it(`... (${h.name})`, () => {
+//     const [dep] = ofKind(template(h, { server: { logLevel: 'debug' } }), 'Deployment');
+//     expect(dep?.spec.template.spec.containers[0].args).to.include('debug');
+//   });
+//
+// What needs a release (NOTES.txt, helm upgrade --reuse-values) runs with --dry-run=client
+// through helmDry()/installed() and the stand-in from startVersionServer().
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';

@@ -285,6 +285,9 @@ function specProblems(spec: Record<string, unknown>, failed: Set<string>): Polic
       else seen.push({ der, index: i });
     });
   }
+  if (ts && ts.protocol === 'tuf' && isObject(ts.credentials)) {
+    problems.push({ path: 'spec.trustServer.credentials', message: 'protocol tuf reads static metadata files and sends no credentials: remove them (or use protocol notary)' });
+  }
   if (root && typeof root.trustedRoot === 'string' && ok('spec.root.trustedRoot')) {
     const problem = trustedRootProblem(root.trustedRoot);
     if (problem) problems.push({ path: 'spec.root.trustedRoot', message: problem });

@@ -134,6 +134,6 @@ describe('demo: the table', () => {
     const reasons = formatReasons(rows, 100);
     expect(reasons[0]).to.match(/^\[3\] unsigned: container "app"/);
     for (const l of reasons) expect(l.length, l).to.be.at.most(100);
-    expect(reasons.join(' ').replace(/\s+/g, ' ')).to.contain('does not sign "rc"');
+    expect(reasons.join(' ').replace(/\s+/g, ' ')).to.contain('tag "rc" is not signed by targets/releases (required)');
   });
 });

@@ -8,6 +8,7 @@
 import { stringify } from 'yaml';
 import { formatReference, parseReference } from '../images/reference.js';
 import { HttpSource } from '../notary/http-source.js';
+import { FetchError } from '../notary/source.js';
 import { loadRepository } from '../notary/updater.js';
 import { parsePolicyYaml, PolicyValidationError } from '../policy/model.js';
 import { spkiDer, spkiKey, X509Certificate } from '../tuf/crypto.js';
@@ -71,7 +72,8 @@ export async function policyInitCommand(argv: string[], env: Env): Promise<numbe
     }
   } catch (e) {
     const where = e instanceof TufError ? `role ${e.role} at ${source.server}` : source.server;
-    process.stderr.write(`trustgate: ${ref.name}: ${where}: ${(e as Error).message.replace(/\s*\n\s*/g, ' ')}\n`);
+    const hint = e instanceof FetchError && e.kind === 'tls' && caBundle === undefined ? "; give the server's CA with --ca-bundle FILE" : '';
+    process.stderr.write(`trustgate: ${ref.name}: ${where}: ${(e as Error).message.replace(/\s*\n\s*/g, ' ')}${hint}\n`);
     return 1;
   }
 

@@ -78,7 +78,10 @@ export function httpGet(req: GetRequest): Promise<GetResponse> {
     const onAbort = () => finish(new GetFailure('aborted', abortText()));
     req.signal.addEventListener('abort', onAbort, { once: true });
 
-    request.on('error', (e) => finish(classify(e)));
+    // Kept so a certificate failure can name the certificate the server presented.
+    let socket: import('node:net').Socket | undefined;
+    request.on('socket', (s) => (socket = s));
+    request.on('error', (e) => finish(classify(e, presented(socket))));
     request.on('response', (res) => {
       const status = res.statusCode ?? 0;
       const ok = status === 200;
@@ -149,14 +152,42 @@ const NETWORK_CODES: Record<string, string> = {
 // OpenSSL's X509_V_ERR_* names as Node reports them in err.code.
 const CERT_CODE = /^(?:ERR_TLS_|ERR_SSL_|CERT_|DEPTH_ZERO_|SELF_SIGNED_|UNABLE_TO_|INVALID_CA$|PATH_LENGTH_EXCEEDED$|INVALID_PURPOSE$|HOSTNAME_MISMATCH$|ERROR_IN_CERT_)/;
 
+// The certificate checks people meet, in words; others keep OpenSSL's own message.
+const CERT_WORDS: Record<string, string> = {
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: 'is not issued by a CA trusted here',
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: 'is not issued by a CA trusted here',
+  UNABLE_TO_GET_ISSUER_CERT: 'is not issued by a CA trusted here',
+  SELF_SIGNED_CERT_IN_CHAIN: 'chains to a self-signed CA not trusted here',
+  DEPTH_ZERO_SELF_SIGNED_CERT: 'is self-signed and not trusted here',
+  CERT_HAS_EXPIRED: 'has expired',
+  CERT_NOT_YET_VALID: 'is not valid yet',
+  ERR_TLS_CERT_ALTNAME_INVALID: 'is not issued for this host name',
+  CERT_SIGNATURE_FAILURE: 'has a signature that does not verify',
+};
+
+/** "CN=notary.example.com, issued by CN=Example CA" of the certificate the peer presented, when there was one. */
+function presented(socket: unknown): string | undefined {
+  const s = socket as { getPeerCertificate?: () => { subject?: Record<string, string>; issuer?: Record<string, string> } } | undefined;
+  try {
+    const cert = s?.getPeerCertificate?.();
+    if (!cert?.subject) return undefined;
+    const name = (n: Record<string, string> | undefined) => (n ? Object.entries(n).map(([k, v]) => `${k}=${v}`).join(', ') : '?');
+    return `${name(cert.subject)} (issued by ${name(cert.issuer)})`;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Node/OpenSSL error -> kind plus a sentence keeping the library's own reason. */
-export function classify(e: unknown): GetFailure {
+export function classify(e: unknown, certificate?: string): GetFailure {
   const err = e as NodeJS.ErrnoException & { reason?: string; library?: string };
   const code = typeof err?.code === 'string' ? err.code : '';
   const message = err instanceof Error ? err.message : String(e);
   // EPROTO carries OpenSSL handshake failures (wrong version number: not a TLS port, alerts).
   if (CERT_CODE.test(code) || err?.library === 'SSL routines' || code === 'EPROTO' || /SSL routines/.test(message)) {
-    return new GetFailure('tls', `TLS failure: ${message}${code ? ` (${code})` : ''}`);
+    const words = CERT_WORDS[code];
+    if (words) return new GetFailure('tls', `TLS failure: the server's certificate ${certificate ? `${certificate} ` : ''}${words}`);
+    return new GetFailure('tls', `TLS failure: ${message}${code ? ` (${code})` : ''}${certificate ? `; the server presented ${certificate}` : ''}`);
   }
   if (code.startsWith('HPE_')) return new GetFailure('protocol', `malformed HTTP response: ${message} (${code})`);
   const friendly = NETWORK_CODES[code];

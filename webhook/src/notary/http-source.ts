@@ -175,7 +175,8 @@ export class HttpSource implements MetadataSource {
         case 'too-large':
           throw fail('too-large', e.message);
         case 'tls':
-          throw fail('tls', e.message);
+          // Whether our own CA was in play decides the fix: a wrong bundle, or none given.
+          throw fail('tls', `${e.message} (${this.ca !== undefined ? 'checked against the caBundle given, which does not vouch for it' : 'no caBundle given, so only the system CAs were trusted: set spec.trustServer.caBundle to the CA that issued it'})`);
         case 'protocol':
           throw fail('http', e.message);
         default:

@@ -176,7 +176,7 @@ describe('integration: the CLI of an app team against a real Notary server', fun
   it('policy init without the CA says the certificate is not trusted and that no CA bundle was given', async () => {
     const r = await sh(`trustgate policy init ${demo.app.gun} --server ${stack.notaryUrl}`, work, env);
     expect(r.code).to.equal(1);
-    expect(r.stderr).to.include(stack.notaryUrl).and.match(/TLS/).and.include('--ca-bundle');
+    expect(r.stderr).to.include(stack.notaryUrl).and.match(/TLS/).and.include('--ca-bundle').and.include('no caBundle given').and.match(/certificate CN=[^ ]+ .*\(issued by /);
     expect(r.stderr).to.not.match(/\b(ERR_[A-Z_]+|UNABLE_TO_[A-Z_]+|SELF_SIGNED_[A-Z_]+)\b/);
   });
 

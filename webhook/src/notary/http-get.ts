@@ -6,6 +6,8 @@
  */
 import * as http from 'node:http';
 import * as https from 'node:https';
+import * as net from 'node:net';
+import * as tls from 'node:tls';
 
 export interface GetRequest {
   url: URL;
@@ -78,10 +80,7 @@ export function httpGet(req: GetRequest): Promise<GetResponse> {
     const onAbort = () => finish(new GetFailure('aborted', abortText()));
     req.signal.addEventListener('abort', onAbort, { once: true });
 
-    // Kept so a certificate failure can name the certificate the server presented.
-    let socket: import('node:net').Socket | undefined;
-    request.on('socket', (s) => (socket = s));
-    request.on('error', (e) => finish(classify(e, presented(socket))));
+    request.on('error', (e) => finish(classify(e)));
     request.on('response', (res) => {
       const status = res.statusCode ?? 0;
       const ok = status === 200;
@@ -165,17 +164,35 @@ const CERT_WORDS: Record<string, string> = {
   CERT_SIGNATURE_FAILURE: 'has a signature that does not verify',
 };
 
-/** "CN=notary.example.com, issued by CN=Example CA" of the certificate the peer presented, when there was one. */
-function presented(socket: unknown): string | undefined {
-  const s = socket as { getPeerCertificate?: () => { subject?: Record<string, string>; issuer?: Record<string, string> } } | undefined;
-  try {
-    const cert = s?.getPeerCertificate?.();
-    if (!cert?.subject) return undefined;
-    const name = (n: Record<string, string> | undefined) => (n ? Object.entries(n).map(([k, v]) => `${k}=${v}`).join(', ') : '?');
-    return `${name(cert.subject)} (issued by ${name(cert.issuer)})`;
-  } catch {
-    return undefined;
-  }
+/**
+ * Which certificate a server presents ("CN=notary.example.com (issued by CN=Example CA)"),
+ * for the message after a failed handshake: Node drops the peer certificate with the
+ * rejected socket, so this looks again without verifying. Nothing read here is trusted or
+ * used beyond the message; undefined when the server cannot be asked within `timeoutMs`.
+ */
+export function presentedCertificate(url: URL, timeoutMs: number): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const host = url.hostname.replace(/^\[|\]$/g, '');
+    const socket = tls.connect({
+      host,
+      port: Number(url.port || 443),
+      ...(net.isIP(host) === 0 ? { servername: host } : {}),
+      // Only to read the certificate for the message; the connection carries no request.
+      rejectUnauthorized: false,
+    });
+    const done = (v: string | undefined) => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(v);
+    };
+    const timer = setTimeout(() => done(undefined), timeoutMs);
+    socket.once('error', () => done(undefined));
+    socket.once('secureConnect', () => {
+      const cert = socket.getPeerCertificate();
+      const name = (n: object | undefined) => (n ? Object.entries(n).map(([k, v]) => `${k}=${String(v)}`).join(', ') : '?');
+      done(cert && cert.subject ? `${name(cert.subject)} (issued by ${name(cert.issuer)})` : undefined);
+    });
+  });
 }
 
 /** Node/OpenSSL error -> kind plus a sentence keeping the library's own reason. */

@@ -168,7 +168,8 @@ export function verifyPinnedRoot(bytes: Uint8Array, pin: RootPin, gun: string): 
   const signed = inRoot.filter((k) => [...signers].some((id) => spkiOf(id).equals(k)));
   if (signed.length < pin.threshold) {
     const why = inRoot.length === 0 ? 'none of the pinned keys is a root key of' : 'too few pinned keys signed';
-    throw new TufError('untrusted-root', 'root', `${why} root v${root.version} (${signed.length} of the required ${pin.threshold})`);
+    // Which keys the server does have, so the wrong pin can be told from a wrong server.
+    throw new TufError('untrusted-root', 'root', `${why} root v${root.version} (${signed.length} of the required ${pin.threshold}); its root keys are ${root.roles.root.keyids.join(', ')}`);
   }
   return verifiedRoot(bytes, root);
 }

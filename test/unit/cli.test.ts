@@ -221,6 +221,35 @@ describe('trustgate CLI', function () {
     });
   });
 
+  describe('start-up', () => {
+    /** Every module a dist module imports statically, transitively (dynamic import() is left out: that is the point). */
+    function staticGraph(entry: string): Set<string> {
+      const seen = new Set<string>();
+      const visit = (file: string) => {
+        if (seen.has(file)) return;
+        seen.add(file);
+        if (!file.startsWith('/')) return;
+        const text = readFileSync(file, 'utf8');
+        for (const m of text.matchAll(/^\s*(?:import|export)\s[^'"]*?from\s+['"]([^'"]+)['"]|^\s*import\s+['"]([^'"]+)['"]/gm)) {
+          const spec = (m[1] ?? m[2])!;
+          visit(spec.startsWith('.') ? join(dirname(file), spec) : spec);
+        }
+      };
+      visit(entry);
+      return seen;
+    }
+
+    it('check, verify, inspect and policy commands never load the Kubernetes client or the HTTP server', () => {
+      const cli = join(repoRoot(), 'dist', 'webhook', 'src', 'cli');
+      for (const entry of ['main.js', 'check.js', 'verify.js', 'policy-init.js', 'policy-check.js']) {
+        const graph = [...staticGraph(join(cli, entry))];
+        expect(graph.filter((m) => m.startsWith('@kubernetes/') || m === 'express'), entry).to.deep.equal([]);
+      }
+      // The check of the check: serve's wiring does reach it.
+      expect([...staticGraph(join(cli, 'serve.js'))]).to.include('express');
+    });
+  });
+
   describe('help and version', () => {
     it('prints every option, its default and an example for every command, exit 0, three ways', async () => {
       for (const spec of COMMANDS) {

@@ -170,7 +170,7 @@ const CERT_WORDS: Record<string, string> = {
  * rejected socket, so this looks again without verifying. Nothing read here is trusted or
  * used beyond the message; undefined when the server cannot be asked within `timeoutMs`.
  */
-export function presentedCertificate(url: URL, timeoutMs: number): Promise<string | undefined> {
+export function presentedCertificate(url: URL, timeoutMs: number, signal?: AbortSignal): Promise<string | undefined> {
   return new Promise((resolve) => {
     const host = url.hostname.replace(/^\[|\]$/g, '');
     const socket = tls.connect({
@@ -182,10 +182,13 @@ export function presentedCertificate(url: URL, timeoutMs: number): Promise<strin
     });
     const done = (v: string | undefined) => {
       clearTimeout(timer);
+      signal?.removeEventListener('abort', stop);
       socket.destroy();
       resolve(v);
     };
-    const timer = setTimeout(() => done(undefined), timeoutMs);
+    const stop = () => done(undefined);
+    const timer = setTimeout(stop, timeoutMs);
+    signal?.addEventListener('abort', stop, { once: true });
     socket.once('error', () => done(undefined));
     socket.once('secureConnect', () => {
       const cert = socket.getPeerCertificate();

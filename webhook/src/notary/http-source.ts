@@ -176,7 +176,7 @@ export class HttpSource implements MetadataSource {
           throw fail('too-large', e.message);
         case 'tls': {
           // Whether our own CA was in play decides the fix: a wrong bundle, or none given.
-          const cert = deadline.signal.aborted ? undefined : await presentedCertificate(url, 1000);
+          const cert = deadline.signal.aborted ? undefined : await presentedCertificate(url, 1000, deadline.signal);
           const message = cert ? e.message.replace("the server's certificate ", `the server's certificate ${cert} `) : e.message;
           throw fail('tls', `${message} (${this.ca !== undefined ? 'checked against the caBundle given, which does not vouch for it' : 'no caBundle given, so only the system CAs were trusted: set spec.trustServer.caBundle to the CA that issued it'})`);
         }

@@ -122,8 +122,8 @@ export async function prepareDemo(stack: Stack, log: (line: string) => void = ()
     images: [
       { label: 'signed in releases', image: `${appGun}:1.0`, expected: 'allowed', digest: app10.digest },
       { label: 'signed, by digest', image: `${appGun}@${app11.digest}`, expected: 'allowed', digest: app11.digest },
-      { label: 'pushed, never signed', image: `${appGun}:1.2-rc`, expected: 'denied', because: /does not sign "1\.2-rc"/, digest: app12rc.digest },
-      { label: 'signed by ci role only', image: `${appGun}:ci-build`, expected: 'denied', because: /does not sign "ci-build"/, digest: appCi.digest },
+      { label: 'pushed, never signed', image: `${appGun}:1.2-rc`, expected: 'denied', because: /tag "1\.2-rc" is not signed by targets\/releases \(required\)/, digest: app12rc.digest },
+      { label: 'signed by ci role only', image: `${appGun}:ci-build`, expected: 'denied', because: /tag "ci-build" is not signed by targets\/releases \(required\)/, digest: appCi.digest },
       { label: 'releases role expired', image: `${staleGun}:1.0`, expected: 'denied', because: /targets\/releases: expired at /, digest: stale10.digest },
     ],
   };

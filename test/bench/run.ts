@@ -6,7 +6,7 @@
 //   node dist/test/bench/run.js [--quick] [--profile DIR] [--only LIST] [--big-forged]
 //     --quick        shorter rounds (for trying the harness, not for figures)
 //     --profile DIR  run the webhook and the baseline with --cpu-prof into DIR
-//     --only LIST    some of memory,big,cold,warm,burst (figures left out print as null)
+//     --only LIST    some of memory,big,cold,warm,burst,cli (figures left out print as null)
 //     --big-forged   make the 10,000-tag repository with the forge instead of 10,000 `notary
 //                    addhash` runs (60-80 s); --quick implies it
 import { createHash } from 'node:crypto';
@@ -28,6 +28,7 @@ import {
 } from '../support/stack.js';
 import type { BigRepoResult, RemoteBigRepo } from './bigrepo.js';
 import { bigTagName, DIST, fmt, killChildren, median, percentile, podReview, policyYaml, processCpuMs, runNodeJson, singleImageReview, startNode, type Started } from './common.js';
+import { cliStartFigure, type CliStartResult } from './cli-start.js';
 import { startCountingProxy } from './counting-proxy.js';
 import type { LoadResult } from './loadgen.js';
 import type { MemoryResult } from './memory.js';
@@ -40,7 +41,7 @@ const { values: args } = parseArgs({
     'big-forged': { type: 'boolean', default: false },
   },
 });
-const FIGURES = ['memory', 'big', 'cold', 'warm', 'burst'] as const;
+const FIGURES = ['memory', 'big', 'cold', 'warm', 'burst', 'cli'] as const;
 type Figure = (typeof FIGURES)[number];
 const ONLY = new Set((args.only ?? FIGURES.join(',')).split(',').map((s) => s.trim()));
 for (const f of ONLY) if (!(FIGURES as readonly string[]).includes(f)) throw new Error(`--only takes ${FIGURES.join(',')}, got ${f}`);
@@ -461,6 +462,10 @@ async function main(): Promise<void> {
       log(`published the repositories with the notary CLI in ${fmt((performance.now() - t0) / 1000)} s`);
     }
 
+    if (want('cli')) {
+      log('CLI start: trustgate --version and one offline verify');
+      results.cli = cliStartFigure();
+    }
     if (memory) {
       results.mem = await memory;
       log(`memory: +${fmt(results.mem.growthMb)} MB RSS for ${results.mem.repositories} repositories`);
@@ -510,6 +515,7 @@ interface Results {
   burst?: BurstResult;
   big?: BigRepoResult;
   mem?: MemoryResult;
+  cli?: CliStartResult;
   seconds: number;
 }
 
@@ -585,6 +591,7 @@ function report(r: Results): void {
       ],
     );
   }
+  rows.push(...cliRows(r.cli));
   const widths = [0, 1, 2, 3].map((c) => Math.max(...rows.map((row) => String(row[c]).length), 6));
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i] ?? 4)).join(' | ');
   console.log('');
@@ -609,8 +616,22 @@ function report(r: Results): void {
       big_repo_warm_lookup_us: opt(big?.warmLookupUs, 1),
       burst_fetches_per_repo: burst ? burst.maxFetches : null,
       mem_1000_repos_mb: opt(mem?.growthMb, 1),
+      ...cliKeys(r.cli),
     }),
   );
+}
+
+/** The CLI's start, as a person runs it after `npm link`; `node -e 0` in the same run is the floor. */
+function cliRows(cli: CliStartResult | undefined): [string, string, string, string, boolean][] {
+  if (!cli) return [];
+  return [
+    [`CLI start: trustgate --version (median of ${cli.runs})`, `${fmt(cli.startMs)} ms = ${fmt(cli.startMs / cli.nodeMs, 2)} x node -e 0`, `node -e 0: ${fmt(cli.nodeMs)} ms`, '<= 3 x', cli.startMs <= 3 * cli.nodeMs],
+    [`CLI: one offline verify (median of ${cli.runs})`, `${fmt(cli.verifyMs)} ms = ${fmt(cli.verifyMs / cli.nodeMs, 2)} x node -e 0`, `node -e 0: ${fmt(cli.nodeMs)} ms`, '<= 8 x', cli.verifyMs <= 8 * cli.nodeMs],
+  ];
+}
+
+function cliKeys(cli: CliStartResult | undefined): { cli_start_ms: number | null; cli_verify_ms: number | null } {
+  return { cli_start_ms: cli ? round(cli.startMs, 1) : null, cli_verify_ms: cli ? round(cli.verifyMs, 1) : null };
 }
 
 /**

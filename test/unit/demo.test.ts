@@ -16,7 +16,7 @@ const D2 = `sha256:${'2b'.repeat(32)}`;
 
 const signedTag: DemoImage = { label: 'signed', image: `${HOST}/demo/app:1.0`, expected: 'allowed', digest: D1 };
 const signedDigest: DemoImage = { label: 'by digest', image: `${HOST}/demo/app@${D2}`, expected: 'allowed', digest: D2 };
-const unsigned: DemoImage = { label: 'unsigned', image: `${HOST}/demo/app:rc`, expected: 'denied', because: /does not sign "rc"/, digest: D2 };
+const unsigned: DemoImage = { label: 'unsigned', image: `${HOST}/demo/app:rc`, expected: 'denied', because: /tag "rc" is not signed by targets\/releases \(required\)/, digest: D2 };
 const [podSigned, podDigest, podUnsigned, deployment] = cases([signedTag, signedDigest, unsigned]) as [Case, Case, Case, Case];
 
 const allowed = (pinned?: string): Answer => ({ allowed: true, warnings: [], ...(pinned ? { pinned } : {}) });
@@ -24,7 +24,7 @@ const denied = (message: string): Answer => ({ allowed: false, warnings: [], mes
 
 const UNSIGNED_MESSAGE =
   `container "app" image "${HOST}/demo/app:rc": ClusterTrustPolicy demo-app, role targets/releases, server https://127.0.0.1:4443: ` +
-  'tag "rc" is signed by 0 of the required roles (targets/releases), 1 needed; missing targets/releases: targets/releases: does not sign "rc"';
+  'tag "rc" is not signed by targets/releases (required)';
 
 describe('demo: cases and the check of each answer', () => {
   it('makes one Pod per image and one Deployment of the images that should pass', () => {
@@ -134,6 +134,6 @@ describe('demo: the table', () => {
     const reasons = formatReasons(rows, 100);
     expect(reasons[0]).to.match(/^\[3\] unsigned: container "app"/);
     for (const l of reasons) expect(l.length, l).to.be.at.most(100);
-    expect(reasons.join(' ').replace(/\s+/g, ' ')).to.contain('does not sign "rc"');
+    expect(reasons.join(' ').replace(/\s+/g, ' ')).to.contain('tag "rc" is not signed by targets/releases (required)');
   });
 });

@@ -249,6 +249,9 @@ export function serveHelp(): string {
     '      With --kubernetes outside a pod: the kubeconfig file (read by the Kubernetes client).',
     '',
     'An invalid setting refuses the start with exit code 2.',
+    '',
+    'Example:',
+    '  trustgate serve --policy-dir ./policies --port 8443 --state-file /var/lib/trustgate/state.json',
   ].join('\n');
 }
 

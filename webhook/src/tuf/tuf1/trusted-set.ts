@@ -32,8 +32,11 @@ function notExpired(role: string, m: { expires: Date; expiresText: string }, now
   if (m.expires.getTime() <= now.getTime()) throw new TufError('expired', role, `expired at ${m.expiresText}`);
 }
 
-/** §5.5.2 / §5.6.2: length and every hash, when the parent declares them, must match the bytes. */
-export function checkMetaFile(bytes: Uint8Array, meta: MetaFile, role: string, declaredBy: string): void {
+/**
+ * §5.5.2 / §5.6.2: length and every hash, when the parent declares them, must match the bytes.
+ * The same rule holds for a target file and its entry (§5.7.3), which always declares both.
+ */
+export function checkMetaFile(bytes: Uint8Array, meta: Pick<MetaFile, 'length' | 'hashes'>, role: string, declaredBy: string): void {
   if (meta.length !== undefined && bytes.length !== meta.length) {
     throw new TufError(bytes.length > meta.length ? 'too-large' : 'hash-mismatch', role, `${bytes.length} bytes, but ${declaredBy} declares ${meta.length}`);
   }
@@ -57,6 +60,9 @@ export class SpecTrustedSet {
   private readonly targetsByRole = new Map<string, SpecTargets>();
   private readonly floor: Map<string, number>;
   private rootsChecked = false;
+  /** §5.3.11: timestamp or snapshot keys changed during this update: earlier copies no longer count. */
+  private topKeysRotated = false;
+  private storedTimestamp?: SpecTimestamp;
 
   /**
    * §5.2: the trusted root (from the policy or a previous load) must sign itself by its own
@@ -103,12 +109,13 @@ export class SpecTrustedSet {
       throw new TufError('rollback', role, `file holds root version ${next.version}, expected ${old.version + 1}`); // §5.3.5
     }
     verifySpecThreshold(env, next.keys, next.roles.root, `root v${next.version}`); // §5.3.4 new keys
-    // §5.3.11: a timestamp or snapshot key rotation after the root we last trusted resets
-    // their version floors, so a repository can recover from a fast-forward attack.
+    // §5.3.11: a timestamp or snapshot key rotation after the root we last trusted deletes the
+    // trusted timestamp and snapshot, so a repository can recover from a fast-forward attack.
+    // The targets floors go with them: §5.5.5 compares against the trusted snapshot's listing.
     const trustedBefore = this.floor.get('root') ?? 0;
     if (next.version > trustedBefore && (!sameKeys(old.roles.timestamp, next.roles.timestamp) || !sameKeys(old.roles.snapshot, next.roles.snapshot))) {
-      this.floor.delete('timestamp');
-      this.floor.delete('snapshot');
+      for (const role of [...this.floor.keys()]) if (role !== 'root') this.floor.delete(role);
+      this.topKeysRotated = true;
     }
     this.currentRoot = next;
     return next;
@@ -125,16 +132,59 @@ export class SpecTrustedSet {
     this.rootsChecked = true;
   }
 
-  /** §5.4: timestamp, signed by the root's timestamp keys, never older than trusted. */
+  /**
+   * A client that keeps its trusted files (python-tuf's metadata directory) starts from them:
+   * the stored timestamp, if the final root's timestamp keys sign it, is "the trusted
+   * timestamp" of §5.4.3 (expired or not: it only sets floors). Ignored after a timestamp or
+   * snapshot key rotation (§5.3.11). Returns what it trusted, or undefined when it was ignored.
+   */
+  storedTimestampFile(bytes: Uint8Array): SpecTimestamp | undefined {
+    if (!this.rootsChecked) this.finishRootUpdates();
+    if (this.timestampMeta) throw new Error('the stored timestamp comes before the new one');
+    if (this.topKeysRotated) return undefined;
+    const env = parseSpecEnvelope(bytes, 'stored timestamp', 'timestamp');
+    const ts = parseSpecTimestamp(env);
+    verifySpecThreshold(env, this.currentRoot.keys, this.currentRoot.roles.timestamp);
+    this.raiseFloor('timestamp', ts.version);
+    this.raiseFloor('snapshot', ts.snapshot.version);
+    this.storedTimestamp = ts;
+    return ts;
+  }
+
+  /**
+   * The stored snapshot, if the final root's snapshot keys sign it, is "the trusted snapshot"
+   * of §5.5.5: every targets file it lists is a floor for the new snapshot. Whether it is
+   * also current is for updateSnapshot to decide. Ignored after a key rotation (§5.3.11).
+   */
+  storedSnapshotFile(bytes: Uint8Array): SpecSnapshot | undefined {
+    if (this.snapshotMeta) throw new Error('the stored snapshot comes before the new one');
+    if (this.topKeysRotated) return undefined;
+    const env = parseSpecEnvelope(bytes, 'stored snapshot', 'snapshot');
+    const snap = parseSpecSnapshot(env);
+    verifySpecThreshold(env, this.currentRoot.keys, this.currentRoot.roles.snapshot);
+    for (const [role, meta] of snap.meta) this.raiseFloor(role, meta.version);
+    return snap;
+  }
+
+  private raiseFloor(role: string, version: number): void {
+    this.floor.set(role, Math.max(this.floor.get(role) ?? 0, version));
+  }
+
+  /**
+   * §5.4: timestamp, signed by the root's timestamp keys, never older than trusted. A new file
+   * of the same version as the stored timestamp is no news: the stored one stays trusted (as
+   * python-tuf and go-tuf do), and is what this returns.
+   */
   updateTimestamp(bytes: Uint8Array): SpecTimestamp {
     if (!this.rootsChecked) this.finishRootUpdates();
     const env = parseSpecEnvelope(bytes, 'timestamp', 'timestamp');
-    const ts = parseSpecTimestamp(env);
+    let ts = parseSpecTimestamp(env);
     verifySpecThreshold(env, this.currentRoot.keys, this.currentRoot.roles.timestamp); // §5.4.2
     const floor = this.floor.get('timestamp');
     if (floor !== undefined && ts.version < floor) {
       throw new TufError('rollback', 'timestamp', `version ${ts.version} is older than version ${floor} already trusted`); // §5.4.3.1
     }
+    if (this.storedTimestamp && ts.version === this.storedTimestamp.version) ts = this.storedTimestamp;
     const snapFloor = this.floor.get('snapshot');
     if (snapFloor !== undefined && ts.snapshot.version < snapFloor) {
       throw new TufError('rollback', 'timestamp', `names snapshot version ${ts.snapshot.version}, older than version ${snapFloor} already trusted`); // §5.4.3.2

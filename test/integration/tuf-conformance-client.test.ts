@@ -4,7 +4,7 @@
 // plain HTTP (as the suite serves them) or HTTPS. What the suite measures is what these check:
 // exit codes, the metadata directory, the target directory and the requests made.
 import { expect } from 'chai';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -373,5 +373,24 @@ describe('hack/tuf-conformance-client (the TUF conformance suite\'s client proto
     // The stored delegated roles are used again while the snapshot still names them.
     refused(await c.download('team/other.tar'), 'not listed');
     expect(await s.server.takeRequests()).to.deep.equal(['/metadata/2.root.json', '/metadata/timestamp.json']);
+  });
+
+  it("runs the README's commands as written", async () => {
+    const readme = readFileSync(join(repoRoot(), 'README.md'), 'utf8');
+    const section = readme.slice(readme.indexOf('## TUF conformance adapter'));
+    const block = /```sh\n([\s\S]*?)```/.exec(section)![1]!;
+    const commands = block.replace(/\\\n\s*/g, '').split('\n').filter((l) => l.trim() !== '');
+    expect(commands).to.have.length(3);
+    const { s, c } = await setup();
+    s.addArtifact('targets', 'path/to/file.txt', 'from the README');
+    s.publish({ bump: ['targets', 'snapshot', 'timestamp'] });
+    writeFileSync(c.trustedRoot, s.repo.roots.get(1)!);
+    const env = { ...process.env, MD: c.metadataDir, ROOT: c.trustedRoot, REPO: s.server.url.replace(/\/$/, ''), OUT: c.targetDir };
+    for (const command of commands) {
+      const r = spawnSync('sh', ['-c', command], { cwd: repoRoot(), env, encoding: 'utf8' });
+      expect(r.status, `${command}\n${r.stderr}`).to.equal(0);
+    }
+    expect(c.metadataFiles()).to.deep.equal(['root.json', 'snapshot.json', 'targets.json', 'timestamp.json']);
+    expect(c.downloads()).to.deep.equal(new Map([['path%2Fto%2Ffile.txt', 'from the README']]));
   });
 });

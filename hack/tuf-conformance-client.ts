@@ -34,7 +34,16 @@ function required(opts: Options, name: keyof Options, command: string): string {
   return v;
 }
 
-/** Stores the trust anchor. It must at least be a root that signs itself: nothing else would ever verify. */
+/** A trusted root must at least be a root that signs itself (§5.2): nothing else would ever verify. */
+function checkTrustedRoot(bytes: Uint8Array, file: string): void {
+  try {
+    new SpecTrustedSet(bytes, new Date());
+  } catch (e) {
+    if (e instanceof TufError) throw new Error(`the trusted root ${file} is not usable: ${e.message}`);
+    throw e;
+  }
+}
+
 async function init(dir: MetadataDir, trustedRootFile: string): Promise<void> {
   let bytes: Uint8Array;
   try {
@@ -42,12 +51,7 @@ async function init(dir: MetadataDir, trustedRootFile: string): Promise<void> {
   } catch (e) {
     throw new Error(`cannot read the trusted root ${trustedRootFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
-  try {
-    new SpecTrustedSet(bytes, new Date());
-  } catch (e) {
-    if (e instanceof TufError) throw new Error(`the trusted root ${trustedRootFile} is not usable: ${e.message}`);
-    throw e;
-  }
+  checkTrustedRoot(bytes, trustedRootFile);
   await mkdir(dir.dir, { recursive: true });
   await dir.write('root', bytes);
 }
@@ -55,6 +59,8 @@ async function init(dir: MetadataDir, trustedRootFile: string): Promise<void> {
 async function refresh(dir: MetadataDir, metadataUrl: string, use: (repo: SpecRepository) => Promise<void> = async () => {}): Promise<void> {
   const trustedRoot = await dir.read('root');
   if (!trustedRoot) throw new Error(`no trusted root at ${dir.fileOf('root')}: run init first`);
+  // Before any request: a broken stored root is this client's problem, not the repository's.
+  checkTrustedRoot(trustedRoot, dir.fileOf('root'));
   const source = new SpecHttpSource({ url: metadataUrl, requestTimeoutMs: 30_000 });
   try {
     let repo: SpecRepository;

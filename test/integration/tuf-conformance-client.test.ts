@@ -5,7 +5,7 @@
 // exit codes, the metadata directory, the target directory and the requests made.
 import { expect } from 'chai';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { repoRoot } from '../support/stack.js';
@@ -187,6 +187,20 @@ describe('hack/tuf-conformance-client (the TUF conformance suite\'s client proto
     expect(bad.metadataFiles()).to.deep.equal([]);
     refused(await client(['--metadata-dir', bad.metadataDir, 'init', join(bad.home, 'missing.json')]), 'cannot read the trusted root', 'ENOENT');
     refused(await client(['--metadata-dir', bad.metadataDir, 'frobnicate']), 'usage:');
+    // A stored root that no longer parses fails the refresh before any request is made.
+    writeFileSync(join(bad.metadataDir, 'root.json'), '{"signed":');
+    refused(await bad.refresh(), `the trusted root ${join(bad.metadataDir, 'root.json')} is not usable`);
+    expect(await s.server.takeRequests()).to.deep.equal([]);
+  });
+
+  it('runs through a symbolic link, as a client checked out elsewhere would be', async () => {
+    const { s, c } = await setup();
+    const link = join(c.home, 'client');
+    symlinkSync(CLIENT, link);
+    writeFileSync(c.trustedRoot, s.repo.roots.get(1)!);
+    const r = spawnSync(link, ['--metadata-dir', c.metadataDir, '--metadata-url', s.metadataUrl, 'init', c.trustedRoot], { cwd: c.home, encoding: 'utf8' });
+    expect(r.status, r.stderr).to.equal(0);
+    expect(c.metadataFiles()).to.deep.equal(['root.json']);
   });
 
   it('refresh runs the client workflow in spec order and keeps every verified file, byte for byte, under unversioned names', async () => {

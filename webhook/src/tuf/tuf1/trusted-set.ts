@@ -162,7 +162,7 @@ export class SpecTrustedSet {
     const env = parseSpecEnvelope(bytes, 'stored snapshot', 'snapshot');
     const snap = parseSpecSnapshot(env);
     verifySpecThreshold(env, this.currentRoot.keys, this.currentRoot.roles.snapshot);
-    for (const [role, meta] of snap.meta) this.raiseFloor(role, meta.version);
+    for (const [role, meta] of snap.meta) if (!TOP.has(role)) this.raiseFloor(role, meta.version);
     return snap;
   }
 

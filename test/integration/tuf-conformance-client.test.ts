@@ -9,7 +9,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, sy
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { repoRoot } from '../support/stack.js';
-import { serveFiles, type NginxFiles } from '../support/nginx-files.js';
+import { startStaticServer, type StaticServer } from '../support/static-server.js';
 import { TufRepo, sha256hex, type RepoOptions } from '../support/tuf1-repo.js';
 
 const CLIENT = join(repoRoot(), 'hack', 'tuf-conformance-client');
@@ -38,7 +38,7 @@ function client(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
 class Served {
   readonly dir = mkdtempSync(join(tmpdir(), 'tg-conf-repo-'));
   readonly repo: TufRepo;
-  server!: NginxFiles;
+  server!: StaticServer;
   files = new Map<string, Buffer>();
 
   constructor(opts: RepoOptions = {}) {
@@ -48,7 +48,7 @@ class Served {
   }
 
   async start(tls = false): Promise<this> {
-    this.server = await serveFiles(this.dir, { tls });
+    this.server = await startStaticServer(this.dir, { tls });
     return this;
   }
 
@@ -163,7 +163,7 @@ describe('hack/tuf-conformance-client (the TUF conformance suite\'s client proto
     cleanup.push(() => s.stop());
     s.publish();
     await s.start(tls);
-    const c = new Client(s, tls ? { NODE_EXTRA_CA_CERTS: s.server.ca!.certFile } : {});
+    const c = new Client(s, tls ? { NODE_EXTRA_CA_CERTS: s.server.ca.certFile } : {});
     cleanup.push(() => c.remove());
     return { s, c };
   }

@@ -66,7 +66,7 @@ export interface Logger {
 export type AdmissionResult = 'allowed' | 'denied' | 'invalid';
 /** The strongest policy mode that shaped a decision; 'none' when no policy failed. */
 export type DecisionMode = 'enforce' | 'warn' | 'audit' | 'none';
-export type WebhookName = 'mutate' | 'validate';
+export type WebhookName = 'mutate' | 'validate' | 'policy';
 
 export interface AdmissionMetrics {
   admission(labels: { operation: string; result: AdmissionResult; mode: DecisionMode; webhook: WebhookName }, seconds: number): void;

@@ -6,8 +6,8 @@
  */
 import { TufError, type RootPin } from '../tuf/index.js';
 import { checkPinnedSpecRoot } from '../tuf/tuf1/pinning.js';
-import { SpecTrustedSet, type SpecVersionFloor } from '../tuf/tuf1/trusted-set.js';
-import { preorderWalk } from '../tuf/tuf1/walk.js';
+import { notExpired, SpecTrustedSet, type SpecVersionFloor } from '../tuf/tuf1/trusted-set.js';
+import { preorderWalk, prefixWalk, type RoleVisit } from '../tuf/tuf1/walk.js';
 import type { SpecTargets, TargetFile } from '../tuf/tuf1/metadata.js';
 import { roleFile, rootFile } from './file-names.js';
 import { FetchError, type SpecSource } from './source.js';
@@ -54,6 +54,8 @@ export interface SpecRefreshOptions {
   /** Stored metadata to start from and to keep up to date (a persistent client). */
   local?: SpecLocalMetadata;
   now: Date;
+  /** The clock for roles loaded later by lookups, and for their expiry; default: real time. */
+  clock?: () => Date;
   /** High-water marks from earlier loads (shared by replicas). */
   floor?: SpecVersionFloor;
   signal?: AbortSignal;
@@ -117,7 +119,7 @@ export async function refreshSpecRepository(source: SpecSource, opts: SpecRefres
     set.updateSnapshot(bytes);
     await local?.write('snapshot', bytes);
   }
-  const repo = new SpecRepository(source, set, config, opts.signal, local);
+  const repo = new SpecRepository(source, set, config, opts.clock ?? (() => new Date()), opts.signal, local);
   await repo.role('targets', 'root'); // §5.6
   return repo;
 }
@@ -139,6 +141,7 @@ export class SpecRepository {
     readonly source: SpecSource,
     private readonly set: SpecTrustedSet,
     private readonly config: SpecUpdaterConfig,
+    private readonly clock: () => Date,
     private readonly signal?: AbortSignal,
     private readonly local?: SpecLocalMetadata,
   ) {}
@@ -147,10 +150,23 @@ export class SpecRepository {
     return this.set;
   }
 
+  /** Throws a TufError 'expired' when a top-level role has expired since it was loaded. */
+  assertFresh(): void {
+    this.set.assertFresh(this.clock());
+  }
+
   /** A targets role, fetched and verified once (§5.6), bound to the snapshot's version. */
   role(name: string, parent: string, signal = this.signal): Promise<SpecTargets> {
     const have = this.set.targets(name);
-    if (have) return Promise.resolve(have);
+    if (have) {
+      // Loaded earlier: still only trusted while unexpired (§5.6.5 at the time of use).
+      try {
+        notExpired(name, have, this.clock());
+      } catch (e) {
+        return Promise.reject(e);
+      }
+      return Promise.resolve(have);
+    }
     let p = this.loading.get(name);
     if (!p) {
       p = this.fetchRole(name, parent, signal);
@@ -164,7 +180,7 @@ export class SpecRepository {
   private async fetchRole(name: string, parent: string, signal?: AbortSignal): Promise<SpecTargets> {
     // A stored copy is used when it passes every check a fetched file must pass (§5.6).
     const stored = await this.local?.read(name);
-    const kept = stored && ignoreRefusal(() => this.set.targets(name) ?? this.set.updateTargets(stored, name, parent));
+    const kept = stored && ignoreRefusal(() => this.set.targets(name) ?? this.set.updateTargets(stored, name, parent, this.clock()));
     if (kept) return kept;
     const meta = this.set.snapshot!.meta.get(name);
     if (!meta) throw new TufError('not-found', name, `snapshot does not list ${name}.json`);
@@ -180,22 +196,20 @@ export class SpecRepository {
     );
     const have = this.set.targets(name);
     if (have) return have;
-    const verified = this.set.updateTargets(bytes, name, parent);
+    const verified = this.set.updateTargets(bytes, name, parent, this.clock());
     await this.local?.write(name, bytes);
     return verified;
   }
 
   /** §5.6.7: the target at `path` from the first role of the pre-order walk that lists it. */
   async findTarget(path: string, signal?: AbortSignal): Promise<FoundTarget | undefined> {
-    const walk = preorderWalk(path, this.config.maxDelegations);
-    let step = walk.next(undefined as unknown as SpecTargets);
-    while (!step.done) {
-      const targets = await this.role(step.value.role, step.value.parent, signal);
+    let found: FoundTarget | undefined;
+    await this.drive(preorderWalk(path, this.config.maxDelegations), signal, (visit, targets) => {
       const target = targets.targets.get(path);
-      if (target) return { target, role: step.value.role };
-      step = walk.next(targets);
-    }
-    return undefined;
+      if (target) found = { target, role: visit.role };
+      return found !== undefined;
+    });
+    return found;
   }
 
   /**
@@ -205,14 +219,38 @@ export class SpecRepository {
    */
   async rolesForPath(path: string, signal?: AbortSignal): Promise<Map<string, TargetFile | undefined>> {
     const out = new Map<string, TargetFile | undefined>();
-    const walk = preorderWalk(path, this.config.maxDelegations);
+    await this.drive(preorderWalk(path, this.config.maxDelegations), signal, (visit, targets) => {
+      out.set(visit.role, targets.targets.get(path));
+      return false;
+    });
+    return out;
+  }
+
+  /**
+   * Targets of one repository (paths `${repository}:<tag>`) whose SHA-256 is `sha256Hex`,
+   * from the roles that may list such paths. Candidates only: each must then pass the
+   * exact-path search (findTarget / rolesForPath) before it is trusted.
+   */
+  async candidatesByDigest(repository: string, sha256Hex: string, signal?: AbortSignal): Promise<FoundTarget[]> {
+    const prefix = `${repository}:`;
+    const out: FoundTarget[] = [];
+    await this.drive(prefixWalk(prefix, this.config.maxDelegations), signal, (visit, targets) => {
+      for (const [path, target] of targets.targets) {
+        if (path.startsWith(prefix) && target.hashes['sha256'] === sha256Hex) out.push({ target, role: visit.role });
+      }
+      return false;
+    });
+    return out;
+  }
+
+  /** Runs a walk, loading each role it visits; `onRole` returns true to stop. */
+  private async drive(walk: Generator<RoleVisit, unknown, SpecTargets>, signal: AbortSignal | undefined, onRole: (visit: RoleVisit, targets: SpecTargets) => boolean): Promise<void> {
     let step = walk.next(undefined as unknown as SpecTargets);
     while (!step.done) {
       const targets = await this.role(step.value.role, step.value.parent, signal);
-      out.set(step.value.role, targets.targets.get(path));
+      if (onRole(step.value, targets)) return;
       step = walk.next(targets);
     }
-    return out;
   }
 
   /** The high-water marks to persist after this load. */

@@ -95,3 +95,69 @@ export function rolesForTarget(d: Delegations, path: string): RoleForTarget[] {
 export function delegatesPathTo(d: Delegations, name: string, path: string): RoleForTarget | undefined {
   return rolesForTarget(d, path).find((r) => r.name === name);
 }
+
+/**
+ * Whether some path starting with `prefix` could be delegated to `role`: what a search by
+ * digest (every tag of one repository) must follow. Hash prefixes and bins depend on the
+ * whole path, so they may hold any of them.
+ */
+export function mayDelegatePrefix(role: RoleForTarget & Partial<DelegatedRole>, prefix: string): boolean {
+  if (!role.paths) return true;
+  return role.paths.some((pattern) => patternMayMatchPrefix(pattern, prefix));
+}
+
+/** Whether a path pattern matches some string that starts with `prefix`, segment by segment. */
+export function patternMayMatchPrefix(pattern: string, prefix: string): boolean {
+  const parts = prefix.split('/');
+  const globs = pattern.split('/');
+  // The prefix's last part is open-ended (a tag follows), so the pattern needs exactly as many parts.
+  if (globs.length !== parts.length) return false;
+  for (let i = 0; i < parts.length - 1; i++) if (!segmentRegex(globs[i]!).test(parts[i]!)) return false;
+  return globMayStartWith(globs[globs.length - 1]!, parts[parts.length - 1]!);
+}
+
+type GlobToken = { kind: 'star' } | { kind: 'one'; test: (c: string) => boolean };
+
+function globTokens(glob: string): GlobToken[] {
+  const out: GlobToken[] = [];
+  for (let i = 0; i < glob.length; i++) {
+    const c = glob[i]!;
+    if (c === '*') out.push({ kind: 'star' });
+    else if (c === '?') out.push({ kind: 'one', test: () => true });
+    else if (c === '[' && glob.indexOf(']', i + 2) >= 0) {
+      const end = glob.indexOf(']', i + 2);
+      const re = segmentRegex(glob.slice(i, end + 1));
+      out.push({ kind: 'one', test: (x) => re.test(x) });
+      i = end;
+    } else out.push({ kind: 'one', test: (x) => x === c });
+  }
+  return out;
+}
+
+/** Runs the glob as an automaton over `prefix`; any state left alive can still match a suffix. */
+function globMayStartWith(glob: string, prefix: string): boolean {
+  const tokens = globTokens(glob);
+  const close = (states: Set<number>) => {
+    for (const s of [...states]) for (let i = s; i < tokens.length && tokens[i]!.kind === 'star'; i++) states.add(i + 1);
+    return states;
+  };
+  let states = close(new Set([0]));
+  for (const c of prefix) {
+    const next = new Set<number>();
+    for (const s of states) {
+      const t = tokens[s];
+      if (!t) continue;
+      if (t.kind === 'star') next.add(s);
+      else if (t.test(c)) next.add(s + 1);
+    }
+    states = close(next);
+    if (states.size === 0) return false;
+  }
+  return states.size > 0;
+}
+
+/** Every bin name of a succinct delegation, in order. */
+export function* succinctRoleNames(s: SuccinctRoles): Generator<string> {
+  const width = Math.ceil(s.bitLength / 4);
+  for (let bin = 0; bin < 2 ** s.bitLength; bin++) yield `${s.namePrefix}-${bin.toString(16).padStart(width, '0')}`;
+}

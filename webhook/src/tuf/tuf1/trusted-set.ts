@@ -27,7 +27,7 @@ export type SpecVersionFloor = ReadonlyMap<string, number>;
 
 const TOP = new Set(['root', 'timestamp', 'snapshot']);
 
-function notExpired(role: string, m: { expires: Date; expiresText: string }, now: Date): void {
+export function notExpired(role: string, m: { expires: Date; expiresText: string }, now: Date): void {
   // §5.3.10, §5.4.4, §5.5.6, §5.6.4: expired when the expiry is not after now.
   if (m.expires.getTime() <= now.getTime()) throw new TufError('expired', role, `expired at ${m.expiresText}`);
 }
@@ -224,7 +224,7 @@ export class SpecTrustedSet {
    * that delegates to it), bound to the snapshot's declaration and signed by the keys the
    * parent names.
    */
-  updateTargets(bytes: Uint8Array, role = 'targets', parent = 'root'): SpecTargets {
+  updateTargets(bytes: Uint8Array, role = 'targets', parent = 'root', now = this.now): SpecTargets {
     const snap = this.snapshotMeta;
     if (!snap) throw new Error('targets before snapshot');
     const keys = this.keysFor(role, parent);
@@ -237,7 +237,7 @@ export class SpecTrustedSet {
     if (targets.version !== meta.version) {
       throw new TufError('rollback', role, `version ${targets.version}, but snapshot names version ${meta.version}`); // §5.6.4 (version)
     }
-    notExpired(role, targets, this.now); // §5.6.5
+    notExpired(role, targets, now); // §5.6.5
     this.targetsByRole.set(role, targets);
     return targets;
   }
@@ -252,6 +252,15 @@ export class SpecTrustedSet {
     const delegated = delegator.delegations ? delegatedRoleNamed(delegator.delegations, role) : undefined;
     if (!delegator.delegations || !delegated) throw new TufError('delegation', role, `${parent} does not delegate to ${role}`);
     return { keys: delegator.delegations.keys, role: delegated };
+  }
+
+  /** Whether what the top-level roles say still holds at `now` (cached trust data ages). */
+  assertFresh(now: Date): void {
+    notExpired('root', this.currentRoot, now);
+    if (this.timestampMeta) notExpired('timestamp', this.timestampMeta, now);
+    if (this.snapshotMeta) notExpired('snapshot', this.snapshotMeta, now);
+    const top = this.targetsByRole.get('targets');
+    if (top) notExpired('targets', top, now);
   }
 
   /** The high-water marks to keep after this load (the caller persists them). */

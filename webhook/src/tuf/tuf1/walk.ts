@@ -3,7 +3,7 @@
  * which roles to visit, in which order, where to stop. A generator so the caller (which
  * fetches and verifies each role through SpecTrustedSet) drives it and this stays pure.
  */
-import { rolesForTarget } from './delegation.js';
+import { mayDelegatePrefix, rolesForTarget, succinctRoleNames } from './delegation.js';
 import type { SpecTargets } from './metadata.js';
 
 export interface RoleVisit {
@@ -38,6 +38,29 @@ export function* preorderWalk(path: string, maxDelegations: number): Generator<R
       }
     }
     for (let i = children.length - 1; i >= 0; i--) stack.push(children[i]!);
+  }
+  return { exhausted: false };
+}
+
+/**
+ * The roles that may list some path starting with `prefix` (all tags of one repository), in
+ * pre-order, each once, at most `maxDelegations`. Only finds candidates: a target found this
+ * way is trusted only after preorderWalk for its exact path reaches the same answer.
+ */
+export function* prefixWalk(prefix: string, maxDelegations: number): Generator<RoleVisit, { exhausted: boolean }, SpecTargets> {
+  const stack: RoleVisit[] = [{ role: 'targets', parent: 'root' }];
+  const visited = new Set<string>();
+  let budget = maxDelegations;
+  while (stack.length > 0) {
+    const next = stack.pop()!;
+    if (visited.has(next.role)) continue;
+    if (budget-- <= 0) return { exhausted: true };
+    visited.add(next.role);
+    const targets: SpecTargets = yield next;
+    const d = targets.delegations;
+    if (!d) continue;
+    const children = d.roles ? d.roles.filter((r) => mayDelegatePrefix(r, prefix)).map((r) => r.name) : [...succinctRoleNames(d.succinct!)];
+    for (let i = children.length - 1; i >= 0; i--) stack.push({ role: children[i]!, parent: next.role });
   }
   return { exhausted: false };
 }

@@ -1,8 +1,8 @@
-// A TUF 1.0 repository is static files: this serves a directory with Debian's nginx on
-// 127.0.0.1 over plain HTTP (what the TUF conformance suite gives its clients) or HTTPS,
-// started in the foreground with its own prefix and stopped by PID. Every request is logged,
-// so tests can check which files a client fetched, as the suite does.
-import { spawn, type ChildProcess } from 'node:child_process';
+// A TUF 1.0 repository is static files: this serves a directory over HTTPS (or plain HTTP,
+// as the TUF conformance suite serves its clients) with Debian's nginx on 127.0.0.1
+// (installed when missing and we are root), started in the foreground with its own prefix,
+// and stopped by PID. Every request is logged, so tests can check which files a client fetched.
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { get as httpGet } from 'node:http';
 import { get as httpsGet } from 'node:https';
@@ -12,17 +12,22 @@ import { join } from 'node:path';
 import { makeCa, issueServerCert, type CertAuthority } from '../fault/certs.js';
 import { freePorts, pidAlive } from './stack.js';
 
-const NGINX = '/usr/sbin/nginx';
-
-export interface NginxFiles {
-  /** http(s)://127.0.0.1:PORT/ */
+export interface StaticServer {
+  /** https://127.0.0.1:PORT/ (http:// with `tls: false`) */
   url: string;
-  /** Present when serving HTTPS: the CA that issued the server's certificate. */
-  ca?: CertAuthority;
+  ca: CertAuthority;
   pid: number;
   /** Request paths (as sent, still percent-encoded) since the last call, in order. */
   takeRequests(): Promise<string[]>;
   stop(): Promise<void>;
+}
+
+const NGINX = '/usr/sbin/nginx';
+
+export function ensureNginx(): void {
+  if (existsSync(NGINX)) return;
+  if (process.getuid?.() !== 0) throw new Error(`${NGINX} is missing: apt-get install nginx (as root)`);
+  execFileSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', 'nginx'], { stdio: 'ignore', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
 }
 
 function waitForPort(port: number, child: ChildProcess, log: () => string): Promise<void> {
@@ -45,22 +50,19 @@ function waitForPort(port: number, child: ChildProcess, log: () => string): Prom
   });
 }
 
-/** Serves `root` read-only; `tls` adds a certificate of a fresh CA. */
-export async function serveFiles(root: string, opts: { tls?: boolean } = {}): Promise<NginxFiles> {
-  if (!existsSync(NGINX)) throw new Error(`${NGINX} is missing: apt-get install nginx`);
+/** Serves `root` (read-only) at https://127.0.0.1:PORT/ with a certificate of a fresh CA, or over plain HTTP with `tls: false`. */
+export async function startStaticServer(root: string, opts: { ca?: CertAuthority; tls?: boolean } = {}): Promise<StaticServer> {
+  const tls = opts.tls ?? true;
+  ensureNginx();
   const dir = mkdtempSync(join(tmpdir(), 'trustgate-nginx-'));
-  let ca: CertAuthority | undefined;
-  let tls = '';
-  if (opts.tls) {
-    ca = makeCa(dir, 'trustgate test CA');
-    const leaf = issueServerCert(ca, dir, '127.0.0.1', ['IP:127.0.0.1']);
-    writeFileSync(join(dir, 'leaf.crt'), leaf.cert);
-    writeFileSync(join(dir, 'leaf.key'), leaf.key, { mode: 0o600 });
-    tls = ` ssl;\n    ssl_certificate ${dir}/leaf.crt;\n    ssl_certificate_key ${dir}/leaf.key`;
-  }
+  const ca = opts.ca ?? makeCa(dir, 'trustgate test CA');
+  const leaf = issueServerCert(ca, dir, '127.0.0.1', ['IP:127.0.0.1']);
+  writeFileSync(join(dir, 'leaf.crt'), leaf.cert);
+  writeFileSync(join(dir, 'leaf.key'), leaf.key, { mode: 0o600 });
   const [port] = await freePorts(1);
   const user = process.getuid?.() === 0 ? 'user root root;' : '';
   const accessLog = join(dir, 'access.log');
+  writeFileSync(accessLog, '');
   writeFileSync(
     join(dir, 'nginx.conf'),
     `${user}
@@ -79,14 +81,15 @@ http {
   types { application/json json; }
   default_type application/octet-stream;
   server {
-    listen 127.0.0.1:${port}${tls};
+    listen 127.0.0.1:${port}${tls ? ' ssl' : ''};
+    ssl_certificate ${dir}/leaf.crt;
+    ssl_certificate_key ${dir}/leaf.key;
     root ${root};
     location / { try_files $uri =404; }
   }
 }
 `,
   );
-  writeFileSync(accessLog, '');
   const child = spawn(NGINX, ['-p', dir, '-c', join(dir, 'nginx.conf'), '-g', 'daemon off;'], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
@@ -95,23 +98,20 @@ http {
     throw e;
   });
   const pid = child.pid!;
+  const url = `${tls ? 'https' : 'http'}://127.0.0.1:${port}/`;
   let seen = 0;
   let marks = 0;
-  const base = `${opts.tls ? 'https' : 'http'}://127.0.0.1:${port}/`;
   return {
-    url: base,
-    ...(ca ? { ca } : {}),
+    url,
+    ca,
     pid,
     async takeRequests() {
       // nginx logs a request once it is finished; one worker finishes requests in order, so a
       // marker request that is in the log means every earlier request is too.
       const mark = `/.mark-${++marks}`;
       await new Promise<void>((resolve, reject) => {
-        const get = (opts.tls ? httpsGet : httpGet)(base + mark.slice(1), { ...(ca ? { ca: ca.certPem } : {}) }, (res) => {
-          res.resume();
-          res.on('end', resolve);
-        });
-        get.on('error', reject);
+        const req = tls ? httpsGet(url + mark.slice(1), { ca: ca.certPem }, (res) => res.resume().on('end', resolve)) : httpGet(url + mark.slice(1), (res) => res.resume().on('end', resolve));
+        req.on('error', reject);
       });
       for (;;) {
         const lines = readFileSync(accessLog, 'utf8').split('\n').filter((l) => l !== '');

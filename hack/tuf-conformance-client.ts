@@ -18,8 +18,6 @@ import { refreshSpecRepository, type SpecRepository } from '../webhook/src/tufre
 import { artifactUrl, downloadTarget, holdsTarget, storedArtifactFile } from './conformance/artifact.js';
 import { MetadataDir } from './conformance/metadata-dir.js';
 
-class UsageError extends Error {}
-
 interface Options {
   'metadata-dir'?: string;
   'metadata-url'?: string;
@@ -30,7 +28,7 @@ interface Options {
 
 function required(opts: Options, name: keyof Options, command: string): string {
   const v = opts[name];
-  if (!v) throw new UsageError(`${command} needs --${name}`);
+  if (!v) throw new Error(`${command} needs --${name}`);
   return v;
 }
 
@@ -63,14 +61,11 @@ async function refresh(dir: MetadataDir, metadataUrl: string, use: (repo: SpecRe
   checkTrustedRoot(trustedRoot, dir.fileOf('root'));
   const source = new SpecHttpSource({ url: metadataUrl, requestTimeoutMs: 30_000 });
   try {
-    let repo: SpecRepository;
-    try {
-      repo = await refreshSpecRepository(source, { bootstrap: { trustedRoot }, now: new Date(), local: dir });
-    } catch (e) {
-      if (e instanceof TufError) throw new Error(`${source.server}: ${e.message}`);
-      throw e;
-    }
-    await use(repo);
+    await use(await refreshSpecRepository(source, { bootstrap: { trustedRoot }, now: new Date(), local: dir }));
+  } catch (e) {
+    // Refusals name the role and the reason; the repository they concern is added here.
+    if (e instanceof TufError) throw new Error(`${source.server}: ${e.message}`);
+    throw e;
   } finally {
     source.close();
   }
@@ -103,7 +98,7 @@ export async function main(argv: string[]): Promise<number> {
     const [command, ...rest] = positionals;
     const expected = command === 'init' ? 1 : 0;
     if (rest.length !== expected || !['init', 'refresh', 'download'].includes(command ?? '')) {
-      throw new UsageError('usage: tuf-conformance-client --metadata-dir D [--metadata-url U] (init TRUSTED_ROOT | refresh | download)');
+      throw new Error('usage: tuf-conformance-client --metadata-dir D [--metadata-url U] (init TRUSTED_ROOT | refresh | download)');
     }
     const dir = new MetadataDir(required(values, 'metadata-dir', command!));
     if (command === 'init') await init(dir, rest[0]!);

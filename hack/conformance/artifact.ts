@@ -9,6 +9,7 @@ import * as https from 'node:https';
 import * as path from 'node:path';
 import { startDeadline } from '../../webhook/src/notary/deadline.js';
 import { GetFailure, httpGet } from '../../webhook/src/notary/http-get.js';
+import { TufError } from '../../webhook/src/tuf/errors.js';
 import type { TargetFile } from '../../webhook/src/tuf/tuf1/metadata.js';
 import { checkMetaFile } from '../../webhook/src/tuf/tuf1/trusted-set.js';
 import { quoteRoleName } from '../../webhook/src/tufrepo/file-names.js';
@@ -74,6 +75,11 @@ export async function downloadTarget(url: URL, target: TargetFile, role: string,
     deadline.dispose();
     agent.destroy();
   }
-  checkMetaFile(body, target, target.path, `the entry in ${role}`);
+  try {
+    checkMetaFile(body, target, target.path, `the entry in ${role}`);
+  } catch (e) {
+    if (e instanceof TufError) throw new Error(`GET ${url.href}: ${e.message}`);
+    throw e;
+  }
   await writeAtomically(file, body);
 }

@@ -222,7 +222,7 @@ describe('hack/tuf-conformance-client (the TUF conformance suite\'s client proto
     (s.repo.timestamp.signed as { expires: string }).expires = s.repo.expiresIn(-1);
     s.publish();
     ok(await c.init());
-    refused(await c.refresh(), 'timestamp', 'expired at');
+    refused(await c.refresh(), `${s.metadataUrl}: timestamp: expired at`);
     expect(c.metadataFiles()).to.deep.equal(['root.json']);
 
     // After a good refresh, an expired newer timestamp does not replace the trusted one.
@@ -351,7 +351,7 @@ describe('hack/tuf-conformance-client (the TUF conformance suite\'s client proto
     const t = s.repo.addTarget('targets', 'a.txt', 'legitimat3');
     s.publish({ bump: ['targets', 'snapshot', 'timestamp'] });
     s.writeArtifact('a.txt', 'malicious!', t.hashes['sha256']!);
-    refused(await c.download('a.txt'), 'a.txt', 'sha256 of the file differs');
+    refused(await c.download('a.txt'), `GET ${s.targetsUrl}`, 'a.txt: sha256 of the file differs from what the entry in targets declares');
     expect(c.downloads()).to.deep.equal(new Map([['a.txt', 'legitimate']]));
   });
 

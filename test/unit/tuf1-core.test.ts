@@ -2,7 +2,7 @@
 // @tufjs/models, an independent implementation: every key type, the client workflow's
 // checks in spec order, and the delegation walk.
 import { expect } from 'chai';
-import { SpecTrustedSet } from '../../webhook/src/tuf/tuf1/trusted-set.js';
+import { epochKey, SpecTrustedSet, targetsMarkKey } from '../../webhook/src/tuf/tuf1/trusted-set.js';
 import { preorderWalk } from '../../webhook/src/tuf/tuf1/walk.js';
 import { matchesPathPattern, succinctRoleFor } from '../../webhook/src/tuf/tuf1/delegation.js';
 import { TufError } from '../../webhook/src/tuf/errors.js';
@@ -167,45 +167,54 @@ describe('TUF 1.0 core: a repository built by @tufjs/models', function () {
     it('refuses rolled back timestamp and snapshot versions (§5.4.3)', () => {
       const repo = new TufRepo();
       const files = repo.publish();
-      const e = refusal(() => loadTop(repo, files, { floor: new Map([['timestamp', 5]]) }));
+      const root = new SpecTrustedSet(repo.roots.get(1)!, repo.now).root;
+      const e = refusal(() => loadTop(repo, files, { floor: new Map([[epochKey('timestamp', root), 5]]) }));
       expect([e.code, e.role]).to.deep.equal(['rollback', 'timestamp']);
-      const e2 = refusal(() => loadTop(repo, files, { floor: new Map([['snapshot', 2]]) }));
+      const e2 = refusal(() => loadTop(repo, files, { floor: new Map([[epochKey('snapshot', root), 2]]) }));
       expect([e2.code, e2.role]).to.deep.equal(['rollback', 'timestamp']);
     });
 
-    it('resets the timestamp and snapshot floors after their keys rotate: recovery from a fast-forward attack (§5.3.11)', () => {
+    it('forgets the timestamp and snapshot marks when their keys rotate: recovery from a fast-forward attack (§5.3.11)', () => {
       const repo = new TufRepo();
       repo.publishRoot();
-      const floor = new Map([['root', 1], ['timestamp', 1000], ['snapshot', 1000]]);
+      const v1 = new SpecTrustedSet(repo.roots.get(1)!, repo.now).root;
+      // A stolen timestamp key signed version 1000 under root v1.
+      const floor = new Map([['root', 1], [epochKey('timestamp', v1), 1000], [epochKey('snapshot', v1), 1000]]);
+      expect(refusal(() => loadTop(repo, repo.publish(), { floor })).code).to.equal('rollback');
       const oldRoot = repo.signers.get('root')!;
       repo.signers.set('timestamp', repo.rotate('timestamp'));
       repo.publishRoot(oldRoot);
       const set = loadTop(repo, repo.publish(), { floor });
       expect(set.timestamp!.version).to.equal(1);
-      expect(set.versionFloor().get('timestamp')).to.equal(1);
+      expect(epochKey('timestamp', set.root)).to.not.equal(epochKey('timestamp', v1));
+      expect(set.versionFloor().get(epochKey('timestamp', set.root))).to.equal(1);
+      // The marks only ever rise: the old epoch's mark stays, and binds nothing any more.
+      expect(set.versionFloor().get(epochKey('timestamp', v1))).to.equal(1000);
     });
 
     it('drops the targets floors too when the snapshot key rotates: the trusted snapshot they came from is deleted (§5.3.11, §5.5.5)', () => {
       const repo = new TufRepo();
       repo.publishRoot();
-      // A stolen snapshot key listed targets at version 100; the floor remembers it.
-      const floor = new Map([['root', 1], ['snapshot', 1], ['targets', 100]]);
+      // A stolen snapshot key listed targets at version 100; the mark remembers it.
+      const v1 = new SpecTrustedSet(repo.roots.get(1)!, repo.now).root;
+      const floor = new Map([['root', 1], [targetsMarkKey('targets', v1), 100]]);
       expect(refusal(() => loadTop(repo, repo.publish(), { floor })).code).to.equal('rollback');
       const oldRoot = repo.signers.get('root')!;
       repo.signers.set('snapshot', repo.rotate('snapshot'));
       repo.publishRoot(oldRoot);
       const set = loadTop(repo, repo.publish(), { floor });
       expect(set.targets()!.version).to.equal(1);
-      expect(set.versionFloor().get('targets')).to.equal(1);
+      expect(set.versionFloor().get(targetsMarkKey('targets', set.root))).to.equal(1);
     });
 
-    it('keeps the floors when the rotation happened before the root already trusted', () => {
+    it('keeps the marks of the current keys: without a rotation the fast-forwarded version stays binding', () => {
       const repo = new TufRepo();
       repo.publishRoot();
       const oldRoot = repo.signers.get('root')!;
       repo.signers.set('timestamp', repo.rotate('timestamp'));
       repo.publishRoot(oldRoot);
-      const e = refusal(() => loadTop(repo, repo.publish(), { floor: new Map([['root', 2], ['timestamp', 1000]]) }));
+      const v2 = new SpecTrustedSet(repo.roots.get(2)!, repo.now).root;
+      const e = refusal(() => loadTop(repo, repo.publish(), { floor: new Map([['root', 2], [epochKey('timestamp', v2), 1000]]) }));
       expect(e.code).to.equal('rollback');
     });
 
@@ -291,10 +300,11 @@ describe('TUF 1.0 core: a repository built by @tufjs/models', function () {
       const repo = new TufRepo();
       repo.delegate('payments', { paths: ['r.example/payments/*'] });
       const files = repo.publish();
-      const e = refusal(() => loadTop(repo, files, { floor: new Map([['payments', 3]]) }));
+      const root = new SpecTrustedSet(repo.roots.get(1)!, repo.now).root;
+      const e = refusal(() => loadTop(repo, files, { floor: new Map([[targetsMarkKey('payments', root), 3]]) }));
       expect([e.code, e.role]).to.deep.equal(['rollback', 'snapshot']);
       expect(e.message).to.contain('payments.json');
-      const e2 = refusal(() => loadTop(repo, files, { floor: new Map([['gone', 1]]) }));
+      const e2 = refusal(() => loadTop(repo, files, { floor: new Map([[targetsMarkKey('gone', root), 1]]) }));
       expect(e2.message).to.contain('no longer lists gone.json');
     });
 

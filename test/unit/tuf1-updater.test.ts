@@ -6,6 +6,7 @@ import { refreshSpecRepository, type SpecLocalMetadata, type SpecRefreshOptions 
 import { quoteRoleName } from '../../webhook/src/tufrepo/file-names.js';
 import { pinFromPem } from '../../webhook/src/tuf/pinning.js';
 import { TufError } from '../../webhook/src/tuf/errors.js';
+import { epochKey, SpecTrustedSet } from '../../webhook/src/tuf/tuf1/trusted-set.js';
 import { FetchError } from '../../webhook/src/tufrepo/source.js';
 import { DAY, TufRepo, makeKey } from '../support/tuf1-repo.js';
 import { MemorySpecSource } from '../support/tuf1-memory-source.js';
@@ -82,7 +83,7 @@ describe('TUF 1.0 updater against a hostile repository', function () {
     repo.addTarget('targets', APP, 'v2');
     const newer = await refresh(repo, new MemorySpecSource(repo.publish({ bump: ['targets', 'snapshot', 'timestamp'] })), { floor: first.versionFloor() });
     const floor = newer.versionFloor();
-    expect(floor.get('timestamp')).to.equal(2);
+    expect(floor.get(epochKey('timestamp', newer.trusted.root))).to.equal(2);
     // The attacker replays the old, validly signed, unexpired files.
     const e = await refusal(refresh(repo, new MemorySpecSource(old), { floor }));
     expect((e as TufError).code).to.equal('rollback');
@@ -176,7 +177,7 @@ describe('TUF 1.0 updater against a hostile repository', function () {
     const repo = new TufRepo();
     const files = repo.publish();
     // A stolen timestamp key signed version 1000; the floor remembers it.
-    const fastForwarded = new Map([['root', 1], ['timestamp', 1000]]);
+    const fastForwarded = new Map([['root', 1], [epochKey('timestamp', new SpecTrustedSet(repo.roots.get(1)!, repo.now).root), 1000]]);
     expect(((await refusal(refresh(repo, new MemorySpecSource(files), { floor: fastForwarded }))) as TufError).code).to.equal('rollback');
     const oldRoot = repo.signers.get('root')!;
     repo.signers.set('timestamp', repo.rotate('timestamp'));

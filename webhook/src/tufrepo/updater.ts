@@ -150,6 +150,11 @@ export class SpecRepository {
     return this.set;
   }
 
+  /** The earliest expiry of the top-level roles: the cache serves nothing past it. */
+  get expires(): Date {
+    return this.set.expires;
+  }
+
   /** Throws a TufError 'expired' when a top-level role has expired since it was loaded. */
   assertFresh(): void {
     this.set.assertFresh(this.clock());

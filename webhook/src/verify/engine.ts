@@ -12,6 +12,9 @@ import { loadRepository } from '../notary/updater.js';
 import { problemLines, type InvalidPolicy, type TrustPolicy } from '../policy/model.js';
 import { pinFromPem, TufError, type RootPin, type TrustedRepository } from '../tuf/index.js';
 import { RepositoryCache, type Loader } from './repository-cache.js';
+import { TufTrust } from './tuf-trust.js';
+import type { SpecSource } from '../tufrepo/source.js';
+import type { SpecRepository } from '../tufrepo/updater.js';
 import { signedDigest } from './signed-digest.js';
 import type { ImageVerdict, ImageVerifier, PolicyFailure, PolicyRef } from './types.js';
 import { MemoryVersionStore, type VersionStore } from './version-store.js';
@@ -40,6 +43,10 @@ export interface EngineOptions {
   clock?: () => Date;
   cache?: RepositoryCache;
   versions?: VersionStore;
+  /** Where a protocol-tuf policy's metadata comes from (a directory for offline checks); default: its URL. */
+  tufSourceFor?: (policy: TrustPolicy) => SpecSource;
+  /** Verified TUF 1.0 repositories; default: one with the Notary cache's settings. */
+  tufCache?: RepositoryCache<SpecRepository>;
   /** Allow images no policy matches (default: deny). */
   allowUnmatched?: boolean;
   /** Images admitted without verification: exact normalized-pattern matches, decided by the caller. */
@@ -63,11 +70,20 @@ export class VerificationEngine implements ImageVerifier {
   private readonly cache: RepositoryCache;
   private readonly versions: VersionStore;
   private readonly pins = new WeakMap<TrustPolicy, { pin: RootPin; id: string }>();
+  private readonly tuf: TufTrust;
 
   constructor(private readonly opts: EngineOptions) {
     this.clock = opts.clock ?? (() => new Date());
     this.cache = opts.cache ?? new RepositoryCache({ clock: this.clock });
     this.versions = opts.versions ?? new MemoryVersionStore();
+    const c = this.cache;
+    this.tuf = new TufTrust({
+      cache: opts.tufCache ?? new RepositoryCache<SpecRepository>({ clock: this.clock, refreshIntervalMs: c.refreshIntervalMs, maxEntries: c.maxEntries, retryMs: c.retryMs, refreshWaitMs: c.refreshWaitMs }),
+      versions: this.versions,
+      clock: this.clock,
+      ...(opts.tufSourceFor ? { sourceFor: opts.tufSourceFor } : {}),
+      onFetchError: (server, kind) => opts.metrics?.trustServerError?.(server, kind),
+    });
   }
 
   async verifyImage(image: string, namespace: string | undefined, signal: AbortSignal): Promise<ImageVerdict> {
@@ -141,6 +157,7 @@ export class VerificationEngine implements ImageVerifier {
 
   /** Verify under one policy; never throws. */
   async checkPolicy(policy: TrustPolicy, ref: ImageReference, signal: AbortSignal): Promise<PolicyOutcome> {
+    if (policy.spec.trustServer.protocol === 'tuf') return this.checkTufPolicy(policy, ref, signal);
     try {
       const repository = repositoryOf(policy, ref);
       const { pin, id: pinId } = this.pinOf(policy);
@@ -153,8 +170,29 @@ export class VerificationEngine implements ImageVerifier {
     }
   }
 
+  /** Verify under one TUF 1.0 policy; never throws. Lookups may load delegated roles, so never synchronous. */
+  private async checkTufPolicy(policy: TrustPolicy, ref: ImageReference, signal: AbortSignal): Promise<PolicyOutcome> {
+    try {
+      const verdict = raceSignal(
+        (async () => {
+          const cached = await this.tuf.repository(policy, maxAgeOf(policy));
+          if (cached.hit) this.opts.metrics?.cacheHit?.();
+          else this.opts.metrics?.cacheMiss?.();
+          return this.tuf.signedDigest(policy, cached.repo, ref);
+        })(),
+        signal,
+      );
+      const result = await verdict;
+      if (!result.ok) return failure(policy, result.code, result.role, result.reason);
+      return { policy, digest: result.digest, roles: result.roles };
+    } catch (e) {
+      return failed(policy, e);
+    }
+  }
+
   /** Warm trust data for this policy and repository, or undefined (also when anything is off: verifyImage then reports it). */
   private peekPolicy(policy: TrustPolicy, ref: ImageReference): TrustedRepository | undefined {
+    if (policy.spec.trustServer.protocol === 'tuf') return undefined;
     try {
       return this.cache.peek(`${repositoryOf(policy, ref)}|${this.pinOf(policy).id}`, maxAgeOf(policy))?.repo;
     } catch {

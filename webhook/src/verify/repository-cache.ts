@@ -6,8 +6,14 @@
  */
 import type { TrustedRepository } from '../tuf/index.js';
 
-export interface CachedRepository {
-  repo: TrustedRepository;
+/** What the cache needs of verified trust data (Notary's TrustedRepository, TUF 1.0's SpecRepository). */
+export interface Expiring {
+  /** The earliest expiry of what the data was verified with: past it, nothing is served. */
+  readonly expires: Date;
+}
+
+export interface CachedRepository<R extends Expiring = TrustedRepository> {
+  repo: R;
   /** When a refresh from the trust server last succeeded (ms since epoch). */
   verifiedAt: number;
   hit: boolean;
@@ -15,10 +21,10 @@ export interface CachedRepository {
   refreshError?: unknown;
 }
 
-interface Entry {
-  repo?: TrustedRepository;
+interface Entry<R extends Expiring> {
+  repo?: R;
   verifiedAt: number;
-  refreshing?: Promise<TrustedRepository>;
+  refreshing?: Promise<R>;
   /** When the last refresh failed (ms), so an outage is not waited on by every admission. */
   failedAt?: number;
   /** The LRU clock (count of insertions) when this entry last moved to the young end. */
@@ -38,10 +44,10 @@ export interface CacheOptions {
   clock?: () => Date;
 }
 
-export type Loader = (previous: TrustedRepository | undefined) => Promise<TrustedRepository>;
+export type Loader<R extends Expiring = TrustedRepository> = (previous: R | undefined) => Promise<R>;
 
-export class RepositoryCache {
-  private readonly entries = new Map<string, Entry>();
+export class RepositoryCache<R extends Expiring = TrustedRepository> {
+  private readonly entries = new Map<string, Entry<R>>();
   private uses = 0;
   readonly refreshIntervalMs: number;
   readonly maxEntries: number;
@@ -65,7 +71,7 @@ export class RepositoryCache {
    * The warm path without a promise: verified data still inside the refresh interval (and
    * the policy's max age), or undefined when `get` has to decide.
    */
-  peek(key: string, maxAgeMs?: number): CachedRepository | undefined {
+  peek(key: string, maxAgeMs?: number): CachedRepository<R> | undefined {
     const entry = this.entries.get(key);
     if (!entry?.repo) return undefined;
     const now = this.clock().getTime();
@@ -78,7 +84,7 @@ export class RepositoryCache {
    * @param maxAgeMs the policy's freshness bound: cached data older than this (since the
    *   last successful refresh) is not served, even if unexpired.
    */
-  async get(key: string, load: Loader, maxAgeMs?: number): Promise<CachedRepository> {
+  async get(key: string, load: Loader<R>, maxAgeMs?: number): Promise<CachedRepository<R>> {
     // Within the refresh interval the verified data answers alone; after it, the caller waits
     // (up to refreshWaitMs) for the shared refresh, so a revoked or re-signed tag is seen
     // within one interval while the trust server answers.
@@ -115,7 +121,7 @@ export class RepositoryCache {
     }
   }
 
-  private refresh(key: string, entry: Entry, load: Loader): Promise<TrustedRepository> {
+  private refresh(key: string, entry: Entry<R>, load: Loader<R>): Promise<R> {
     entry.refreshing ??= load(entry.repo)
       .then((repo) => {
         entry.repo = repo;
@@ -136,13 +142,13 @@ export class RepositoryCache {
     return entry.refreshing;
   }
 
-  private touch(key: string): Entry {
+  private touch(key: string): Entry<R> {
     const found = this.entries.get(key);
     if (found) {
       this.promote(key, found);
       return found;
     }
-    const entry: Entry = { verifiedAt: 0, usedAt: ++this.uses };
+    const entry: Entry<R> = { verifiedAt: 0, usedAt: ++this.uses };
     this.entries.set(key, entry);
     while (this.entries.size > this.maxEntries) {
       const oldest = this.entries.keys().next().value as string;
@@ -155,7 +161,7 @@ export class RepositoryCache {
    * Move an entry to the young end of the LRU order, but only once it has drifted into the
    * older half: re-inserting on every hit costs more than the lookup it serves.
    */
-  private promote(key: string, entry: Entry): void {
+  private promote(key: string, entry: Entry<R>): void {
     if (this.uses - entry.usedAt < this.maxEntries / 2) return;
     entry.usedAt = ++this.uses;
     this.entries.delete(key);
@@ -175,7 +181,7 @@ function waitAtMost(p: Promise<unknown>, ms: number): Promise<boolean> {
   });
 }
 
-function usable(entry: Entry, now: number, maxAgeMs: number | undefined): boolean {
+function usable(entry: Entry<Expiring>, now: number, maxAgeMs: number | undefined): boolean {
   if (!entry.repo || entry.repo.expires.getTime() <= now) return false;
   return maxAgeMs === undefined || now - entry.verifiedAt <= maxAgeMs;
 }

@@ -22,10 +22,39 @@ import {
 } from './metadata.js';
 import { verifySpecThreshold } from './threshold.js';
 
-/** Highest version trusted so far per role name (high-water marks), from earlier loads. */
+/**
+ * Highest version trusted so far per role (high-water marks), from earlier loads: "root" as
+ * it is, timestamp and snapshot under epochKey(), targets roles under targetsMarkKey(): their
+ * marks belong to the timestamp and snapshot keys of the root they were trusted under.
+ */
 export type SpecVersionFloor = ReadonlyMap<string, number>;
 
-const TOP = new Set(['root', 'timestamp', 'snapshot']);
+/**
+ * §5.3.11: when the timestamp or snapshot keys rotate, the client forgets their versions, so
+ * a repository recovers from a fast-forward attack (a stolen key that signed version 2^31).
+ * Keying their marks by the role keys that signed them does exactly that, and keeps the
+ * marks monotonic (a store shared by replicas only ever raises them).
+ */
+export function epochKey(role: 'timestamp' | 'snapshot', root: Pick<SpecRoot, 'roles'>): string {
+  return `${role}@${keysEpoch(root)}`;
+}
+
+/**
+ * §5.5.5 checks targets versions against the trusted snapshot's listing, and §5.3.11 deletes
+ * that snapshot when the timestamp or snapshot keys rotate: a targets role's mark belongs to
+ * the same keys as theirs, so a repository also recovers from a fast-forwarded targets role.
+ */
+export function targetsMarkKey(role: string, root: Pick<SpecRoot, 'roles'>): string {
+  return `${role}@${keysEpoch(root)}`;
+}
+
+function keysEpoch(root: Pick<SpecRoot, 'roles'>): string {
+  const part = (r: RoleKeys) => `${[...r.keyids].sort().join(',')}/${r.threshold}`;
+  return Buffer.from(sha256(Buffer.from(`${part(root.roles.timestamp)};${part(root.roles.snapshot)}`))).toString('hex');
+}
+
+/** Marks that are not a targets role's (for §5.5.5). Delegated names of this form are refused when parsed. */
+export const NOT_TARGETS_MARK = /^(root|(timestamp|snapshot)@[0-9a-f]{64})$/;
 
 export function notExpired(role: string, m: { expires: Date; expiresText: string }, now: Date): void {
   // §5.3.10, §5.4.4, §5.5.6, §5.6.4: expired when the expiry is not after now.
@@ -47,10 +76,6 @@ export function checkMetaFile(bytes: Uint8Array, meta: Pick<MetaFile, 'length' |
       throw new TufError('hash-mismatch', role, `${alg} of the file differs from what ${declaredBy} declares`);
     }
   }
-}
-
-function sameKeys(a: RoleKeys, b: RoleKeys): boolean {
-  return a.threshold === b.threshold && a.keyids.length === b.keyids.length && a.keyids.every((k) => b.keyids.includes(k));
 }
 
 export class SpecTrustedSet {
@@ -109,14 +134,9 @@ export class SpecTrustedSet {
       throw new TufError('rollback', role, `file holds root version ${next.version}, expected ${old.version + 1}`); // §5.3.5
     }
     verifySpecThreshold(env, next.keys, next.roles.root, `root v${next.version}`); // §5.3.4 new keys
-    // §5.3.11: a timestamp or snapshot key rotation after the root we last trusted deletes the
-    // trusted timestamp and snapshot, so a repository can recover from a fast-forward attack.
-    // The targets floors go with them: §5.5.5 compares against the trusted snapshot's listing.
-    const trustedBefore = this.floor.get('root') ?? 0;
-    if (next.version > trustedBefore && (!sameKeys(old.roles.timestamp, next.roles.timestamp) || !sameKeys(old.roles.snapshot, next.roles.snapshot))) {
-      for (const role of [...this.floor.keys()]) if (role !== 'root') this.floor.delete(role);
-      this.topKeysRotated = true;
-    }
+    // §5.3.11: after a timestamp or snapshot key rotation the stored copies of those roles
+    // (a persistent client's) no longer count; the marks of the old keys bind nothing either.
+    if (keysEpoch(old) !== keysEpoch(next)) this.topKeysRotated = true;
     this.currentRoot = next;
     return next;
   }
@@ -145,8 +165,8 @@ export class SpecTrustedSet {
     const env = parseSpecEnvelope(bytes, 'stored timestamp', 'timestamp');
     const ts = parseSpecTimestamp(env);
     verifySpecThreshold(env, this.currentRoot.keys, this.currentRoot.roles.timestamp);
-    this.raiseFloor('timestamp', ts.version);
-    this.raiseFloor('snapshot', ts.snapshot.version);
+    this.raiseFloor(epochKey('timestamp', this.currentRoot), ts.version);
+    this.raiseFloor(epochKey('snapshot', this.currentRoot), ts.snapshot.version);
     this.storedTimestamp = ts;
     return ts;
   }
@@ -162,7 +182,9 @@ export class SpecTrustedSet {
     const env = parseSpecEnvelope(bytes, 'stored snapshot', 'snapshot');
     const snap = parseSpecSnapshot(env);
     verifySpecThreshold(env, this.currentRoot.keys, this.currentRoot.roles.snapshot);
-    for (const [role, meta] of snap.meta) if (!TOP.has(role)) this.raiseFloor(role, meta.version);
+    for (const [role, meta] of snap.meta) {
+      if (role !== 'root' && role !== 'timestamp' && role !== 'snapshot') this.raiseFloor(targetsMarkKey(role, this.currentRoot), meta.version);
+    }
     return snap;
   }
 
@@ -180,12 +202,12 @@ export class SpecTrustedSet {
     const env = parseSpecEnvelope(bytes, 'timestamp', 'timestamp');
     let ts = parseSpecTimestamp(env);
     verifySpecThreshold(env, this.currentRoot.keys, this.currentRoot.roles.timestamp); // §5.4.2
-    const floor = this.floor.get('timestamp');
+    const floor = this.floor.get(epochKey('timestamp', this.currentRoot));
     if (floor !== undefined && ts.version < floor) {
       throw new TufError('rollback', 'timestamp', `version ${ts.version} is older than version ${floor} already trusted`); // §5.4.3.1
     }
     if (this.storedTimestamp && ts.version === this.storedTimestamp.version) ts = this.storedTimestamp;
-    const snapFloor = this.floor.get('snapshot');
+    const snapFloor = this.floor.get(epochKey('snapshot', this.currentRoot));
     if (snapFloor !== undefined && ts.snapshot.version < snapFloor) {
       throw new TufError('rollback', 'timestamp', `names snapshot version ${ts.snapshot.version}, older than version ${snapFloor} already trusted`); // §5.4.3.2
     }
@@ -205,8 +227,11 @@ export class SpecTrustedSet {
     if (snap.version !== ts.snapshot.version) {
       throw new TufError('rollback', 'snapshot', `version ${snap.version}, but timestamp names version ${ts.snapshot.version}`); // §5.5.4
     }
-    for (const [role, min] of this.floor) {
-      if (TOP.has(role)) continue;
+    const epoch = `@${keysEpoch(this.currentRoot)}`;
+    for (const [mark, min] of this.floor) {
+      // Marks trusted under other timestamp/snapshot keys bind nothing any more (§5.3.11).
+      if (NOT_TARGETS_MARK.test(mark) || !mark.endsWith(epoch)) continue;
+      const role = mark.slice(0, -epoch.length);
       const listed = snap.meta.get(role);
       // §5.5.5: every targets file trusted before is still listed, at no older version.
       if (!listed) throw new TufError('rollback', 'snapshot', `no longer lists ${role}.json, which was trusted at version ${min}`);
@@ -263,14 +288,20 @@ export class SpecTrustedSet {
     if (top) notExpired('targets', top, now);
   }
 
+  /** The earliest expiry of the top-level roles (delegations are checked when used). */
+  get expires(): Date {
+    const all = [this.currentRoot, this.timestampMeta, this.snapshotMeta, this.targetsByRole.get('targets')];
+    return new Date(Math.min(...all.filter((m) => m !== undefined).map((m) => m.expires.getTime())));
+  }
+
   /** The high-water marks to keep after this load (the caller persists them). */
   versionFloor(): Map<string, number> {
     const out = new Map(this.floor);
     const raise = (role: string, v: number) => out.set(role, Math.max(out.get(role) ?? 0, v));
     raise('root', this.currentRoot.version);
-    if (this.timestampMeta) raise('timestamp', this.timestampMeta.version);
-    if (this.snapshotMeta) raise('snapshot', this.snapshotMeta.version);
-    for (const [role, t] of this.targetsByRole) raise(role, t.version);
+    if (this.timestampMeta) raise(epochKey('timestamp', this.currentRoot), this.timestampMeta.version);
+    if (this.snapshotMeta) raise(epochKey('snapshot', this.currentRoot), this.snapshotMeta.version);
+    for (const [role, t] of this.targetsByRole) raise(targetsMarkKey(role, this.currentRoot), t.version);
     return out;
   }
 }

@@ -1,0 +1,117 @@
+/**
+ * TUF 1.0 repositories as a trust source for the engine. One verified repository per
+ * (metadata URL, trusted root) serves every image it lists; it is refreshed and shared by
+ * the same RepositoryCache rules as Notary repositories (single-flight, refresh interval,
+ * served through an outage only while unexpired, failures backed off), and its high-water
+ * marks live in the same VersionStore.
+ */
+import { createHash } from 'node:crypto';
+import type { ImageReference } from '../images/reference.js';
+import type { TrustPolicy } from '../policy/model.js';
+import { pinFromPem } from '../tuf/index.js';
+import { SpecHttpSource } from '../tufrepo/http-source.js';
+import { FetchError, type SpecSource } from '../tufrepo/source.js';
+import { refreshSpecRepository, type SpecBootstrap, type SpecRepository, type SpecUpdaterConfig } from '../tufrepo/updater.js';
+import type { CachedRepository, RepositoryCache } from './repository-cache.js';
+import type { SignedDigest } from './signed-digest.js';
+import { tufSignedDigest } from './tuf-digest.js';
+import type { VersionStore } from './version-store.js';
+
+export interface TufTrustOptions {
+  cache: RepositoryCache<SpecRepository>;
+  versions: VersionStore;
+  clock: () => Date;
+  /** Where a policy's TUF metadata comes from; default: its trustServer over HTTP(S). */
+  sourceFor?: (policy: TrustPolicy) => SpecSource;
+  config?: Partial<SpecUpdaterConfig>;
+  onFetchError?: (server: string, kind: string) => void;
+}
+
+const MAX_SOURCES = 256;
+
+export class TufTrust {
+  private readonly bootstraps = new WeakMap<TrustPolicy, { bootstrap: SpecBootstrap; id: string }>();
+  /** HTTP sources by URL and CA, so connections are reused across policies and refreshes. */
+  private readonly sources = new Map<string, SpecHttpSource>();
+
+  constructor(private readonly opts: TufTrustOptions) {}
+
+  /** The repository this policy names, from the cache or a refresh; TufError / FetchError when it cannot be trusted. */
+  repository(policy: TrustPolicy, maxAgeMs: number | undefined): Promise<CachedRepository<SpecRepository>> {
+    const { bootstrap, id } = this.bootstrapOf(policy);
+    const key = this.repositoryKey(policy);
+    return this.opts.cache.get(`${key}|${id}`, () => this.load(policy, key, bootstrap), maxAgeMs);
+  }
+
+  /** What the repository signs for this image under the policy's delegation requirements. */
+  async signedDigest(policy: TrustPolicy, repo: SpecRepository, ref: ImageReference): Promise<SignedDigest> {
+    const image = { ...(ref.tag !== undefined ? { tag: ref.tag } : {}), ...(ref.digest !== undefined ? { digest: ref.digest } : {}) };
+    try {
+      return await tufSignedDigest(repo, ref.name, image, policy.spec.delegations);
+    } finally {
+      // Lookups load delegated roles lazily: their versions become marks too.
+      this.opts.versions.recordVersions(this.repositoryKey(policy), repo.versionFloor());
+    }
+  }
+
+  private repositoryKey(policy: TrustPolicy): string {
+    return `tuf|${policy.spec.trustServer.url}`;
+  }
+
+  private async load(policy: TrustPolicy, key: string, bootstrap: SpecBootstrap): Promise<SpecRepository> {
+    const source = this.sourceOf(policy);
+    try {
+      const repo = await refreshSpecRepository(source, {
+        bootstrap,
+        now: this.opts.clock(),
+        clock: this.opts.clock,
+        floor: this.opts.versions.floor(key),
+        ...(this.opts.config ? { config: this.opts.config } : {}),
+      });
+      this.opts.versions.recordVersions(key, repo.versionFloor());
+      return repo;
+    } catch (e) {
+      if (e instanceof FetchError) this.opts.onFetchError?.(source.server, e.kind);
+      throw e;
+    }
+  }
+
+  private sourceOf(policy: TrustPolicy): SpecSource {
+    if (this.opts.sourceFor) return this.opts.sourceFor(policy);
+    const { url, caBundle } = policy.spec.trustServer;
+    const key = `${url}|${caBundle ?? ''}`;
+    let source = this.sources.get(key);
+    if (!source) {
+      source = new SpecHttpSource({ url, ...(caBundle !== undefined ? { caBundle } : {}) });
+      this.sources.set(key, source);
+      if (this.sources.size > MAX_SOURCES) {
+        const oldest = this.sources.keys().next().value as string;
+        this.sources.get(oldest)?.close();
+        this.sources.delete(oldest);
+      }
+    }
+    return source;
+  }
+
+  private bootstrapOf(policy: TrustPolicy): { bootstrap: SpecBootstrap; id: string } {
+    let b = this.bootstraps.get(policy);
+    if (!b) {
+      const { trustedRoot, keys, threshold } = policy.spec.root;
+      const h = createHash('sha256');
+      let bootstrap: SpecBootstrap;
+      if (trustedRoot !== undefined) {
+        bootstrap = { trustedRoot: Buffer.from(trustedRoot, 'utf8') };
+        h.update('root:').update(trustedRoot);
+      } else {
+        const pin = pinFromPem(keys, threshold);
+        bootstrap = { pin };
+        h.update('keys:');
+        for (const k of [...pin.keys].sort(Buffer.compare)) h.update(k);
+        h.update(String(pin.threshold));
+      }
+      b = { bootstrap, id: h.digest('hex').slice(0, 32) };
+      this.bootstraps.set(policy, b);
+    }
+    return b;
+  }
+}

@@ -26,14 +26,27 @@ import type { Metrics } from '../server/metrics.js';
 const MAX_SOURCES = 256;
 
 export async function serveCommand(argv: string[]): Promise<number> {
-  const handle = await runServe(argv, { createVerifier });
-  await new Promise<void>((resolve) => {
-    const stop = () => resolve();
-    process.once('SIGTERM', stop);
-    process.once('SIGINT', stop);
+  const handle = await runServe(argv, { createVerifier, createManagedTls });
+  // SIGTERM is how Kubernetes stops a pod: drain first. SIGINT is a person at a terminal: stop now.
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
   });
-  await handle.close();
+  if (signal === 'SIGTERM') await handle.shutdown();
+  else await handle.close();
   return 0;
+}
+
+async function createManagedTls(options: ServeOptions, ctx: { log: Logger }) {
+  const { startSelfManagedTls } = await import('../kube/self-managed-tls.js');
+  return startSelfManagedTls({
+    secretName: options.tlsSecret!,
+    namespace: process.env['POD_NAMESPACE'] ?? 'trustgate',
+    dnsNames: options.tlsDnsNames ?? [],
+    mutatingWebhooks: options.mutatingWebhooks ?? [],
+    validatingWebhooks: options.validatingWebhooks ?? [],
+    log: ctx.log,
+  });
 }
 
 type SecretReader = (policy: TrustPolicy, secretName: string) => Promise<Credentials>;

@@ -6,7 +6,8 @@
 //   node dist/test/bench/run.js [--quick] [--profile DIR] [--only LIST] [--big-forged]
 //     --quick        shorter rounds (for trying the harness, not for figures)
 //     --profile DIR  run the webhook and the baseline with --cpu-prof into DIR
-//     --only LIST    some of memory,big,cold,warm,burst (figures left out print as null)
+//     --only LIST    some of memory,big,cold,warm,burst,restart (figures left out print as null;
+//                    restart measures cold too, its baseline)
 //     --big-forged   make the 10,000-tag repository with the forge instead of 10,000 `notary
 //                    addhash` runs (60-80 s); --quick implies it
 import { createHash } from 'node:crypto';
@@ -40,11 +41,11 @@ const { values: args } = parseArgs({
     'big-forged': { type: 'boolean', default: false },
   },
 });
-const FIGURES = ['memory', 'big', 'cold', 'warm', 'burst'] as const;
+const FIGURES = ['memory', 'big', 'cold', 'warm', 'burst', 'restart'] as const;
 type Figure = (typeof FIGURES)[number];
 const ONLY = new Set((args.only ?? FIGURES.join(',')).split(',').map((s) => s.trim()));
 for (const f of ONLY) if (!(FIGURES as readonly string[]).includes(f)) throw new Error(`--only takes ${FIGURES.join(',')}, got ${f}`);
-const want = (f: Figure) => ONLY.has(f);
+const want = (f: Figure) => ONLY.has(f) || (f === 'cold' && ONLY.has('restart'));
 const QUICK = args.quick;
 const COLD_REPOS = QUICK ? 3 : 7;
 const BURST_REPOS = 50;
@@ -240,6 +241,71 @@ async function coldFigure(ctx: Ctx, webhookPort: number, agent: Agent): Promise<
     }
   }
   return { admissionMs, lookupMs, ratio: median(admissionMs) / median(lookupMs) };
+}
+
+interface RestartResult {
+  startToReadyMs: number[];
+  firstAdmissionMs: number[];
+  /** Cold admissions of the long-running webhook (the cold figure), the baseline. */
+  warmProcessColdMs: number[];
+  ratio: number;
+}
+
+/**
+ * A replica that just started, as after a rolling update: from spawn to /readyz 200, then
+ * its first admission on a new connection (the API server has none to a new pod), for a
+ * repository of the same kind as the cold figure's, which the running webhook measured in
+ * this run. Ratio: median first admission / median cold admission of the running webhook.
+ */
+async function restartFigure(ctx: Ctx, warmProcessColdMs: number[]): Promise<RestartResult> {
+  const startToReadyMs: number[] = [];
+  const firstAdmissionMs: number[] = [];
+  for (let i = 0; i < COLD_REPOS; i++) {
+    const t0 = performance.now();
+    const started = await startWebhook(ctx, `restart-${i}`, ctx.stack.notaryUrl);
+    try {
+      const port = Number(started.match[1]);
+      await untilReady(port, ctx.stack.caPem);
+      startToReadyMs.push(performance.now() - t0);
+      const image = `${ctx.stack.registryHost}/bench/cold-${i}:${TAG}`;
+      const agent = new Agent({ keepAlive: true, maxSockets: 1, ca: ctx.stack.caPem });
+      const a = await admit(agent, port, singleImageReview(image, `restart-${i}`));
+      agent.destroy();
+      expectPinned(ctx, image, a);
+      firstAdmissionMs.push(a.ms);
+    } finally {
+      await started.stop();
+    }
+  }
+  return { startToReadyMs, firstAdmissionMs, warmProcessColdMs, ratio: median(firstAdmissionMs) / median(warmProcessColdMs) };
+}
+
+async function untilReady(port: number, ca: string): Promise<void> {
+  for (;;) {
+    const status = await new Promise<number>((resolve) => {
+      const req = request({ host: '127.0.0.1', port, path: '/readyz', ca, agent: false }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('error', () => resolve(0));
+      req.end();
+    });
+    if (status === 200) return;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+function restartRows(r: RestartResult): [string, string, string, string, boolean][] {
+  return [
+    [
+      `first admission after start (median of ${r.firstAdmissionMs.length} restarts)`,
+      `${fmt(median(r.firstAdmissionMs))} ms = ${fmt(r.ratio, 2)} x a cold admission of the running webhook (${fmt(median(r.warmProcessColdMs))} ms)`,
+      'same repository kind, same run',
+      '<= 2',
+      r.ratio <= 2,
+    ],
+    [`start to ready (spawn to /readyz 200)`, `${fmt(median(r.startToReadyMs))} ms`, `range ${fmt(Math.min(...r.startToReadyMs))}-${fmt(Math.max(...r.startToReadyMs))} ms`, 'reported', true],
+  ];
 }
 
 type Round = LoadResult & { latencies: number[]; serverCpuMs: number };
@@ -491,6 +557,10 @@ async function main(): Promise<void> {
         await main.stop();
       }
     }
+    if (ctx && want('restart') && results.cold) {
+      log('restarts: start to ready, first admission of a new process');
+      results.restart = await restartFigure(ctx, results.cold.admissionMs);
+    }
     if (ctx && want('burst')) {
       log('burst: 200 Pods over 50 repositories');
       results.burst = await burstFigure(ctx);
@@ -506,6 +576,7 @@ async function main(): Promise<void> {
 
 interface Results {
   cold?: ColdResult;
+  restart?: RestartResult;
   warm?: WarmResult;
   burst?: BurstResult;
   big?: BigRepoResult;
@@ -558,6 +629,7 @@ function report(r: Results): void {
       cold.ratio <= 0.5,
     ]);
   }
+  if (r.restart) rows.push(...restartRows(r.restart));
   if (big) {
     rows.push(
       [`${big.tags} tags (${fmt(big.delegationBytes / 1e6, 2)} MB), cold verify`, `${fmt(big.coldMedianMs)} ms (median of ${big.coldRunsMs.length})`, big.origin, '<= 150 ms', big.coldMedianMs <= 150],
@@ -609,6 +681,8 @@ function report(r: Results): void {
       big_repo_warm_lookup_us: opt(big?.warmLookupUs, 1),
       burst_fetches_per_repo: burst ? burst.maxFetches : null,
       mem_1000_repos_mb: opt(mem?.growthMb, 1),
+      restart_first_admission_ratio: opt(r.restart?.ratio, 3),
+      start_to_ready_ms: opt(r.restart ? median(r.restart.startToReadyMs) : undefined, 1),
     }),
   );
 }

@@ -18,7 +18,7 @@ describe('cli: serve', () => {
         allowUnmatched: false,
         exempt: [],
         logLevel: 'info',
-        drainMs: 5000,
+        drainMs: 0,
       });
     });
 
@@ -29,7 +29,7 @@ describe('cli: serve', () => {
       ]);
       expect(o).to.deep.equal({
         kubernetes: true, port: 9443, host: '127.0.0.1', tlsCert: 'c.pem', tlsKey: 'k.pem', deadlineMs: 2500, allowUnmatched: true,
-        exempt: ['registry.k8s.io/**', 'docker.io/library/pause:*'], stateFile: '/var/lib/tg/state.json', logLevel: 'debug', drainMs: 5000,
+        exempt: ['registry.k8s.io/**', 'docker.io/library/pause:*'], stateFile: '/var/lib/tg/state.json', logLevel: 'debug', drainMs: 0,
       } satisfies ServeOptions);
     });
 

@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import https from 'node:https';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { httpGet } from '../notary/http-get.js';
 import { HttpSource } from '../notary/http-source.js';
 import { TokenCache, type Credentials } from '../notary/token-auth.js';
 import { PolicyDirSource } from '../policy/dir-source.js';
@@ -24,6 +25,8 @@ import type { Metrics } from '../server/metrics.js';
 // Sources are cheap to make (agent and tokens are shared per server); kept only so a
 // repository's Bearer challenge is remembered. A few hundred cover the busy repositories.
 const MAX_SOURCES = 256;
+/** Longest a start waits on a trust server that does not answer before reporting ready anyway. */
+const CONNECT_TIMEOUT_MS = 2000;
 
 export async function serveCommand(argv: string[]): Promise<number> {
   const handle = await runServe(argv, { createVerifier, createManagedTls });
@@ -97,6 +100,15 @@ export async function createVerifier(options: ServeOptions, ctx: { log: Logger; 
   store.onChange(() => ctx.log.info('policies changed', { policies: store.all().length }));
 
   const sources = new SourcePool(readSecret);
+  // Ready only once the trust servers the policies name have a connection open: the first
+  // admission after a start then costs what one in a running replica does.
+  let connected = false;
+  void store.whenReady().then(async () => {
+    const t0 = performance.now();
+    await sources.connect(store.all());
+    connected = true;
+    ctx.log.info('connected to the trust servers', { servers: sources.serverCount, ms: Math.round(performance.now() - t0) });
+  });
   const engine = new VerificationEngine({
     policies: store,
     sourceFor: (policy, gun) => sources.get(policy, gun),
@@ -108,7 +120,7 @@ export async function createVerifier(options: ServeOptions, ctx: { log: Logger; 
   });
   return {
     verifier: engine,
-    ready: () => store.ready,
+    ready: () => store.ready && connected,
     close: async () => {
       await stopSource();
       sources.close();
@@ -133,11 +145,7 @@ class SourcePool {
     const key = `${serverKey}|${creds ? hash(`${creds.username}:${creds.password}`) : ''}|${gun}`;
     const existing = this.sources.get(key);
     if (existing) return existing;
-    let server = this.servers.get(serverKey);
-    if (!server) {
-      server = { agent: new https.Agent({ keepAlive: true, maxSockets: 32, scheduling: 'lifo', timeout: 30_000 }), tokens: new TokenCache() };
-      this.servers.set(serverKey, server);
-    }
+    const server = this.server(serverKey);
     const source = new HttpSource({
       url,
       gun,
@@ -153,6 +161,44 @@ class SourcePool {
 
   close(): void {
     for (const s of this.servers.values()) s.agent.destroy();
+  }
+
+  get serverCount(): number {
+    return this.servers.size;
+  }
+
+  /**
+   * Opens one pooled connection to each HTTPS trust server (TLS handshake done, CA bundle
+   * parsed); best effort, bounded in time: a server that is down is reported by the
+   * admissions that need it, not here.
+   */
+  async connect(policies: TrustPolicy[]): Promise<void> {
+    const seen = new Set<string>();
+    await Promise.all(
+      policies.map(async (policy) => {
+        const { url, caBundle } = policy.spec.trustServer;
+        const key = `${url}|${hash(caBundle ?? '')}`;
+        if (!url.startsWith('https:') || seen.has(key)) return;
+        seen.add(key);
+        const server = this.server(key);
+        await httpGet({
+          url: new URL('/v2/', url),
+          agent: server.agent,
+          ...(caBundle ? { ca: caBundle } : {}),
+          signal: AbortSignal.timeout(CONNECT_TIMEOUT_MS),
+          maxBytes: 64 * 1024,
+        }).catch(() => undefined);
+      }),
+    );
+  }
+
+  private server(serverKey: string): { agent: https.Agent; tokens: TokenCache } {
+    let server = this.servers.get(serverKey);
+    if (!server) {
+      server = { agent: new https.Agent({ keepAlive: true, maxSockets: 32, scheduling: 'lifo', timeout: 30_000 }), tokens: new TokenCache() };
+      this.servers.set(serverKey, server);
+    }
+    return server;
   }
 }
 

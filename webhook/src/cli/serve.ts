@@ -21,7 +21,10 @@ export interface ServeOptions {
   exempt: string[];
   stateFile?: string;
   logLevel: LogLevel;
-  /** After SIGTERM: how long /readyz fails while admissions are still answered, before the server closes. */
+  /**
+   * After SIGTERM: how long /readyz fails while admissions are still answered, before the
+   * server closes. 0 by default (nothing routes to a lone process); the chart sets it.
+   */
   drainMs: number;
   /** Self-managed TLS: CA and serving certificate kept in this Secret (of POD_NAMESPACE), renewed by the server. */
   tlsSecret?: string;
@@ -49,7 +52,7 @@ export function parseServeArgs(argv: string[]): ServeOptions {
       exempt: { type: 'string', multiple: true, default: [] },
       'state-file': { type: 'string' },
       'log-level': { type: 'string', default: 'info' },
-      'drain-seconds': { type: 'string', default: '5' },
+      'drain-seconds': { type: 'string', default: '0' },
       'tls-secret': { type: 'string' },
       'tls-dns-name': { type: 'string', multiple: true, default: [] },
       'mutating-webhook': { type: 'string', multiple: true, default: [] },
@@ -174,6 +177,7 @@ export async function runServe(argv: string[], deps: ServeDeps): Promise<ServeHa
       ready: wiring.ready,
       log,
       metrics,
+      selfCheck: true,
     });
   } catch (e) {
     managed?.close();

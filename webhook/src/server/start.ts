@@ -7,6 +7,7 @@ import type { AdmissionHandler } from '../admission/handler.js';
 import { silentLogger, type Logger } from '../admission/types.js';
 import { createApp } from './app.js';
 import { Metrics } from './metrics.js';
+import { selfCheck } from './warm-up.js';
 import { CertificateReloader, generateSelfSigned, readPair, TLS_SETTINGS, type KeyPair } from './tls.js';
 
 export interface StartServerOptions {
@@ -25,6 +26,8 @@ export interface StartServerOptions {
   selfSignedNames?: string[];
   /** A pair kept current elsewhere (the self-managed Secret): served, and swapped in when it changes. */
   managedTls?: ManagedTls;
+  /** Before listening, admit a built-in signed image end to end (server/warm-up.ts); a failure refuses to start. */
+  selfCheck?: boolean;
 }
 
 export interface ManagedTls {
@@ -75,6 +78,14 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
   }
 
   const pair = await readPair(certFile, keyFile);
+  if (opts.selfCheck) {
+    try {
+      await runSelfCheck(pair, log);
+    } catch (e) {
+      if (selfSignedDir) await rm(selfSignedDir, { recursive: true, force: true });
+      throw e;
+    }
+  }
   const { server, drain } = createHttpsServer(opts, log, pair);
   const reloader = new CertificateReloader(server, certFile, keyFile, pair, log, opts.tlsPollMs);
   if (!selfSignedDir) reloader.start();
@@ -115,6 +126,7 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
 
 async function startWithPair(opts: StartServerOptions, log: Logger, managed: ManagedTls): Promise<RunningServer> {
   let current = managed.pair;
+  if (opts.selfCheck) await runSelfCheck(current, log);
   const { server, drain } = createHttpsServer(opts, log, current);
   let stopped = false;
   managed.onChange((pair) => {
@@ -150,6 +162,12 @@ async function startWithPair(opts: StartServerOptions, log: Logger, managed: Man
       return closing;
     },
   };
+}
+
+async function runSelfCheck(pair: KeyPair, log: Logger): Promise<void> {
+  const t0 = performance.now();
+  await selfCheck(pair);
+  log.info('self-check passed: a built-in signed image was admitted and pinned', { ms: Math.round(performance.now() - t0) });
 }
 
 function createHttpsServer(opts: StartServerOptions, log: Logger, pair: KeyPair): { server: Server; drain: { on: boolean; start(): void } } {

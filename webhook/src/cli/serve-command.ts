@@ -27,6 +27,7 @@ import type { Metrics } from '../server/metrics.js';
 const MAX_SOURCES = 256;
 /** Longest a start waits on a trust server that does not answer before reporting ready anyway. */
 const CONNECT_TIMEOUT_MS = 2000;
+const PRECONNECT_SOCKETS = 4;
 
 export async function serveCommand(argv: string[]): Promise<number> {
   const handle = await runServe(argv, { createVerifier, createManagedTls });
@@ -100,7 +101,7 @@ export async function createVerifier(options: ServeOptions, ctx: { log: Logger; 
   store.onChange(() => ctx.log.info('policies changed', { policies: store.all().length }));
 
   const sources = new SourcePool(readSecret);
-  // Ready only once the trust servers the policies name have a connection open: the first
+  // Ready only once the trust servers the policies name have connections open: the first
   // admission after a start then costs what one in a running replica does.
   let connected = false;
   void store.whenReady().then(async () => {
@@ -168,7 +169,7 @@ class SourcePool {
   }
 
   /**
-   * Opens one pooled connection to each HTTPS trust server (TLS handshake done, CA bundle
+   * Opens a few pooled connections to each HTTPS trust server (TLS handshake done, CA bundle
    * parsed); best effort, bounded in time: a server that is down is reported by the
    * admissions that need it, not here.
    */
@@ -181,13 +182,18 @@ class SourcePool {
         if (!url.startsWith('https:') || seen.has(key)) return;
         seen.add(key);
         const server = this.server(key);
-        await httpGet({
-          url: new URL('/v2/', url),
-          agent: server.agent,
-          ...(caBundle ? { ca: caBundle } : {}),
-          signal: AbortSignal.timeout(CONNECT_TIMEOUT_MS),
-          maxBytes: 64 * 1024,
-        }).catch(() => undefined);
+        // Several at once: a cold repository's delegations are fetched in parallel.
+        await Promise.all(
+          Array.from({ length: PRECONNECT_SOCKETS }, () =>
+            httpGet({
+              url: new URL('/v2/', url),
+              agent: server.agent,
+              ...(caBundle ? { ca: caBundle } : {}),
+              signal: AbortSignal.timeout(CONNECT_TIMEOUT_MS),
+              maxBytes: 64 * 1024,
+            }).catch(() => undefined),
+          ),
+        );
       }),
     );
   }

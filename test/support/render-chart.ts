@@ -12,7 +12,7 @@
 //     (sub pipelines); pipes `a | f b` pass the value as the last argument
 //   - functions: include, toYaml, indent, nindent, quote, default, required, fail, b64enc,
 //     genCA, genSignedCert (real certificates from the openssl CLI), lookup (answered by
-//     the caller, as `helm template` answers with an empty map), list, dict, set, index, int, and,
+//     the caller, as `helm template` answers with an empty map), list, dict, set, index, int, add, and,
 //     or, not, eq, ne, lt, le, gt, ge, printf (%s %d %v), trunc, trimSuffix, contains,
 //     replace, lower, toString
 //
@@ -705,6 +705,8 @@ class Engine {
         const n = typeof args[0] === 'string' ? Number(args[0]) : args[0];
         return Number.isFinite(n) ? Math.trunc(n as number) : 0;
       }
+      case 'add':
+        return args.reduce<number>((sum, a) => sum + asNumber(a, where, 'add'), 0);
       case 'dict': {
         if (args.length % 2 !== 0) throw new TemplateError(`${where}: dict needs key/value pairs`);
         const out: Record<string, unknown> = {};

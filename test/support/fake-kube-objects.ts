@@ -17,7 +17,7 @@
 //   {verbs, resource, resourceNames?}; create is never allowed by resourceNames (as in RBAC,
 //   where the name is not known when create is authorized). Refusals are 403 Forbidden.
 import { randomUUID } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { KubeConfig } from '@kubernetes/client-node';
 
@@ -56,6 +56,11 @@ export class FakeKubeObjects {
   readonly token = randomUUID();
   /** RBAC rules for the client; undefined allows everything. */
   rules: Rule[] | undefined;
+  /**
+   * Where requests for other resources go (e.g. a FakeApiServer serving the policy CRDs), so
+   * one kubeconfig reaches both, as one API server would serve them.
+   */
+  fallback: { url: string; token: string } | undefined;
   private readonly objects = new Map<string, Stored>();
   private rv = 5000;
   private port = 0;
@@ -156,6 +161,8 @@ export class FakeKubeObjects {
 
   private route(req: IncomingMessage, r: Recorded, res: ServerResponse): number {
     if (req.headers['authorization'] !== `Bearer ${this.token}`) return this.fail(res, 401, 'Unauthorized');
+    const own = /^\/api\/v1\/namespaces\/[^/]+\/secrets(\/|$)|^\/apis\/admissionregistration\.k8s\.io\//.test(r.path);
+    if (!own && this.fallback) return this.forward(req, r, res, this.fallback);
     let m = /^\/api\/v1\/namespaces\/([^/]+)\/secrets(?:\/([^/]+))?$/.exec(r.path);
     let resource: Resource;
     let namespace: string | undefined;
@@ -214,6 +221,20 @@ export class FakeKubeObjects {
     if (namespace === undefined) delete stored.metadata.namespace;
     this.objects.set(key, stored);
     return this.json(res, 200, stored);
+  }
+
+  private forward(req: IncomingMessage, r: Recorded, res: ServerResponse, to: { url: string; token: string }): number {
+    const target = new URL(req.url ?? '/', to.url);
+    const out = httpRequest(target, { method: r.method, headers: { ...req.headers, host: target.host, authorization: `Bearer ${to.token}` } }, (up) => {
+      res.writeHead(up.statusCode ?? 502, up.headers);
+      // A watch answers headers first and events later: pass the headers on at once.
+      res.flushHeaders();
+      up.pipe(res);
+    });
+    out.on('error', () => res.destroy());
+    res.on('close', () => out.destroy());
+    out.end(r.body);
+    return 0;
   }
 
   private allowed(verb: string, resource: Resource, name: string | undefined): boolean {

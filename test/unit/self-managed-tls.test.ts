@@ -167,6 +167,12 @@ describe('self-managed TLS (Secret + caBundle)', function () {
     expect(leaf.checkIssued(newCa) && leaf.verify(newCa.publicKey)).to.equal(true);
     expect(oldLeaf.verify(new X509Certificate(bundle[1]!).publicKey)).to.equal(true);
     expect(caBundles(fake)).to.deep.equal(Array(3).fill(bundle.join('')));
+
+    // Once the old CA has expired, the next renewal drops it from the bundle.
+    clock.now = Date.parse(new X509Certificate(oldCa).validTo) + DAY;
+    await rotation.sync();
+    expect(splitPem(secretPem(fake, 'ca.crt'))).to.deep.equal([bundle[0]]);
+    expect(caBundles(fake)).to.deep.equal(Array(3).fill(bundle[0]));
   });
 
   it('two replicas due for renewal at once: one write wins, the other gets 409 Conflict and serves the winner', async () => {

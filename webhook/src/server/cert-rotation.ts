@@ -201,7 +201,8 @@ export class CertRotation {
     let ca = old && plan.action === 'new-serving' ? { cert: splitPem(old.caCrt)[0]!, key: old.caKey } : undefined;
     let bundle: string[];
     if (ca) {
-      bundle = splitPem(old!.caCrt);
+      const [current, ...previous] = splitPem(old!.caCrt);
+      bundle = [current!, ...previous.filter((p) => stillValid(p, now))];
     } else {
       ca = await issueCa({ now, lifetimeMs: this.lifetimes.caMs });
       // Older CAs stay trusted until they expire: replicas may still serve certificates they signed.

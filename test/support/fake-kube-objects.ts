@@ -11,6 +11,7 @@
 //   resourceVersion other than the stored one is refused with 409 Conflict; a PUT without
 //   one is an unconditional update (both as for Secrets and webhook configurations).
 // - A PUT whose body names another object is 400 BadRequest; to a missing object, 404.
+//   A POST carrying a resourceVersion is 400 BadRequest.
 // - Secret data must be base64; anything else is 400 (the real server fails to decode it).
 // - Errors are metav1.Status objects.
 // - An optional authorizer copies RBAC: each request is checked against rules of
@@ -202,6 +203,7 @@ export class FakeKubeObjects {
     const objName = body.metadata?.name;
     if (verb === 'create') {
       if (!objName) return this.fail(res, 400, 'metadata.name is required');
+      if (body.metadata.resourceVersion) return this.fail(res, 400, 'resourceVersion should not be set on objects to be created');
       const key = this.key(resource, objName, namespace);
       if (this.objects.has(key)) return this.fail(res, 409, `${resource} "${objName}" already exists`, 'AlreadyExists');
       const stored = { ...body, metadata: { ...body.metadata, namespace, uid: randomUUID(), resourceVersion: String(++this.rv), creationTimestamp: new Date().toISOString() } } as Stored;

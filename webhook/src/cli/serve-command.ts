@@ -103,13 +103,17 @@ export async function createVerifier(options: ServeOptions, ctx: { log: Logger; 
   const sources = new SourcePool(readSecret);
   // Ready only once the trust servers the policies name have connections open: the first
   // admission after a start then costs what one in a running replica does.
+  // From a directory the policies are loaded by now, so this happens before the server
+  // listens; from the cluster they arrive later, and readiness waits for it.
   let connected = false;
-  void store.whenReady().then(async () => {
+  const connect = async () => {
     const t0 = performance.now();
     await sources.connect(store.all());
     connected = true;
     ctx.log.info('connected to the trust servers', { servers: sources.serverCount, ms: Math.round(performance.now() - t0) });
-  });
+  };
+  if (options.kubernetes) void store.whenReady().then(connect);
+  else await connect();
   const engine = new VerificationEngine({
     policies: store,
     sourceFor: (policy, gun) => sources.get(policy, gun),

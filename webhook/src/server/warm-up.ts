@@ -7,10 +7,12 @@
 // loads, OpenSSL and noble initialisation and the JIT are paid here, not by a Pod.
 // Nothing of it is kept: its own engine, cache and metrics; the fixture is checked at the
 // instant it was signed, so it never goes stale.
+import { createHash } from 'node:crypto';
+import { Agent as HttpAgent, createServer as createHttpServer } from 'node:http';
 import { request, createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { createAdmissionHandler } from '../admission/handler.js';
-import { FetchError, type MetadataRequest, type MetadataSource } from '../notary/source.js';
+import { HttpSource } from '../notary/http-source.js';
 import { parsePolicy } from '../policy/model.js';
 import { VerificationEngine } from '../verify/engine.js';
 import { FIXTURE } from '../verify/self-check-fixture.js';
@@ -18,8 +20,7 @@ import { MemoryVersionStore } from '../verify/version-store.js';
 import { createApp } from './app.js';
 import { TLS_SETTINGS } from './tls.js';
 
-const SERVER = 'built-in self-check repository';
-const WARM_VERIFICATIONS = 4;
+const WARM_VERIFICATIONS = 8;
 
 /** A signed repository, its pinned root and the tag it signs (the built-in one is FIXTURE). */
 export interface SelfCheckRepository {
@@ -32,23 +33,34 @@ export interface SelfCheckRepository {
   files: Readonly<Record<string, string>>;
 }
 
-class FixtureSource implements MetadataSource {
-  readonly server = SERVER;
-  readonly gun: string;
-  private readonly files: Map<string, Buffer>;
-
-  constructor(repo: SelfCheckRepository) {
-    this.gun = repo.gun;
-    this.files = new Map(Object.entries(repo.files).map(([role, b64]) => [role, Buffer.from(b64, 'base64')]));
+/**
+ * Serves the repository the way a Notary server does (`/v2/{gun}/_trust/tuf/{file}`) on
+ * loopback, so the self-check fetches through the same HTTP source code as an admission.
+ */
+async function serveRepository(repo: SelfCheckRepository): Promise<{ url: string; close(): Promise<void> }> {
+  const files = new Map<string, Buffer>();
+  for (const [role, b64] of Object.entries(repo.files)) {
+    const bytes = Buffer.from(b64, 'base64');
+    files.set(`/v2/${repo.gun}/_trust/tuf/${role}.json`, bytes);
+    files.set(`/v2/${repo.gun}/_trust/tuf/${role}.${createHash('sha256').update(bytes).digest('hex')}.json`, bytes);
   }
-
-  async fetch(req: MetadataRequest): Promise<Uint8Array> {
-    const name = req.version !== undefined ? `${req.version}.${req.role}` : req.role;
-    const bytes = this.files.get(name);
-    if (!bytes) throw new FetchError('not-found', this.server, req.role, 'not in the built-in repository');
-    if (bytes.length > req.maxBytes) throw new FetchError('too-large', this.server, req.role, `more than ${req.maxBytes} bytes`);
-    return new Uint8Array(bytes);
-  }
+  const server = createHttpServer((req, res) => {
+    const body = req.method === 'GET' ? files.get(req.url ?? '') : undefined;
+    if (!body) return void res.writeHead(404, { 'content-type': 'application/json' }).end('{"errors":[{"code":"METADATA_NOT_FOUND"}]}');
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length }).end(body);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
 }
 
 export async function selfCheck(pair: { cert: Buffer; key: Buffer }, repo: SelfCheckRepository = FIXTURE): Promise<void> {
@@ -68,25 +80,26 @@ export async function selfCheck(pair: { cert: Buffer; key: Buffer }, repo: SelfC
     'built-in self-check policy',
   );
   const at = new Date(repo.at);
-  const source = new FixtureSource(repo);
+  const trust = await serveRepository(repo);
+  const agent = new HttpAgent({ keepAlive: true });
   const newEngine = () =>
     new VerificationEngine({
       policies: { policiesFor: (reference) => (reference.startsWith(`${repo.gun}:`) ? [policy] : []) },
-      sourceFor: () => source,
+      sourceFor: () => new HttpSource({ url: trust.url, gun: repo.gun, agent }),
       clock: () => at,
       versions: new MemoryVersionStore(),
     });
-  // A few cold verifications first, each with an empty cache, so the verification code
-  // runs compiled (V8 tiers code up after a few calls) by the time a Pod needs it.
-  for (let i = 0; i < WARM_VERIFICATIONS; i++) await newEngine().verifyImage(`${repo.gun}:${repo.tag}`, undefined, new AbortController().signal);
-  const handler = createAdmissionHandler({ verifier: newEngine(), mutate: true });
-  const app = createApp({ handlers: { mutate: handler, validate: handler }, ready: () => true });
-  const server = createServer({ ...TLS_SETTINGS, cert: pair.cert, key: pair.key }, app);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
+  const server = createServer({ ...TLS_SETTINGS, cert: pair.cert, key: pair.key });
   try {
+    // A few cold verifications first, each with an empty cache, so the verification code
+    // runs compiled (V8 tiers code up after a few calls) by the time a Pod needs it.
+    for (let i = 0; i < WARM_VERIFICATIONS; i++) await newEngine().verifyImage(`${repo.gun}:${repo.tag}`, undefined, new AbortController().signal);
+    const handler = createAdmissionHandler({ verifier: newEngine(), mutate: true });
+    server.on('request', createApp({ handlers: { mutate: handler, validate: handler }, ready: () => true }));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(0, '127.0.0.1', () => resolve());
+    });
     const image = `${repo.gun}:${repo.tag}`;
     const answer = await post((server.address() as AddressInfo).port, review(image));
     const pinned = `${image}@${repo.digest}`;
@@ -96,7 +109,9 @@ export async function selfCheck(pair: { cert: Buffer; key: Buffer }, repo: SelfC
     }
   } finally {
     server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    if (server.listening) await new Promise<void>((resolve) => server.close(() => resolve()));
+    agent.destroy();
+    await trust.close();
   }
 }
 

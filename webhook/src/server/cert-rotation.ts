@@ -65,11 +65,13 @@ export interface CertRotationOptions {
   log: Logger;
   clock?: () => Date;
   lifetimes?: Lifetimes;
-  /** How often the Secret and the caBundles are checked (default 60 s). */
+  /** How often the Secret and the caBundles are checked (default 15 s: a webhook configuration that Helm re-creates gets its caBundle back within that). */
   resyncMs?: number;
   /** How soon to try again after a failed round or a webhook configuration not found (default 5 s). */
   retryMs?: number;
 }
+
+const RESYNC_MS = 15_000;
 
 type Plan = { action: 'keep' } | { action: 'new-serving'; reason: string } | { action: 'new-ca'; reason: string };
 
@@ -111,7 +113,7 @@ export class CertRotation {
 
   /** Syncs periodically from now on (after a first sync() the caller awaited). */
   start(): void {
-    this.schedule(this.opts.resyncMs ?? 60_000);
+    this.schedule(this.opts.resyncMs ?? RESYNC_MS);
   }
 
   stop(): void {
@@ -124,7 +126,7 @@ export class CertRotation {
     clearTimeout(this.timer);
     this.timer = setTimeout(() => {
       this.sync().then(
-        () => this.schedule(this.missingLogged.size > 0 ? (this.opts.retryMs ?? 5000) : (this.opts.resyncMs ?? 60_000)),
+        () => this.schedule(this.missingLogged.size > 0 ? (this.opts.retryMs ?? 5000) : (this.opts.resyncMs ?? RESYNC_MS)),
         (e: unknown) => {
           this.opts.log.warn('self-managed TLS: checking the certificate Secret failed; serving the current certificate and retrying', {
             secret: this.origin,

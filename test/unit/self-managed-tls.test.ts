@@ -77,7 +77,7 @@ describe('self-managed TLS (Secret + caBundle)', function () {
     await fake.close();
   });
 
-  async function replica(clock: { now: number }, log = captureLogger()): Promise<{ rotation: CertRotation; close(): void; log: ReturnType<typeof captureLogger> }> {
+  async function replica(clock: { now: number }, log = captureLogger(), resyncMs = 3_600_000): Promise<{ rotation: CertRotation; close(): void; log: ReturnType<typeof captureLogger> }> {
     const tls = await startSelfManagedTls({
       secretName: SECRET,
       namespace: NS,
@@ -87,8 +87,8 @@ describe('self-managed TLS (Secret + caBundle)', function () {
       log,
       kubeConfig: fake.kubeConfig(),
       clock: () => new Date(clock.now),
-      // Syncs happen when the test says so.
-      resyncMs: 3_600_000,
+      // Syncs happen when the test says so, unless it asks for the timer.
+      resyncMs,
     });
     started.push(tls);
     return { rotation: tls.rotation, close: tls.close, log };
@@ -214,6 +214,15 @@ describe('self-managed TLS (Secret + caBundle)', function () {
     fake.put('validatingwebhookconfigurations', webhookConfig(WEBHOOK, ['validate.trustgate.dev']));
     await rotation.sync();
     expect(caBundles(fake)).to.deep.equal(Array(2).fill(secretPem(fake, 'ca.crt')));
+  });
+
+  it('on its own schedule, puts back a caBundle that an upgrade removed (the configuration re-created)', async () => {
+    await replica({ now: base }, captureLogger(), 50);
+    const ca = secretPem(fake, 'ca.crt');
+    fake.put('mutatingwebhookconfigurations', webhookConfig(WEBHOOK, ['mutate.trustgate.dev']));
+    expect(caBundles(fake)[0]).to.equal('');
+    for (let i = 0; i < 100 && caBundles(fake)[0] !== ca; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(caBundles(fake)).to.deep.equal([ca, ca, ca]);
   });
 
   it('a Secret whose CA key does not match its CA certificate is replaced, never served', async () => {

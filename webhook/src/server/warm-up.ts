@@ -1,6 +1,7 @@
 // A self-check before a replica reports ready: one Pod admission through the real code,
 // end to end, on a throwaway HTTPS server with the serving pair: TLS handshake, body
-// parsing, review checks, the verification engine walking a built-in signed repository
+// parsing, review checks, the verification engine fetching a built-in signed repository from a
+// loopback Notary-style server through HttpSource and walking it
 // (ECDSA and RSA certificate keys, Ed25519 keys, two delegations), the JSONPatch. It proves
 // the build verifies signatures (a broken one refuses to start), and it is what makes the
 // first real admission after a start cost what one in a running replica does: lazy module

@@ -19,7 +19,7 @@ import { commandSpec, parseCommand } from './commands.js';
 import { InputError, parseAt, parseDocuments, parseOutput, readInputPaths } from './inputs.js';
 import { loadPolicyFiles } from './policy-files.js';
 import { cliTimeoutMs, type Env } from './settings.js';
-import { cliSourceFor } from './trust-sources.js';
+import { cliSourceFor, tufSource } from './trust-sources.js';
 import { UsageError } from './usage.js';
 
 export type ImageResult = 'admitted' | 'denied' | 'warn' | 'audit';
@@ -81,6 +81,7 @@ export async function checkCommand(argv: string[], env: Env): Promise<number> {
   const engine = new VerificationEngine({
     policies: store,
     sourceFor: cliSourceFor({ ...(metadataDir !== undefined ? { metadataDir, perRepository: true } : {}) }, env),
+    ...tufSource(metadataDir),
     clock,
     allowUnmatched: values['allow-unmatched'] === true,
     isExempt: compileExemptions(exempt),

@@ -40,7 +40,7 @@ const AT: OptionRow = {
 const METADATA_DIR_ONE: OptionRow = {
   flag: 'metadata-dir',
   value: 'DIR',
-  help: 'Read the role files (root.json, N.root.json, timestamp.json, snapshot.json, targets.json, targets/<name>.json) from DIR instead of the trust server.',
+  help: 'Read the role files from DIR instead of the trust server: Notary root.json, N.root.json, timestamp.json, snapshot.json, targets.json, targets/<name>.json; TUF 1.0 (protocol tuf) N.root.json and/or root.json, ROLE.json and/or VERSION.ROLE.json.',
 };
 const TIMEOUT: OptionRow = { flag: 'timeout', value: 'SECONDS', default: '30', help: 'Give up (and refuse) after this many seconds in all.' };
 const CREDENTIALS_NOTE =
@@ -67,7 +67,7 @@ export const COMMANDS: readonly CommandSpec[] = [
       { flag: 'policy', value: 'FILE', multiple: true, help: 'Policy file (YAML or JSON, `-` for stdin); repeatable. Exactly one of --policy and --policy-dir.' },
       { flag: 'policy-dir', value: 'DIR', help: 'Every policy file in DIR, as `trustgate serve --policy-dir DIR` reads it.' },
       { flag: 'namespace', short: 'n', value: 'NS', help: "Namespace the objects are deployed to (overrides metadata.namespace). Default: each object's metadata.namespace, else \"default\"." },
-      { flag: 'metadata-dir', value: 'DIR', help: 'Read trust data from DIR/<repository>/ (e.g. DIR/registry.example.com/payments/api/root.json) instead of the trust servers.' },
+      { flag: 'metadata-dir', value: 'DIR', help: 'Read trust data from DIR instead of the trust servers: a Notary repository from DIR/<repository>/ (e.g. DIR/registry.example.com/payments/api/root.json), a TUF 1.0 repository (protocol tuf) from DIR itself.' },
       AT,
       { flag: 'allow-unmatched', help: 'Admit images no policy matches, as the webhook does with --allow-unmatched (default: deny them).' },
       { flag: 'exempt', value: 'PATTERN', multiple: true, help: "Admit images matching this pattern without verification, as the webhook's --exempt; repeatable." },
@@ -121,6 +121,20 @@ export const COMMANDS: readonly CommandSpec[] = [
     options: [],
     example: 'trustgate policy check policy.yaml',
     notes: 'Exit status: 0 every file holds valid policies, 1 a file is invalid or holds no policy, 2 usage error.',
+  },
+  {
+    name: 'tuf target',
+    brief: 'The TUF 1.0 target entry that signs an image, for RSTUF or python-tuf.',
+    args: 'IMAGE:TAG@sha256:DIGEST',
+    summary:
+      "Print the target entry a TUF 1.0 repository must sign so that protocol-tuf policies admit the image: path <registry>/<repository>:<tag>, length = the manifest's size in bytes, hashes.sha256 = the manifest digest. Publish it with RSTUF (POST /api/v1/artifacts takes the default output) or add it to a targets role with python-tuf / tuf-on-ci (--format targets).",
+    options: [
+      { flag: 'size', value: 'BYTES', help: "The manifest's size in bytes (e.g. the Content-Length of a HEAD on /v2/<repository>/manifests/<digest>). Required." },
+      { flag: 'media-type', value: 'TYPE', help: "The manifest's media type, recorded in custom.mediaType (informational; trustgate verifies length and digest)." },
+      { flag: 'format', value: 'rstuf|targets', default: 'rstuf', help: 'rstuf: the payload of RSTUF\'s artifacts API; targets: the entry of a targets file\'s "targets" object.' },
+    ],
+    example: 'trustgate tuf target registry.example.com/payments/api:1.4@sha256:0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0 --size 1234',
+    notes: 'Exit status: 0 printed, 2 usage error (no tag, no digest, a size that is not a whole number).',
   },
 ];
 

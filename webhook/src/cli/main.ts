@@ -21,6 +21,7 @@ const RUNNERS: Record<string, () => Promise<Run>> = {
   'policy init': async () => (await import('./policy-init.js')).policyInitCommand,
   'policy check': async () => (await import('./policy-check.js')).policyCheckCommand,
   serve: async () => (await import('./serve-command.js')).serveCommand,
+  'tuf target': async () => (await import('./tuf-target.js')).tufTargetCommand,
 };
 
 const wantsHelp = (argv: string[]) => argv.includes('--help') || argv.includes('-h');
@@ -33,6 +34,10 @@ function commandOf(argv: string[]): { name: string; rest: string[] } {
     const name = `policy ${second}`;
     if (!(name in RUNNERS)) throw new UsageError(`unknown command "policy ${second}": use policy init or policy check`);
     return { name, rest: more };
+  }
+  if (first === 'tuf') {
+    if (second !== 'target') throw new UsageError('tuf needs a subcommand: tuf target IMAGE:TAG@sha256:DIGEST --size BYTES');
+    return { name: 'tuf target', rest: more };
   }
   if (first === undefined || !(first in RUNNERS)) throw new UsageError(`unknown command "${first ?? ''}"`);
   return { name: first, rest: argv.slice(1) };

@@ -8,6 +8,8 @@ import { DirSource } from '../notary/dir-source.js';
 import { HttpSource } from '../notary/http-source.js';
 import type { MetadataSource } from '../notary/source.js';
 import type { TrustPolicy } from '../policy/model.js';
+import { SpecDirSource } from '../tufrepo/dir-source.js';
+import type { SpecSource } from '../tufrepo/source.js';
 import { cliCredentials, type Env } from './settings.js';
 
 export interface SourceChoice {
@@ -24,4 +26,21 @@ export function cliSourceFor(choice: SourceChoice, env: Env): (policy: TrustPoli
     const { url, caBundle } = policy.spec.trustServer;
     return new HttpSource({ url, gun, ...(caBundle ? { caBundle } : {}), ...(credentials ? { credentials } : {}) });
   };
+}
+
+/**
+ * For protocol-tuf policies: with --metadata-dir, the directory holds one TUF 1.0
+ * repository's metadata (N.root.json and/or root.json, ROLE.json and/or VERSION.ROLE.json),
+ * which serves every image it lists; without it, the engine reads the policy's URL.
+ */
+export function cliTufSourceFor(choice: SourceChoice): ((policy: TrustPolicy) => SpecSource) | undefined {
+  const dir = choice.metadataDir;
+  if (dir === undefined) return undefined;
+  return () => new SpecDirSource(dir);
+}
+
+/** The engine option that reads protocol-tuf policies from --metadata-dir, when given. */
+export function tufSource(metadataDir: string | undefined): { tufSourceFor?: (policy: TrustPolicy) => SpecSource } {
+  const f = cliTufSourceFor(metadataDir !== undefined ? { metadataDir } : {});
+  return f ? { tufSourceFor: f } : {};
 }

@@ -14,7 +14,7 @@ import { commandSpec, parseCommand } from './commands.js';
 import { InputError, parseAt, parseOutput } from './inputs.js';
 import { fileLookup, loadPolicyFiles } from './policy-files.js';
 import { cliTimeoutMs, type Env } from './settings.js';
-import { cliSourceFor } from './trust-sources.js';
+import { cliSourceFor, tufSource } from './trust-sources.js';
 import { UsageError } from './usage.js';
 
 interface Common {
@@ -68,6 +68,7 @@ export async function verifyCommand(argv: string[], env: Env): Promise<number> {
   const engine = new VerificationEngine({
     policies: fileLookup(c.policies, { ...(c.namespace !== undefined ? { namespace: c.namespace } : {}), ignoreImageMatch: c.ignoreImageMatch }),
     sourceFor: cliSourceFor({ ...(c.metadataDir !== undefined ? { metadataDir: c.metadataDir } : {}) }, env),
+    ...tufSource(c.metadataDir),
     clock: c.clock,
   });
   const verdict = await engine.verifyImage(c.image, c.namespace, AbortSignal.timeout(c.timeoutMs));
@@ -196,3 +197,4 @@ function text(r: Report): string {
   lines.push(`  Timestamp:  ${r.administrativeKeys.timestamp.join(', ')}`);
   return lines.join('\n') + '\n';
 }
+

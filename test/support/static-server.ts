@@ -14,6 +14,8 @@ export interface StaticServer {
   url: string;
   ca: CertAuthority;
   pid: number;
+  /** nginx's prefix (configuration, certificate, logs), removed by stop(). */
+  dir: string;
   stop(): Promise<void>;
 }
 
@@ -86,6 +88,7 @@ http {
   child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
   await waitForPort(port!, child, () => stderr).catch((e) => {
     child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
     throw e;
   });
   const pid = child.pid!;
@@ -93,6 +96,7 @@ http {
     url: `https://127.0.0.1:${port}/`,
     ca,
     pid,
+    dir,
     async stop() {
       if (pidAlive(pid)) {
         // SIGQUIT: nginx's graceful stop; its master takes the worker with it.

@@ -47,7 +47,7 @@ export async function prepareTufDemo(stack: Stack, metadataDir: string, log: (li
   const [app10, app11rc, nightly10] = (await Promise.all(pushes)) as [SignedTarget, SignedTarget, SignedTarget];
   signal?.throwIfAborted();
 
-  log(`publishing a TUF 1.0 repository: ${app}:1.0 in ${TUF_RELEASE_ROLE}, ${nightly}:1.0 in ${TUF_NIGHTLY_ROLE} (about to expire)`);
+  log(`publishing TUF 1.0 metadata for ${host}/demo/tuf: app:1.0 in ${TUF_RELEASE_ROLE}, nightly:1.0 in ${TUF_NIGHTLY_ROLE} (expiring)`);
   const repo = new TufRepo({ kinds: { root: 'ecdsa-p256', timestamp: 'ed25519', snapshot: 'ed25519', targets: 'ecdsa-p384' } });
   repo.delegate(TUF_RELEASE_ROLE, { paths: [`${app}:*`], kind: 'ecdsa-p256' });
   repo.delegate(TUF_NIGHTLY_ROLE, { paths: [`${nightly}:*`], kind: 'ed25519' });

@@ -45,8 +45,8 @@ export function shortReason(message: string): string {
   const colon = first.lastIndexOf(': ');
   const cause = colon < 0 ? first : first.slice(colon + 2);
   if (role === undefined) return cause;
-  // "does not sign "1.0"" (Notary), "tag "1.0" is not signed by ROLE (required)" (TUF 1.0).
-  if (/\bnot sign/.test(cause)) return `not signed by ${role}`;
+  const unsigned = /^(?:tag "[^"]*"|digest \S+) is not signed by ([^(]+?) \(/.exec(cause);
+  if (unsigned) return `not signed by ${unsigned[1]}`;
   const expired = /^expired at \d{4}-\d\d-\d\dT(\d\d:\d\d:\d\d)/.exec(cause);
   if (expired) return `${role} expired ${expired[1]}Z`;
   return `${role}: ${cause}`;

@@ -6,7 +6,7 @@
 //   node dist/test/bench/run.js [--quick] [--profile DIR] [--only LIST] [--big-forged]
 //     --quick        shorter rounds (for trying the harness, not for figures)
 //     --profile DIR  run the webhook and the baseline with --cpu-prof into DIR
-//     --only LIST    some of memory,big,cold,warm,burst (figures left out print as null)
+//     --only LIST    some of memory,big,cold,warm,burst,restart,cli (figures left out print as null)
 //     --big-forged   make the 10,000-tag repository with the forge instead of 10,000 `notary
 //                    addhash` runs (60-80 s); --quick implies it
 import { createHash } from 'node:crypto';
@@ -28,6 +28,7 @@ import {
 } from '../support/stack.js';
 import type { BigRepoResult, RemoteBigRepo } from './bigrepo.js';
 import { bigTagName, DIST, fmt, killChildren, median, percentile, podReview, policyYaml, processCpuMs, runNodeJson, singleImageReview, startNode, type Started } from './common.js';
+import { cliStartFigure, type CliStartResult } from './cli-start.js';
 import { startCountingProxy } from './counting-proxy.js';
 import type { LoadResult } from './loadgen.js';
 import type { MemoryResult } from './memory.js';
@@ -40,7 +41,7 @@ const { values: args } = parseArgs({
     'big-forged': { type: 'boolean', default: false },
   },
 });
-const FIGURES = ['memory', 'big', 'cold', 'warm', 'burst'] as const;
+const FIGURES = ['memory', 'big', 'cold', 'warm', 'burst', 'restart', 'cli'] as const;
 type Figure = (typeof FIGURES)[number];
 const ONLY = new Set((args.only ?? FIGURES.join(',')).split(',').map((s) => s.trim()));
 for (const f of ONLY) if (!(FIGURES as readonly string[]).includes(f)) throw new Error(`--only takes ${FIGURES.join(',')}, got ${f}`);
@@ -242,6 +243,82 @@ async function coldFigure(ctx: Ctx, webhookPort: number, agent: Agent): Promise<
   return { admissionMs, lookupMs, ratio: median(admissionMs) / median(lookupMs) };
 }
 
+interface RestartResult {
+  startToReadyMs: number[];
+  firstAdmissionMs: number[];
+  /** Cold admissions of the long-running webhook, each taken next to one restart: the baseline. */
+  warmProcessColdMs: number[];
+  ratio: number;
+}
+
+/**
+ * A replica that just started, as after a rolling update: from spawn to /readyz 200, then
+ * its first admission on a new connection (the API server has none to a new pod), for a
+ * repository with three delegations. Next to each, the running webhook (on its open
+ * connection, as the API server has one) admits another repository of the same kind that
+ * it has not seen, so both meet the same machine load. Ratio: median over median.
+ */
+async function restartFigure(ctx: Ctx, mainPort: number, mainAgent: Agent): Promise<RestartResult> {
+  const startToReadyMs: number[] = [];
+  const firstAdmissionMs: number[] = [];
+  const warmProcessColdMs: number[] = [];
+  for (let i = 0; i < COLD_REPOS; i++) {
+    const running = async () => {
+      const image = `${ctx.stack.registryHost}/bench/restart-${i}:${TAG}`;
+      const a = await admit(mainAgent, mainPort, singleImageReview(image, `running-${i}`));
+      expectPinned(ctx, image, a);
+      warmProcessColdMs.push(a.ms);
+    };
+    if (i % 2 === 1) await running();
+    const t0 = performance.now();
+    const started = await startWebhook(ctx, `restart-${i}`, ctx.stack.notaryUrl);
+    try {
+      const port = Number(started.match[1]);
+      await untilReady(port, ctx.stack.caPem);
+      startToReadyMs.push(performance.now() - t0);
+      // Cold for this new process; the running webhook saw it in the cold figure, not here.
+      const image = `${ctx.stack.registryHost}/bench/cold-${i}:${TAG}`;
+      const agent = new Agent({ keepAlive: true, maxSockets: 1, ca: ctx.stack.caPem });
+      const a = await admit(agent, port, singleImageReview(image, `restart-${i}`));
+      agent.destroy();
+      expectPinned(ctx, image, a);
+      firstAdmissionMs.push(a.ms);
+    } finally {
+      await started.stop();
+    }
+    if (i % 2 === 0) await running();
+  }
+  return { startToReadyMs, firstAdmissionMs, warmProcessColdMs, ratio: median(firstAdmissionMs) / median(warmProcessColdMs) };
+}
+
+async function untilReady(port: number, ca: string): Promise<void> {
+  for (;;) {
+    const status = await new Promise<number>((resolve) => {
+      const req = request({ host: '127.0.0.1', port, path: '/readyz', ca, agent: false }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('error', () => resolve(0));
+      req.end();
+    });
+    if (status === 200) return;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+function restartRows(r: RestartResult): [string, string, string, string, boolean][] {
+  return [
+    [
+      `first admission after start (median of ${r.firstAdmissionMs.length} restarts)`,
+      `${fmt(median(r.firstAdmissionMs))} ms = ${fmt(r.ratio, 2)} x a cold admission of the running webhook (${fmt(median(r.warmProcessColdMs))} ms)`,
+      'same repository kind, same run',
+      '<= 2',
+      r.ratio <= 2,
+    ],
+    [`start to ready (spawn to /readyz 200)`, `${fmt(median(r.startToReadyMs))} ms`, `range ${fmt(Math.min(...r.startToReadyMs))}-${fmt(Math.max(...r.startToReadyMs))} ms`, 'reported', true],
+  ];
+}
+
 type Round = LoadResult & { latencies: number[]; serverCpuMs: number };
 
 interface WarmResult {
@@ -429,7 +506,7 @@ async function main(): Promise<void> {
   }
   const results: Results = { seconds: 0 };
   let bigRemote: string | undefined;
-  const needStack = want('cold') || want('warm') || want('burst') || (want('big') && !BIG_FORGED);
+  const needStack = want('cold') || want('warm') || want('restart') || want('burst') || (want('big') && !BIG_FORGED);
   const stack = needStack ? (log('starting the Notary stack'), await startStack()) : undefined;
   const work = mkdtempSync(join(tmpdir(), 'tg-bench-'));
   const removeWork = () => rmSync(work, { recursive: true, force: true });
@@ -453,14 +530,19 @@ async function main(): Promise<void> {
       for (const [k, role] of [[keys[0]!, 'targets/releases'], [keys[1]!, 'targets/qa'], [keys[2]!, 'targets/ops']] as const) {
         await notaryOk(ctx.stack, ['key', 'import', k.keyFile, '--role', role]);
       }
-      if (want('cold') || want('warm')) {
+      if (want('cold') || want('warm') || want('restart')) {
         await pool(Array.from({ length: COLD_REPOS }, (_, i) => i), 3, (i) => publishDelegated(ctx, `bench/cold-${i}`, keys));
       }
+      if (want('restart')) await pool(Array.from({ length: COLD_REPOS }, (_, i) => i), 3, (i) => publishDelegated(ctx, `bench/restart-${i}`, keys));
       if (want('big') && !BIG_FORGED) bigRemote = await publishBig(ctx, keys[0]!);
       if (want('burst')) await pool(Array.from({ length: BURST_REPOS - 1 }, (_, i) => i + 1), 4, (i) => publishPlain(ctx, `bench/burst-${i}`));
       log(`published the repositories with the notary CLI in ${fmt((performance.now() - t0) / 1000)} s`);
     }
 
+    if (want('cli')) {
+      log('CLI start: trustgate --version and one offline verify');
+      results.cli = cliStartFigure();
+    }
     if (memory) {
       results.mem = await memory;
       log(`memory: +${fmt(results.mem.growthMb)} MB RSS for ${results.mem.repositories} repositories`);
@@ -470,7 +552,7 @@ async function main(): Promise<void> {
       const remote = bigRemote ? ['--remote', bigRemote] : [];
       results.big = await runNodeJson<BigRepoResult>([`${DIST}test/bench/bigrepo.js`, ...remote]);
     }
-    if (ctx && (want('cold') || want('warm'))) {
+    if (ctx && (want('cold') || want('warm') || want('restart'))) {
       const main = await startWebhook(ctx, 'main', ctx.stack.notaryUrl);
       try {
         const port = Number(main.match[1]);
@@ -481,6 +563,10 @@ async function main(): Promise<void> {
         if (want('cold')) {
           log('cold admissions vs notary lookup');
           results.cold = await coldFigure(ctx, port, agent);
+        }
+        if (want('restart')) {
+          log('restarts: start to ready, first admission of a new process vs a cold one of the running webhook');
+          results.restart = await restartFigure(ctx, port, agent);
         }
         agent.destroy();
         if (want('warm')) {
@@ -506,10 +592,12 @@ async function main(): Promise<void> {
 
 interface Results {
   cold?: ColdResult;
+  restart?: RestartResult;
   warm?: WarmResult;
   burst?: BurstResult;
   big?: BigRepoResult;
   mem?: MemoryResult;
+  cli?: CliStartResult;
   seconds: number;
 }
 
@@ -558,6 +646,7 @@ function report(r: Results): void {
       cold.ratio <= 0.5,
     ]);
   }
+  if (r.restart) rows.push(...restartRows(r.restart));
   if (big) {
     rows.push(
       [`${big.tags} tags (${fmt(big.delegationBytes / 1e6, 2)} MB), cold verify`, `${fmt(big.coldMedianMs)} ms (median of ${big.coldRunsMs.length})`, big.origin, '<= 150 ms', big.coldMedianMs <= 150],
@@ -585,6 +674,7 @@ function report(r: Results): void {
       ],
     );
   }
+  rows.push(...cliRows(r.cli));
   const widths = [0, 1, 2, 3].map((c) => Math.max(...rows.map((row) => String(row[c]).length), 6));
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i] ?? 4)).join(' | ');
   console.log('');
@@ -609,8 +699,24 @@ function report(r: Results): void {
       big_repo_warm_lookup_us: opt(big?.warmLookupUs, 1),
       burst_fetches_per_repo: burst ? burst.maxFetches : null,
       mem_1000_repos_mb: opt(mem?.growthMb, 1),
+      restart_first_admission_ratio: opt(r.restart?.ratio, 3),
+      start_to_ready_ms: opt(r.restart ? median(r.restart.startToReadyMs) : undefined, 1),
+      ...cliKeys(r.cli),
     }),
   );
+}
+
+/** The CLI's start, as a person runs it after `npm link`; `node -e 0` in the same run is the floor. */
+function cliRows(cli: CliStartResult | undefined): [string, string, string, string, boolean][] {
+  if (!cli) return [];
+  return [
+    [`CLI start: trustgate --version (median of ${cli.runs})`, `${fmt(cli.startMs)} ms = ${fmt(cli.startMs / cli.nodeMs, 2)} x node -e 0`, `node -e 0: ${fmt(cli.nodeMs)} ms`, '<= 3 x', cli.startMs <= 3 * cli.nodeMs],
+    [`CLI: one offline verify (median of ${cli.runs})`, `${fmt(cli.verifyMs)} ms = ${fmt(cli.verifyMs / cli.nodeMs, 2)} x node -e 0`, `node -e 0: ${fmt(cli.nodeMs)} ms`, '<= 8 x', cli.verifyMs <= 8 * cli.nodeMs],
+  ];
+}
+
+function cliKeys(cli: CliStartResult | undefined): { cli_start_ms: number | null; cli_verify_ms: number | null } {
+  return { cli_start_ms: cli ? round(cli.startMs, 1) : null, cli_verify_ms: cli ? round(cli.verifyMs, 1) : null };
 }
 
 /**

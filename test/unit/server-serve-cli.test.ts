@@ -20,6 +20,10 @@ describe('cli: serve', () => {
         logLevel: 'info',
         refreshIntervalMs: 60_000,
         podNamespace: 'trustgate',
+        drainMs: 0,
+        tlsDnsNames: [],
+        mutatingWebhooks: [],
+        validatingWebhooks: [],
       });
     });
 
@@ -31,7 +35,7 @@ describe('cli: serve', () => {
       expect(o).to.deep.equal({
         kubernetes: true, port: 9443, host: '127.0.0.1', tlsCert: 'c.pem', tlsKey: 'k.pem', deadlineMs: 2500, allowUnmatched: true,
         exempt: ['registry.k8s.io/**', 'docker.io/library/pause:*'], stateFile: '/var/lib/tg/state.json', logLevel: 'debug',
-        refreshIntervalMs: 60_000, podNamespace: 'trustgate',
+        refreshIntervalMs: 60_000, podNamespace: 'trustgate', drainMs: 0, tlsDnsNames: [], mutatingWebhooks: [], validatingWebhooks: [],
       } satisfies ServeOptions);
     });
 
@@ -48,12 +52,30 @@ describe('cli: serve', () => {
       [['--kubernetes', '--log-level', 'loud'], /--log-level must be one of debug, info, warn, error/],
       [['--kubernetes', '--exempt', ' '], /--exempt must be an image pattern .*whitespace/],
       [['--kubernetes', 'extra'], /no positional arguments/],
+      [['--kubernetes', '--drain-seconds=-1'], /--drain-seconds must be seconds in \[0, 300\]/],
+      [['--kubernetes', '--drain-seconds', '301'], /--drain-seconds/],
+      [['--policy-dir', '/p', '--tls-secret', 'tg-tls', '--tls-dns-name', 'a.b.svc'], /needs --kubernetes/],
+      [['--kubernetes', '--tls-secret', 'tg-tls'], /at least one --tls-dns-name/],
+      [['--kubernetes', '--tls-secret', 'Bad_Name', '--tls-dns-name', 'a.b.svc'], /must be a Secret name/],
+      [['--kubernetes', '--tls-secret', 'tg-tls', '--tls-dns-name', 'a', '--tls-cert', 'c', '--tls-key', 'k'], /either --tls-secret or --tls-cert/],
+      [['--kubernetes', '--mutating-webhook', 'tg'], /--mutating-webhook goes with --tls-secret/],
     ];
     for (const [argv, msg] of bad) {
       it(`rejects ${JSON.stringify(argv)}`, () => {
         expect(() => parseServeArgs(argv)).to.throw(UsageError, msg);
       });
     }
+
+    it('reads self-managed TLS and the drain period', () => {
+      const o = parseServeArgs([
+        '--kubernetes', '--tls-secret', 'tg-tls', '--tls-dns-name', 'tg.ns.svc', '--tls-dns-name', 'tg.ns.svc.cluster.local',
+        '--mutating-webhook', 'tg', '--validating-webhook', 'tg', '--validating-webhook', 'tg-policies', '--drain-seconds', '12.5',
+      ]);
+      expect(o).to.include({ tlsSecret: 'tg-tls', drainMs: 12_500 });
+      expect(o.tlsDnsNames).to.deep.equal(['tg.ns.svc', 'tg.ns.svc.cluster.local']);
+      expect(o.mutatingWebhooks).to.deep.equal(['tg']);
+      expect(o.validatingWebhooks).to.deep.equal(['tg', 'tg-policies']);
+    });
 
     it('rejects unknown flags', () => {
       expect(() => parseServeArgs(['--kubernetes', '--verbose'])).to.throw(/Unknown option '--verbose'/);

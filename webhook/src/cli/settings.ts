@@ -51,6 +51,18 @@ export interface ServeOptions {
   stateConfigMap?: string;
   /** Cluster: trustgate's own namespace (its ConfigMap, and the Secrets of ClusterTrustPolicies). */
   podNamespace: string;
+  /**
+   * After SIGTERM: how long /readyz fails while admissions are still answered, before the
+   * server closes. 0 by default (nothing routes to a lone process); the chart sets it.
+   */
+  drainMs: number;
+  /** Self-managed TLS: CA and serving certificate kept in this Secret (of POD_NAMESPACE), renewed by the server. */
+  tlsSecret?: string;
+  /** DNS names (and IPs) of the serving certificate in self-managed mode. */
+  tlsDnsNames: string[];
+  /** Webhook configurations whose caBundle the server keeps current in self-managed mode. */
+  mutatingWebhooks: string[];
+  validatingWebhooks: string[];
 }
 
 /** A value that does not parse: `reason` completes "<setting> <reason>, got <value>". */
@@ -133,6 +145,20 @@ export const SERVE_SETTINGS: readonly Setting[] = [
       if (!isLogLevel(raw)) throw new Invalid(`must be one of ${LOG_LEVELS.join(', ')}`);
       return raw;
     } }),
+  setting({ key: 'drainMs', flag: 'drain-seconds', value: 'SECONDS', default: '0', example: '10', parse: seconds(0, 300, false),
+    help: 'On SIGTERM, fail /readyz but keep answering admissions this many seconds (0-300) before closing, so traffic moves to other replicas first.' }),
+  setting({ key: 'tlsSecret', flag: 'tls-secret', value: 'NAME', example: 'trustgate-tls',
+    help: "With --kubernetes: keep a CA and serving certificate in this Secret of trustgate's namespace, renew them before expiry and keep the webhooks' caBundle current (self-managed TLS).",
+    parse: (raw) => {
+      if (raw.length > 253 || !DNS_SUBDOMAIN.test(raw)) throw new Invalid('must be a Secret name (lowercase DNS subdomain, at most 253 characters)');
+      return raw;
+    } }),
+  setting({ key: 'tlsDnsNames', flag: 'tls-dns-name', value: 'NAME', multiple: true, example: 'trustgate.trustgate-system.svc', parse: nonEmpty,
+    help: 'With --tls-secret: a DNS name (or IP) of the serving certificate, the Service name the API server calls; repeatable.' }),
+  setting({ key: 'mutatingWebhooks', flag: 'mutating-webhook', value: 'NAME', multiple: true, example: 'trustgate', parse: nonEmpty,
+    help: 'With --tls-secret: a MutatingWebhookConfiguration whose caBundle the server keeps current; repeatable.' }),
+  setting({ key: 'validatingWebhooks', flag: 'validating-webhook', value: 'NAME', multiple: true, example: 'trustgate', parse: nonEmpty,
+    help: 'With --tls-secret: a ValidatingWebhookConfiguration whose caBundle the server keeps current; repeatable.' }),
   setting({ key: 'refreshIntervalMs', env: 'TRUSTGATE_REFRESH_SECONDS', value: 'SECONDS', default: '60', example: '60', parse: seconds(0, 86400, false),
     help: 'Verified trust data is refreshed from the trust server once it is older than this many seconds, 0-86400 (0: on every admission). A revoked tag stays admitted until then.' }),
   setting({ key: 'secretsDir', env: 'TRUSTGATE_SECRETS_DIR', value: 'DIR', example: '/etc/trustgate/secrets',
@@ -168,6 +194,16 @@ const serveRules: ReadonlyArray<(o: Partial<ServeOptions>) => string | undefined
   (o) =>
     o.stateConfigMap !== undefined && !o.kubernetes
       ? `TRUSTGATE_STATE_CONFIGMAP=${o.stateConfigMap} applies only with --kubernetes: standalone, use --state-file FILE (or unset it)`
+      : undefined,
+  (o) => {
+    const selfManagedOnly = ([['tls-dns-name', o.tlsDnsNames], ['mutating-webhook', o.mutatingWebhooks], ['validating-webhook', o.validatingWebhooks]] as const).find(([, v]) => (v?.length ?? 0) > 0);
+    return o.tlsSecret === undefined && selfManagedOnly ? `--${selfManagedOnly[0]} goes with --tls-secret` : undefined;
+  },
+  (o) => (o.tlsSecret !== undefined && !o.kubernetes ? '--tls-secret keeps the certificate in a Kubernetes Secret: it needs --kubernetes' : undefined),
+  (o) => (o.tlsSecret !== undefined && o.tlsCert !== undefined ? 'give either --tls-secret or --tls-cert/--tls-key, not both' : undefined),
+  (o) =>
+    o.tlsSecret !== undefined && (o.tlsDnsNames?.length ?? 0) === 0
+      ? '--tls-secret needs at least one --tls-dns-name (the Service DNS name the API server calls)'
       : undefined,
   (o) =>
     o.secretsDir !== undefined && o.kubernetes
@@ -249,6 +285,9 @@ export function serveHelp(): string {
     '      With --kubernetes outside a pod: the kubeconfig file (read by the Kubernetes client).',
     '',
     'An invalid setting refuses the start with exit code 2.',
+    '',
+    'Example:',
+    '  trustgate serve --policy-dir ./policies --port 8443 --state-file /var/lib/trustgate/state.json',
   ].join('\n');
 }
 

@@ -1,0 +1,27 @@
+/**
+ * Where the CLI reads trust data: a policy's trust server, or a directory of role files
+ * (`--metadata-dir`). The one place the CLI picks a source per policy, so a second trust
+ * protocol plugs in here and in the engine, not in each command.
+ */
+import { join } from 'node:path';
+import { DirSource } from '../notary/dir-source.js';
+import { HttpSource } from '../notary/http-source.js';
+import type { MetadataSource } from '../notary/source.js';
+import type { TrustPolicy } from '../policy/model.js';
+import { cliCredentials, type Env } from './settings.js';
+
+export interface SourceChoice {
+  /** Role files of one repository (verify, inspect) or DIR/<repository>/ per repository (check). */
+  metadataDir?: string;
+  perRepository?: boolean;
+}
+
+export function cliSourceFor(choice: SourceChoice, env: Env): (policy: TrustPolicy, gun: string) => MetadataSource {
+  const credentials = cliCredentials(env);
+  return (policy, gun) => {
+    const dir = choice.metadataDir;
+    if (dir !== undefined) return new DirSource({ dir: choice.perRepository ? join(dir, gun) : dir, gun });
+    const { url, caBundle } = policy.spec.trustServer;
+    return new HttpSource({ url, gun, ...(caBundle ? { caBundle } : {}), ...(credentials ? { credentials } : {}) });
+  };
+}

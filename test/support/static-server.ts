@@ -17,6 +17,8 @@ export interface StaticServer {
   url: string;
   ca: CertAuthority;
   pid: number;
+  /** nginx's prefix (configuration, certificate, logs), removed by stop(). */
+  dir: string;
   /** Request paths (as sent, still percent-encoded) since the last call, in order. */
   takeRequests(): Promise<string[]>;
   stop(): Promise<void>;
@@ -95,6 +97,7 @@ http {
   child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
   await waitForPort(port!, child, () => stderr).catch((e) => {
     child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
     throw e;
   });
   const pid = child.pid!;
@@ -105,6 +108,7 @@ http {
     url,
     ca,
     pid,
+    dir,
     async takeRequests() {
       // nginx logs a request once it is finished; one worker finishes requests in order, so a
       // marker request that is in the log means every earlier request is too.

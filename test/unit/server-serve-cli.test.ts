@@ -6,6 +6,8 @@ import { UsageError } from '../../webhook/src/cli/usage.js';
 import { call, postJson } from '../fixtures/admission/https-client.js';
 import { captureLogger, failed, failure, fixture, TableVerifier } from '../fixtures/admission/support.js';
 
+const MiB = 1024 * 1024;
+
 describe('cli: serve', () => {
   describe('parseServeArgs', () => {
     it('has the documented defaults', () => {
@@ -18,6 +20,28 @@ describe('cli: serve', () => {
         allowUnmatched: false,
         exempt: [],
         logLevel: 'info',
+        loadLimits: {
+          workers: 1,
+          workerMemoryMb: 64,
+          maxTotalBytesInFlight: 128 * MiB,
+          cluster: { maxConcurrentLoads: 16, maxBytesInFlight: 96 * MiB, maxMetadataBytes: 64 * MiB },
+          namespaced: { maxConcurrentLoads: 2, maxBytesInFlight: 24 * MiB, maxMetadataBytes: 8 * MiB },
+        },
+      });
+    });
+
+    it('reads the limits on loading trust data, in MiB', () => {
+      const o = parseServeArgs([
+        '--kubernetes', '--verify-workers', '2', '--worker-memory-mb', '48', '--max-total-mib-in-flight', '100',
+        '--cluster-server-max-loads', '4', '--cluster-server-max-mib-in-flight', '80', '--cluster-server-max-metadata-mib', '32',
+        '--namespaced-server-max-loads', '1', '--namespaced-server-max-mib-in-flight', '10', '--namespaced-server-max-metadata-mib', '2',
+      ]);
+      expect(o.loadLimits).to.deep.equal({
+        workers: 2,
+        workerMemoryMb: 48,
+        maxTotalBytesInFlight: 100 * MiB,
+        cluster: { maxConcurrentLoads: 4, maxBytesInFlight: 80 * MiB, maxMetadataBytes: 32 * MiB },
+        namespaced: { maxConcurrentLoads: 1, maxBytesInFlight: 10 * MiB, maxMetadataBytes: 2 * MiB },
       });
     });
 
@@ -29,6 +53,7 @@ describe('cli: serve', () => {
       expect(o).to.deep.equal({
         kubernetes: true, port: 9443, host: '127.0.0.1', tlsCert: 'c.pem', tlsKey: 'k.pem', deadlineMs: 2500, allowUnmatched: true,
         exempt: ['registry.k8s.io/**', 'docker.io/library/pause:*'], stateFile: '/var/lib/tg/state.json', logLevel: 'debug',
+        loadLimits: parseServeArgs(['--kubernetes']).loadLimits,
       } satisfies ServeOptions);
     });
 
@@ -45,6 +70,9 @@ describe('cli: serve', () => {
       [['--kubernetes', '--log-level', 'loud'], /--log-level must be one of debug, info, warn, error/],
       [['--kubernetes', '--exempt', ' '], /--exempt needs a non-empty pattern/],
       [['--kubernetes', 'extra'], /no positional arguments/],
+      [['--kubernetes', '--worker-memory-mb', '8'], /--worker-memory-mb must be an integer from 16 to 4096, got "8"/],
+      [['--kubernetes', '--namespaced-server-max-metadata-mib', '65'], /--namespaced-server-max-metadata-mib must be an integer from 1 to 64/],
+      [['--kubernetes', '--namespaced-server-max-loads', '1.5'], /--namespaced-server-max-loads must be an integer/],
     ];
     for (const [argv, msg] of bad) {
       it(`rejects ${JSON.stringify(argv)}`, () => {

@@ -8,6 +8,8 @@ import https from 'node:https';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { HttpSource } from '../notary/http-source.js';
+import { TrustServerLimits } from '../notary/server-limits.js';
+import { LoadWorkers } from '../verify/load-workers.js';
 import { TokenCache, type Credentials } from '../notary/token-auth.js';
 import { PolicyDirSource } from '../policy/dir-source.js';
 import { matchesImage } from '../policy/match.js';
@@ -92,6 +94,8 @@ export async function createVerifier(options: ServeOptions, ctx: { log: Logger; 
     allowUnmatched: options.allowUnmatched,
     isExempt: (reference) => options.exempt.some((p) => matchesImage(p, reference)),
     metrics: ctx.metrics,
+    limits: new TrustServerLimits({ cluster: options.loadLimits.cluster, namespaced: options.loadLimits.namespaced, maxTotalBytesInFlight: options.loadLimits.maxTotalBytesInFlight }),
+    workers: new LoadWorkers({ size: options.loadLimits.workers, maxOldGenerationSizeMb: options.loadLimits.workerMemoryMb }),
   });
   return {
     verifier: engine,
@@ -99,6 +103,7 @@ export async function createVerifier(options: ServeOptions, ctx: { log: Logger; 
     close: async () => {
       await stopSource();
       sources.close();
+      await engine.close();
     },
   };
 }

@@ -7,6 +7,9 @@ import { createJsonLogger, isLogLevel, LOG_LEVELS, type LogLevel } from '../serv
 import { Metrics } from '../server/metrics.js';
 import { startServer, type RunningServer } from '../server/start.js';
 import type { ImageVerifier } from '../verify/types.js';
+import { DEFAULT_WORKER_MEMORY_MB } from '../verify/load-workers.js';
+import { DEFAULT_SERVER_LIMITS, DEFAULT_TOTAL_BYTES_IN_FLIGHT, type ServerLimits } from '../notary/server-limits.js';
+import { MAX_TARGETS_BYTES } from '../tuf/index.js';
 import { UsageError } from './usage.js';
 
 export interface ServeOptions {
@@ -21,6 +24,59 @@ export interface ServeOptions {
   exempt: string[];
   stateFile?: string;
   logLevel: LogLevel;
+  loadLimits: LoadLimitOptions;
+}
+
+/** What loading trust data may take (flags --verify-workers ... --namespaced-server-max-metadata-mib). */
+export interface LoadLimitOptions {
+  workers: number;
+  workerMemoryMb: number;
+  maxTotalBytesInFlight: number;
+  cluster: ServerLimits;
+  namespaced: ServerLimits;
+}
+
+const MiB = 1024 * 1024;
+/** Flag -> [default, minimum, maximum]; the defaults keep peak memory inside the chart's 256Mi. */
+const LOAD_LIMIT_FLAGS = {
+  'verify-workers': [1, 1, 16],
+  'worker-memory-mb': [DEFAULT_WORKER_MEMORY_MB, 16, 4096],
+  'max-total-mib-in-flight': [DEFAULT_TOTAL_BYTES_IN_FLIGHT / MiB, 1, 4096],
+  'cluster-server-max-loads': [DEFAULT_SERVER_LIMITS.cluster.maxConcurrentLoads, 1, 1024],
+  'cluster-server-max-mib-in-flight': [DEFAULT_SERVER_LIMITS.cluster.maxBytesInFlight / MiB, 1, 4096],
+  'cluster-server-max-metadata-mib': [DEFAULT_SERVER_LIMITS.cluster.maxMetadataBytes / MiB, 1, MAX_TARGETS_BYTES / MiB],
+  'namespaced-server-max-loads': [DEFAULT_SERVER_LIMITS.namespaced.maxConcurrentLoads, 1, 1024],
+  'namespaced-server-max-mib-in-flight': [DEFAULT_SERVER_LIMITS.namespaced.maxBytesInFlight / MiB, 1, 4096],
+  'namespaced-server-max-metadata-mib': [DEFAULT_SERVER_LIMITS.namespaced.maxMetadataBytes / MiB, 1, MAX_TARGETS_BYTES / MiB],
+} as const satisfies Record<string, readonly [number, number, number]>;
+type LoadLimitFlag = keyof typeof LOAD_LIMIT_FLAGS;
+
+function parseLoadLimits(values: Record<string, unknown>): LoadLimitOptions {
+  const n = (flag: LoadLimitFlag): number => {
+    const [def, min, max] = LOAD_LIMIT_FLAGS[flag];
+    const raw = values[flag];
+    if (raw === undefined) return def;
+    const v = Number(raw);
+    if (typeof raw !== 'string' || !/^\d+$/.test(raw) || v < min || v > max) {
+      throw new UsageError(`--${flag} must be an integer from ${min} to ${max}, got ${JSON.stringify(raw)}`);
+    }
+    return v;
+  };
+  return {
+    workers: n('verify-workers'),
+    workerMemoryMb: n('worker-memory-mb'),
+    maxTotalBytesInFlight: n('max-total-mib-in-flight') * MiB,
+    cluster: {
+      maxConcurrentLoads: n('cluster-server-max-loads'),
+      maxBytesInFlight: n('cluster-server-max-mib-in-flight') * MiB,
+      maxMetadataBytes: n('cluster-server-max-metadata-mib') * MiB,
+    },
+    namespaced: {
+      maxConcurrentLoads: n('namespaced-server-max-loads'),
+      maxBytesInFlight: n('namespaced-server-max-mib-in-flight') * MiB,
+      maxMetadataBytes: n('namespaced-server-max-metadata-mib') * MiB,
+    },
+  };
 }
 
 export function parseServeArgs(argv: string[]): ServeOptions {
@@ -40,6 +96,7 @@ export function parseServeArgs(argv: string[]): ServeOptions {
       exempt: { type: 'string', multiple: true, default: [] },
       'state-file': { type: 'string' },
       'log-level': { type: 'string', default: 'info' },
+      ...(Object.fromEntries(Object.keys(LOAD_LIMIT_FLAGS).map((f) => [f, { type: 'string' }])) as Record<LoadLimitFlag, { type: 'string' }>),
     },
   });
   if (positionals.length > 0) throw new UsageError(`serve takes no positional arguments, got ${JSON.stringify(positionals[0])}`);
@@ -67,6 +124,7 @@ export function parseServeArgs(argv: string[]): ServeOptions {
     allowUnmatched: values['allow-unmatched'],
     exempt: values.exempt,
     logLevel,
+    loadLimits: parseLoadLimits(values),
   };
   if (policyDir !== undefined) out.policyDir = policyDir;
   if (values['tls-cert'] !== undefined) out.tlsCert = values['tls-cert'];

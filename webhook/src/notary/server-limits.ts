@@ -1,0 +1,140 @@
+/**
+ * How much of this process one trust server may take: loads at once (more wait their turn),
+ * bytes fetched and still held by unfinished loads, and the largest metadata file. Trust
+ * servers named by namespaced policies (any team may name any server) get their own, lower
+ * limits, counted apart from the same server's loads for cluster policies; a total over all
+ * servers bounds what many hostile servers can hold together.
+ */
+import { FetchError, type MetadataRequest, type MetadataSource } from './source.js';
+
+export type PolicyScope = 'cluster' | 'namespaced';
+
+export interface ServerLimits {
+  /** Repository loads from one trust server at once; further loads queue. */
+  maxConcurrentLoads: number;
+  /** Bytes fetched from one trust server and held by loads that have not finished. */
+  maxBytesInFlight: number;
+  /** Largest snapshot, targets or delegation file accepted (root and timestamp keep their smaller caps). */
+  maxMetadataBytes: number;
+}
+
+const MiB = 1024 * 1024;
+
+export const DEFAULT_SERVER_LIMITS: Readonly<Record<PolicyScope, Readonly<ServerLimits>>> = {
+  cluster: { maxConcurrentLoads: 16, maxBytesInFlight: 96 * MiB, maxMetadataBytes: 64 * MiB },
+  namespaced: { maxConcurrentLoads: 2, maxBytesInFlight: 24 * MiB, maxMetadataBytes: 8 * MiB },
+};
+export const DEFAULT_TOTAL_BYTES_IN_FLIGHT = 128 * MiB;
+
+/** The flag that sets each limit, named in refusals so an admin knows what to change. */
+const FLAG: Record<PolicyScope, Record<keyof ServerLimits, string>> = {
+  cluster: {
+    maxConcurrentLoads: '--cluster-server-max-loads',
+    maxBytesInFlight: '--cluster-server-max-mib-in-flight',
+    maxMetadataBytes: '--cluster-server-max-metadata-mib',
+  },
+  namespaced: {
+    maxConcurrentLoads: '--namespaced-server-max-loads',
+    maxBytesInFlight: '--namespaced-server-max-mib-in-flight',
+    maxMetadataBytes: '--namespaced-server-max-metadata-mib',
+  },
+};
+
+export interface TrustServerLimitsOptions {
+  cluster?: Partial<ServerLimits>;
+  namespaced?: Partial<ServerLimits>;
+  /** Bytes held by all unfinished loads together. */
+  maxTotalBytesInFlight?: number;
+}
+
+interface ServerState {
+  active: number;
+  bytes: number;
+  waiting: (() => void)[];
+}
+
+export class TrustServerLimits {
+  readonly limits: Record<PolicyScope, ServerLimits>;
+  readonly maxTotalBytesInFlight: number;
+  private readonly servers = new Map<string, ServerState>();
+  private totalBytes = 0;
+
+  constructor(opts: TrustServerLimitsOptions = {}) {
+    this.limits = {
+      cluster: { ...DEFAULT_SERVER_LIMITS.cluster, ...opts.cluster },
+      namespaced: { ...DEFAULT_SERVER_LIMITS.namespaced, ...opts.namespaced },
+    };
+    this.maxTotalBytesInFlight = opts.maxTotalBytesInFlight ?? DEFAULT_TOTAL_BYTES_IN_FLIGHT;
+  }
+
+  /** Loads running now and waiting, per scope and server (for tests and metrics). */
+  state(scope: PolicyScope, server: string): { active: number; waiting: number; bytes: number } {
+    const s = this.servers.get(`${scope}|${server}`);
+    return { active: s?.active ?? 0, waiting: s?.waiting.length ?? 0, bytes: s?.bytes ?? 0 };
+  }
+
+  /**
+   * Runs one repository load once the server has a free slot. `load` gets a source that
+   * applies the scope's file cap and counts every byte it returns against the server and the
+   * total until the load ends.
+   */
+  async runLoad<T>(scope: PolicyScope, source: MetadataSource, load: (limited: MetadataSource) => Promise<T>): Promise<T> {
+    const key = `${scope}|${source.server}`;
+    const limits = this.limits[scope];
+    let state = this.servers.get(key);
+    if (!state) {
+      state = { active: 0, bytes: 0, waiting: [] };
+      this.servers.set(key, state);
+    }
+    const s = state;
+    // A finished load hands its slot straight to the next in line, so none is taken twice.
+    if (s.active >= limits.maxConcurrentLoads) await new Promise<void>((resolve) => s.waiting.push(resolve));
+    else s.active++;
+    let held = 0;
+    const take = (req: MetadataRequest, bytes: Uint8Array) => {
+      const n = bytes.length;
+      // A single file larger than the budget still passes when nothing else is held, or it could never load.
+      if (s.bytes + n > limits.maxBytesInFlight && s.bytes > 0) {
+        throw new FetchError('too-large', source.server, req.role, `loads from this trust server for ${scope} policies would hold more than ${mib(limits.maxBytesInFlight)} at once (${FLAG[scope].maxBytesInFlight})`);
+      }
+      if (this.totalBytes + n > this.maxTotalBytesInFlight && this.totalBytes > 0) {
+        throw new FetchError('too-large', source.server, req.role, `loads from all trust servers would hold more than ${mib(this.maxTotalBytesInFlight)} at once (--max-total-mib-in-flight)`);
+      }
+      s.bytes += n;
+      this.totalBytes += n;
+      held += n;
+    };
+    const limited: MetadataSource = {
+      server: source.server,
+      gun: source.gun,
+      fetch: async (req, signal) => {
+        const cap = Math.min(req.maxBytes, limits.maxMetadataBytes);
+        let bytes: Uint8Array;
+        try {
+          bytes = await source.fetch(cap === req.maxBytes ? req : { ...req, maxBytes: cap }, signal);
+        } catch (e) {
+          if (cap < req.maxBytes && e instanceof FetchError && e.kind === 'too-large') {
+            throw new FetchError('too-large', source.server, req.role, `larger than the ${mib(cap)} limit for metadata files from trust servers of ${scope} policies (${FLAG[scope].maxMetadataBytes})`);
+          }
+          throw e;
+        }
+        take(req, bytes);
+        return bytes;
+      },
+    };
+    try {
+      return await load(limited);
+    } finally {
+      s.bytes -= held;
+      this.totalBytes -= held;
+      const next = s.waiting.shift();
+      if (next) next();
+      else if (--s.active === 0) this.servers.delete(key);
+    }
+  }
+}
+
+function mib(bytes: number): string {
+  const m = bytes / MiB;
+  return Number.isInteger(m) ? `${m} MiB` : `${bytes} bytes`;
+}

@@ -646,6 +646,28 @@ describe('chart: Deployment', () => {
     expect(parseServeArgs(custom.slice(1))).to.deep.include({ port: 9443, deadlineMs: 3000, logLevel: 'warn', allowUnmatched: true, exempt: ['registry.k8s.io/pause:3.9'] });
   });
 
+  it('passes the trust-server limits to the binary, namespaced lower than cluster by default, and as overridden', () => {
+    const MiB = 1024 * 1024;
+    const opts = parseServeArgs((container.args as string[]).slice(1));
+    const { cluster, namespaced } = opts.loadLimits;
+    expect(namespaced.maxMetadataBytes).to.be.below(cluster.maxMetadataBytes);
+    expect(namespaced.maxBytesInFlight).to.be.below(cluster.maxBytesInFlight);
+    expect(namespaced.maxConcurrentLoads).to.be.below(cluster.maxConcurrentLoads);
+    const limits = (defaults.server as Obj).trustServerLimits as Obj;
+    expect(opts.loadLimits).to.deep.equal({
+      workers: limits.workers,
+      workerMemoryMb: limits.workerMemoryMb,
+      maxTotalBytesInFlight: limits.totalMiBInFlight * MiB,
+      cluster: { maxConcurrentLoads: limits.cluster.maxLoads, maxBytesInFlight: limits.cluster.maxMiBInFlight * MiB, maxMetadataBytes: limits.cluster.maxMetadataMiB * MiB },
+      namespaced: { maxConcurrentLoads: limits.namespaced.maxLoads, maxBytesInFlight: limits.namespaced.maxMiBInFlight * MiB, maxMetadataBytes: limits.namespaced.maxMetadataMiB * MiB },
+    });
+    const custom = one(render({ server: { trustServerLimits: { workerMemoryMb: 96, namespaced: { maxMetadataMiB: 2 } } } }).docs, 'Deployment').spec.template.spec.containers[0].args as string[];
+    const parsed = parseServeArgs(custom.slice(1)).loadLimits;
+    expect(parsed.workerMemoryMb).to.equal(96);
+    expect(parsed.namespaced).to.deep.equal({ maxConcurrentLoads: limits.namespaced.maxLoads, maxBytesInFlight: limits.namespaced.maxMiBInFlight * MiB, maxMetadataBytes: 2 * MiB });
+    expect(problems(mergeValues(defaults, { server: { trustServerLimits: { namespaced: { maxMetadataMiB: 65 } } } })).join('\n')).to.match(/maxMetadataMiB: must be at most 64/);
+  });
+
   it('offers exactly the log levels the binary knows', () => {
     const schemaLevels = ((schema as Obj).properties.server.properties.logLevel.enum as string[]).slice().sort();
     expect(schemaLevels).to.deep.equal([...LOG_LEVELS].sort());

@@ -23,9 +23,9 @@ describe('cli: serve', () => {
         loadLimits: {
           workers: 1,
           workerMemoryMb: 64,
-          maxTotalBytesInFlight: 128 * MiB,
-          cluster: { maxConcurrentLoads: 16, maxBytesInFlight: 96 * MiB, maxMetadataBytes: 64 * MiB },
-          namespaced: { maxConcurrentLoads: 2, maxBytesInFlight: 24 * MiB, maxMetadataBytes: 8 * MiB },
+          maxTotalBytesInFlight: 48 * MiB,
+          cluster: { maxConcurrentLoads: 16, maxBytesInFlight: 48 * MiB, maxMetadataBytes: 32 * MiB },
+          namespaced: { maxConcurrentLoads: 2, maxBytesInFlight: 16 * MiB, maxMetadataBytes: 8 * MiB },
         },
       });
     });

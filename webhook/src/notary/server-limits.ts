@@ -20,11 +20,15 @@ export interface ServerLimits {
 
 const MiB = 1024 * 1024;
 
+// With the chart's 256Mi: ~90 MB for the process and its caches, at most 48 MiB of metadata
+// held (a file counts from download to the end of its load, plus garbage not yet collected),
+// and one 64 MB worker heap. A file must fit every budget it counts against, so the caps
+// never exceed them.
 export const DEFAULT_SERVER_LIMITS: Readonly<Record<PolicyScope, Readonly<ServerLimits>>> = {
-  cluster: { maxConcurrentLoads: 16, maxBytesInFlight: 96 * MiB, maxMetadataBytes: 64 * MiB },
-  namespaced: { maxConcurrentLoads: 2, maxBytesInFlight: 24 * MiB, maxMetadataBytes: 8 * MiB },
+  cluster: { maxConcurrentLoads: 16, maxBytesInFlight: 48 * MiB, maxMetadataBytes: 32 * MiB },
+  namespaced: { maxConcurrentLoads: 2, maxBytesInFlight: 16 * MiB, maxMetadataBytes: 8 * MiB },
 };
-export const DEFAULT_TOTAL_BYTES_IN_FLIGHT = 128 * MiB;
+export const DEFAULT_TOTAL_BYTES_IN_FLIGHT = 48 * MiB;
 
 /** The flag that sets each limit, named in refusals so an admin knows what to change. */
 const FLAG: Record<PolicyScope, Record<keyof ServerLimits, string>> = {
@@ -91,34 +95,44 @@ export class TrustServerLimits {
     if (s.active >= limits.maxConcurrentLoads) await new Promise<void>((resolve) => s.waiting.push(resolve));
     else s.active++;
     let held = 0;
-    const take = (req: MetadataRequest, bytes: Uint8Array) => {
-      const n = bytes.length;
-      // A single file larger than the budget still passes when nothing else is held, or it could never load.
-      if (s.bytes + n > limits.maxBytesInFlight && s.bytes > 0) {
-        throw new FetchError('too-large', source.server, req.role, `loads from this trust server for ${scope} policies would hold more than ${mib(limits.maxBytesInFlight)} at once (${FLAG[scope].maxBytesInFlight})`);
+    const refuse = (req: MetadataRequest, n: number): FetchError | undefined => {
+      if (s.bytes + n > limits.maxBytesInFlight) {
+        return new FetchError('too-large', source.server, req.role, `loads from this trust server for ${scope} policies would hold more than ${mib(limits.maxBytesInFlight)} at once (${FLAG[scope].maxBytesInFlight})`);
       }
-      if (this.totalBytes + n > this.maxTotalBytesInFlight && this.totalBytes > 0) {
-        throw new FetchError('too-large', source.server, req.role, `loads from all trust servers would hold more than ${mib(this.maxTotalBytesInFlight)} at once (--max-total-mib-in-flight)`);
+      if (this.totalBytes + n > this.maxTotalBytesInFlight) {
+        return new FetchError('too-large', source.server, req.role, `loads from all trust servers would hold more than ${mib(this.maxTotalBytesInFlight)} at once (--max-total-mib-in-flight)`);
       }
-      s.bytes += n;
-      this.totalBytes += n;
-      held += n;
+      return undefined;
     };
     const limited: MetadataSource = {
       server: source.server,
       gun: source.gun,
       fetch: async (req, signal) => {
-        const cap = Math.min(req.maxBytes, limits.maxMetadataBytes);
+        // A file larger than a budget it counts against could never be held: refused before
+        // a byte is read (by Content-Length, or while reading), like one above the file cap.
+        const cap = Math.min(req.maxBytes, limits.maxMetadataBytes, limits.maxBytesInFlight, this.maxTotalBytesInFlight);
+        // A length the signed metadata declares that no longer fits what is free right now.
+        if (req.sha256Hex !== undefined) {
+          const early = refuse(req, req.maxBytes);
+          if (early && req.maxBytes <= cap) throw early;
+        }
         let bytes: Uint8Array;
         try {
           bytes = await source.fetch(cap === req.maxBytes ? req : { ...req, maxBytes: cap }, signal);
         } catch (e) {
           if (cap < req.maxBytes && e instanceof FetchError && e.kind === 'too-large') {
-            throw new FetchError('too-large', source.server, req.role, `larger than the ${mib(cap)} limit for metadata files from trust servers of ${scope} policies (${FLAG[scope].maxMetadataBytes})`);
+            if (cap === limits.maxMetadataBytes) {
+              throw new FetchError('too-large', source.server, req.role, `larger than the ${mib(cap)} limit for metadata files from trust servers of ${scope} policies (${FLAG[scope].maxMetadataBytes})`);
+            }
+            throw refuse(req, req.maxBytes) ?? e;
           }
           throw e;
         }
-        take(req, bytes);
+        const over = refuse(req, bytes.length);
+        if (over) throw over;
+        s.bytes += bytes.length;
+        this.totalBytes += bytes.length;
+        held += bytes.length;
         return bytes;
       },
     };

@@ -3,6 +3,8 @@
  * main thread fetches for it, and sends back the verified repository as plain data. Runs
  * with a memory budget; if hostile data exceeds it, this thread dies, not the webhook.
  */
+import { readlinkSync } from 'node:fs';
+import { setPriority } from 'node:os';
 import { parentPort } from 'node:worker_threads';
 import { loadRepository } from '../notary/updater.js';
 import type { MetadataRequest, MetadataSource } from '../notary/source.js';
@@ -10,6 +12,16 @@ import { repositoryToWire } from '../tuf/index.js';
 import { errorFromWire, errorToWire, type FromWorker, type ToWorker } from './load-protocol.js';
 
 const port = parentPort!;
+
+// Verifying large metadata is background work: on a busy node the thread that answers
+// admissions must win the CPU. Linux lets a thread have its own nice value (by thread ID);
+// elsewhere this thread simply keeps the process's priority.
+try {
+  const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
+  if (Number.isSafeInteger(tid) && tid > 0) setPriority(tid, 19);
+} catch {
+  // not Linux, or not permitted: same priority as the main thread
+}
 const pending = new Map<number, { resolve: (b: Uint8Array) => void; reject: (e: unknown) => void }>();
 let nextFetch = 0;
 

@@ -96,6 +96,15 @@ function rig(policies: TrustPolicy[], servers: Server[], opts: { workers?: LoadW
 }
 
 const signal = () => AbortSignal.timeout(120_000);
+
+async function expectRejection(p: Promise<unknown>, message: RegExp): Promise<void> {
+  const outcome = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(outcome, 'rejected').to.be.instanceOf(FetchError);
+  expect((outcome as Error).message).to.match(message);
+}
 const digestOf = (tag: string) => 'sha256:' + sha256hex(manifest(tag));
 
 describe('tenant isolation', function () {
@@ -249,6 +258,42 @@ describe('tenant isolation', function () {
     const verdicts = await Promise.all(pending);
     expect(verdicts.map((v) => v.allowed)).to.deep.equal(Array(6).fill(true));
     expect(new Set(team.requests.map((r) => r.split(' ')[0])).size).to.equal(6);
+  });
+
+  it('bytes held by unfinished loads of one server stay within its budget; a file that cannot fit is capped before it is read', async () => {
+    const MiB = 1024 * 1024;
+    const limits = new TrustServerLimits({ namespaced: { maxBytesInFlight: 8 * MiB, maxMetadataBytes: 8 * MiB } });
+    const asked: number[] = [];
+    const source = (gun: string): MetadataSource => ({
+      server: SERVER,
+      gun,
+      fetch: async (req) => {
+        asked.push(req.maxBytes);
+        return new Uint8Array(Math.min(req.maxBytes, 6 * MiB));
+      },
+    });
+    let release!: () => void;
+    const holding = new Promise<void>((r) => (release = r));
+    const first = limits.runLoad('namespaced', source('a'), async (s) => {
+      await s.fetch({ role: 'targets/releases', sha256Hex: 'aa', maxBytes: 6 * MiB });
+      await holding;
+      return 'first';
+    });
+    await new Promise((r) => setImmediate(r));
+    expect(limits.state('namespaced', SERVER).bytes).to.equal(6 * MiB);
+    const second = limits.runLoad('namespaced', source('b'), (s) => s.fetch({ role: 'targets', maxBytes: 64 * MiB }));
+    await expectRejection(second, /loads from this trust server for namespaced policies would hold more than 8 MiB at once \(--namespaced-server-max-mib-in-flight\)/);
+    // Asked for with the cap, not the 64 MiB the caller allowed: the HTTP layer stops reading there.
+    expect(asked[1]).to.equal(8 * MiB);
+    // A declared length that does not fit what is free is refused without a request.
+    const third = limits.runLoad('namespaced', source('c'), (s) => s.fetch({ role: 'targets/x', sha256Hex: 'bb', maxBytes: 3 * MiB }));
+    await expectRejection(third, /would hold more than 8 MiB/);
+    expect(asked).to.have.length(2);
+    release();
+    expect(await first).to.equal('first');
+    expect(limits.state('namespaced', SERVER).bytes).to.equal(0);
+    const after = await limits.runLoad('namespaced', source('d'), (s) => s.fetch({ role: 'targets', maxBytes: 6 * MiB }));
+    expect(after.length).to.equal(6 * MiB);
   });
 
   it('a namespaced policy cannot make the webhook take a file above the namespaced cap, which a cluster policy may', async () => {

@@ -8,6 +8,7 @@ import { loadRepository } from '../notary/updater.js';
 import { parsePolicyYaml, type TrustPolicy } from '../policy/model.js';
 import { pinFromPem, TufError } from '../tuf/index.js';
 import { VerificationEngine } from '../verify/engine.js';
+import { TrustServerLimits } from '../notary/server-limits.js';
 import type { ImageVerdict } from '../verify/types.js';
 import { UsageError } from './usage.js';
 
@@ -78,6 +79,9 @@ export async function verifyCommand(argv: string[]): Promise<number> {
     policies: { policiesFor: () => c.policies },
     sourceFor: c.sourceFor,
     clock: c.clock,
+    // One image for the person at the terminal: no other admissions to keep answering.
+    workers: false,
+    limits: TrustServerLimits.none(),
   });
   const verdict = await engine.verifyImage(c.image, undefined, AbortSignal.timeout(c.timeoutMs));
   // The CLI is a check: any failing policy fails it, whatever the policy's mode.

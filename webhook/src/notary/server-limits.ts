@@ -71,6 +71,15 @@ export class TrustServerLimits {
     this.maxTotalBytesInFlight = opts.maxTotalBytesInFlight ?? DEFAULT_TOTAL_BYTES_IN_FLIGHT;
   }
 
+  /**
+   * No limits beyond the caps of tuf/ itself: for the CLI, which verifies one image for the
+   * person running it and has no other admissions to protect.
+   */
+  static none(): TrustServerLimits {
+    const open: ServerLimits = { maxConcurrentLoads: Number.MAX_SAFE_INTEGER, maxBytesInFlight: Number.MAX_SAFE_INTEGER, maxMetadataBytes: Number.MAX_SAFE_INTEGER };
+    return new TrustServerLimits({ cluster: open, namespaced: open, maxTotalBytesInFlight: Number.MAX_SAFE_INTEGER });
+  }
+
   /** Loads running now and waiting, per scope and server (for tests and metrics). */
   state(scope: PolicyScope, server: string): { active: number; waiting: number; bytes: number } {
     const s = this.servers.get(`${scope}|${server}`);

@@ -81,7 +81,7 @@ interface Rig {
   workers: LoadWorkers;
 }
 
-function rig(policies: TrustPolicy[], servers: Server[], opts: { workers?: LoadWorkers; limits?: TrustServerLimits } = {}): Rig {
+function rig(policies: TrustPolicy[], servers: Server[], opts: { workers?: LoadWorkers; limits?: TrustServerLimits; errors?: string[] } = {}): Rig {
   const clock = { now: NOW };
   const workers = opts.workers ?? new LoadWorkers();
   const engine = new VerificationEngine({
@@ -91,6 +91,7 @@ function rig(policies: TrustPolicy[], servers: Server[], opts: { workers?: LoadW
     cache: new RepositoryCache({ clock: () => clock.now }),
     workers,
     ...(opts.limits ? { limits: opts.limits } : {}),
+    metrics: { trustServerError: (server, kind) => opts.errors?.push(`${server} ${kind}`) },
   });
   return { engine, clock, workers };
 }
@@ -163,7 +164,8 @@ describe('tenant isolation', function () {
     team.repos.set('registry.test/team/app', forgeRepo('registry.test/team/app'));
     const policy = policyFor('team', 'registry.test/team', [...team.repos.values()], SERVER);
     const workers = new LoadWorkers({ maxOldGenerationSizeMb: 16 });
-    const { engine } = rig([policy], [team], { workers });
+    const errors: string[] = [];
+    const { engine } = rig([policy], [team], { workers, errors });
     closers.push(() => engine.close());
     const small = await engine.verifyImage('registry.test/team/app:v2.0', undefined, signal());
     expect(small.allowed).to.equal(true);
@@ -173,6 +175,7 @@ describe('tenant isolation', function () {
     expect(hostile.failures[0]).to.include({ code: 'too-large', server: SERVER });
     expect(hostile.failures[0]!.reason).to.match(/more than the 16 MB memory budget of a verification worker.*discarded/);
     expect(workers.outOfMemory).to.equal(1);
+    expect(errors, 'counted in trustgate_trust_server_errors_total').to.deep.equal([`${SERVER} worker-memory`]);
 
     // Still serving: warm data answers, and a new worker verifies the next large repository.
     expect((await engine.verifyImage('registry.test/team/app:v2.0', undefined, signal())).allowed).to.equal(true);

@@ -187,6 +187,8 @@ export class VerificationEngine implements ImageVerifier {
         return repo;
       } catch (e) {
         if (e instanceof FetchError) this.opts.metrics?.trustServerError?.(policy.spec.trustServer.url, e.kind);
+        // A server whose data a worker could not verify within its memory or time.
+        if (e instanceof WorkerLoadError) this.opts.metrics?.trustServerError?.(policy.spec.trustServer.url, e.code === 'too-large' ? 'worker-memory' : `worker-${e.code}`);
         throw e;
       }
     };

@@ -284,9 +284,10 @@ describe('verification engine', () => {
       // Policy a's repository is warm, b's is not: no synchronous answer, and no half verdict.
       expect(engine.verifyCached(IMAGE, undefined)).to.equal(undefined);
       other.behaviour = 'serve';
+      clock.now = new Date(NOW.getTime() + 10_000); // past the backoff of b's failed load
       await engine.verifyImage(IMAGE, undefined, signal());
       expect(engine.verifyCached(IMAGE, undefined)).to.deep.include({ allowed: true, digest: v2Digest });
-      clock.now = new Date(NOW.getTime() + 1001); // past b's max age of 1 s, inside the refresh interval
+      clock.now = new Date(NOW.getTime() + 11_001); // past b's max age of 1 s, inside the refresh interval
       expect(engine.verifyCached(IMAGE, undefined)).to.equal(undefined);
     });
 

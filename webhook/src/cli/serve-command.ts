@@ -9,6 +9,8 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { httpGet } from '../notary/http-get.js';
 import { HttpSource } from '../notary/http-source.js';
+import { TrustServerLimits } from '../notary/server-limits.js';
+import { LoadWorkers } from '../verify/load-workers.js';
 import { TokenCache, type Credentials } from '../notary/token-auth.js';
 import { PolicyDirSource } from '../policy/dir-source.js';
 import { compileExemptions } from '../policy/exemption.js';
@@ -19,7 +21,7 @@ import { RepositoryCache } from '../verify/repository-cache.js';
 import { ConfigMapVersionStore } from '../verify/configmap-version-store.js';
 import { FileVersionStore, MemoryVersionStore, type VersionStore } from '../verify/version-store.js';
 import { runServe, type ServeOptions, type VerifierWiring } from './serve.js';
-import { serveHelp, stateStoreOf, type Env } from './settings.js';
+import { loadLimitsOf, serveHelp, stateStoreOf, type Env } from './settings.js';
 import type { Logger } from '../admission/types.js';
 import type { Metrics } from '../server/metrics.js';
 
@@ -119,6 +121,7 @@ export async function createVerifier(options: ServeOptions, ctx: { log: Logger; 
   };
   if (options.kubernetes) void store.whenReady().then(connect);
   else await connect();
+  const loadLimits = loadLimitsOf(options);
   const engine = new VerificationEngine({
     policies: store,
     sourceFor: (policy, gun) => sources.get(policy, gun),
@@ -127,6 +130,8 @@ export async function createVerifier(options: ServeOptions, ctx: { log: Logger; 
     allowUnmatched: options.allowUnmatched,
     isExempt: compileExemptions(options.exempt),
     metrics: ctx.metrics,
+    limits: new TrustServerLimits({ cluster: loadLimits.cluster, namespaced: loadLimits.namespaced, maxTotalBytesInFlight: loadLimits.maxTotalBytesInFlight }),
+    workers: new LoadWorkers({ size: loadLimits.workers, maxOldGenerationSizeMb: loadLimits.workerMemoryMb }),
   });
   return {
     verifier: engine,
@@ -134,6 +139,7 @@ export async function createVerifier(options: ServeOptions, ctx: { log: Logger; 
     close: async () => {
       await stopSource();
       sources.close();
+      await engine.close();
     },
   };
 }

@@ -10,7 +10,10 @@
  */
 import { statSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { DEFAULT_SERVER_LIMITS, DEFAULT_TOTAL_BYTES_IN_FLIGHT, type ServerLimits } from '../notary/server-limits.js';
 import { exemptionProblems } from '../policy/exemption.js';
+import { MAX_TARGETS_BYTES } from '../tuf/index.js';
+import { DEFAULT_WORKER_MEMORY_MB } from '../verify/load-workers.js';
 import { isLogLevel, LOG_LEVELS, type LogLevel } from '../server/log.js';
 import { UsageError } from './usage.js';
 
@@ -63,6 +66,37 @@ export interface ServeOptions {
   /** Webhook configurations whose caBundle the server keeps current in self-managed mode. */
   mutatingWebhooks: string[];
   validatingWebhooks: string[];
+  /** Loading trust data (see loadLimitsOf): verification workers and per-trust-server limits. */
+  verifyWorkers: number;
+  workerMemoryMb: number;
+  maxTotalMibInFlight: number;
+  clusterServerMaxLoads: number;
+  clusterServerMaxMibInFlight: number;
+  clusterServerMaxMetadataMib: number;
+  namespacedServerMaxLoads: number;
+  namespacedServerMaxMibInFlight: number;
+  namespacedServerMaxMetadataMib: number;
+}
+
+/** What loading trust data may take, from the flags --verify-workers ... --namespaced-server-max-metadata-mib. */
+export interface LoadLimitOptions {
+  workers: number;
+  workerMemoryMb: number;
+  maxTotalBytesInFlight: number;
+  cluster: ServerLimits;
+  namespaced: ServerLimits;
+}
+
+const MiB = 1024 * 1024;
+
+export function loadLimitsOf(o: ServeOptions): LoadLimitOptions {
+  return {
+    workers: o.verifyWorkers,
+    workerMemoryMb: o.workerMemoryMb,
+    maxTotalBytesInFlight: o.maxTotalMibInFlight * MiB,
+    cluster: { maxConcurrentLoads: o.clusterServerMaxLoads, maxBytesInFlight: o.clusterServerMaxMibInFlight * MiB, maxMetadataBytes: o.clusterServerMaxMetadataMib * MiB },
+    namespaced: { maxConcurrentLoads: o.namespacedServerMaxLoads, maxBytesInFlight: o.namespacedServerMaxMibInFlight * MiB, maxMetadataBytes: o.namespacedServerMaxMetadataMib * MiB },
+  };
 }
 
 /** A value that does not parse: `reason` completes "<setting> <reason>, got <value>". */
@@ -106,6 +140,35 @@ function seconds(min: number, max: number, open: boolean): (raw: string) => numb
     if (!/^\d+(\.\d+)?$/.test(raw) || (open ? !(n > min) : !(n >= min)) || n > max) throw new Invalid(`must be seconds in ${range}`);
     return Math.round(n * 1000);
   };
+}
+
+/** Whole numbers in [min, max]. */
+function integer(min: number, max: number): (raw: string) => number {
+  return (raw) => {
+    const n = Number(raw);
+    if (!/^\d+$/.test(raw) || n < min || n > max) throw new Invalid(`must be an integer from ${min} to ${max}`);
+    return n;
+  };
+}
+
+/** The limits on loading trust data; the defaults keep peak memory inside the chart's 256Mi. */
+function loadLimitSettings(): Setting[] {
+  const c = DEFAULT_SERVER_LIMITS.cluster;
+  const ns = DEFAULT_SERVER_LIMITS.namespaced;
+  const row = (key: keyof ServeOptions, flag: string, def: number, min: number, max: number, help: string) =>
+    setting({ key, flag, value: 'N', default: String(def), example: String(def), parse: integer(min, max) as never, help: `${help} (${min}-${max}).` });
+  const maxMib = MAX_TARGETS_BYTES / MiB;
+  return [
+    row('verifyWorkers', 'verify-workers', 1, 1, 16, 'Worker threads that verify large trust data off the admission thread'),
+    row('workerMemoryMb', 'worker-memory-mb', DEFAULT_WORKER_MEMORY_MB, 16, 4096, 'Heap limit (MB) of each verification worker; a load past it is refused and the worker replaced'),
+    row('maxTotalMibInFlight', 'max-total-mib-in-flight', DEFAULT_TOTAL_BYTES_IN_FLIGHT / MiB, 1, 4096, 'MiB of trust data held by loads at once, over all trust servers'),
+    row('clusterServerMaxLoads', 'cluster-server-max-loads', c.maxConcurrentLoads, 1, 1024, 'Loads at once from one trust server named by ClusterTrustPolicies'),
+    row('clusterServerMaxMibInFlight', 'cluster-server-max-mib-in-flight', c.maxBytesInFlight / MiB, 1, 4096, 'MiB held at once by loads from one such server'),
+    row('clusterServerMaxMetadataMib', 'cluster-server-max-metadata-mib', c.maxMetadataBytes / MiB, 1, maxMib, 'Largest metadata file (MiB) accepted from one such server'),
+    row('namespacedServerMaxLoads', 'namespaced-server-max-loads', ns.maxConcurrentLoads, 1, 1024, 'Loads at once from one trust server named only by TrustPolicies (a tenant)'),
+    row('namespacedServerMaxMibInFlight', 'namespaced-server-max-mib-in-flight', ns.maxBytesInFlight / MiB, 1, 4096, 'MiB held at once by loads from one such server'),
+    row('namespacedServerMaxMetadataMib', 'namespaced-server-max-metadata-mib', ns.maxMetadataBytes / MiB, 1, maxMib, 'Largest metadata file (MiB) accepted from one such server'),
+  ];
 }
 
 export const SERVE_SETTINGS: readonly Setting[] = [
@@ -159,6 +222,7 @@ export const SERVE_SETTINGS: readonly Setting[] = [
     help: 'With --tls-secret: a MutatingWebhookConfiguration whose caBundle the server keeps current; repeatable.' }),
   setting({ key: 'validatingWebhooks', flag: 'validating-webhook', value: 'NAME', multiple: true, example: 'trustgate', parse: nonEmpty,
     help: 'With --tls-secret: a ValidatingWebhookConfiguration whose caBundle the server keeps current; repeatable.' }),
+  ...loadLimitSettings(),
   setting({ key: 'refreshIntervalMs', env: 'TRUSTGATE_REFRESH_SECONDS', value: 'SECONDS', default: '60', example: '60', parse: seconds(0, 86400, false),
     help: 'Verified trust data is refreshed from the trust server once it is older than this many seconds, 0-86400 (0: on every admission). A revoked tag stays admitted until then.' }),
   setting({ key: 'secretsDir', env: 'TRUSTGATE_SECRETS_DIR', value: 'DIR', example: '/etc/trustgate/secrets',

@@ -9,6 +9,7 @@ import { loadRepository } from '../notary/updater.js';
 import { policyId, type TrustPolicy } from '../policy/model.js';
 import { pinFromPem, TufError } from '../tuf/index.js';
 import { VerificationEngine } from '../verify/engine.js';
+import { TrustServerLimits } from '../notary/server-limits.js';
 import type { ImageVerdict } from '../verify/types.js';
 import { commandSpec, parseCommand } from './commands.js';
 import { InputError, parseAt, parseOutput } from './inputs.js';
@@ -70,6 +71,9 @@ export async function verifyCommand(argv: string[], env: Env): Promise<number> {
     sourceFor: cliSourceFor({ ...(c.metadataDir !== undefined ? { metadataDir: c.metadataDir } : {}) }, env),
     ...tufSource(c.metadataDir),
     clock: c.clock,
+    // One image for the person at the terminal: no other admissions to keep answering.
+    workers: false,
+    limits: TrustServerLimits.none(),
   });
   const verdict = await engine.verifyImage(c.image, c.namespace, AbortSignal.timeout(c.timeoutMs));
   // The CLI is a check: any failing policy fails it, whatever the policy's mode.

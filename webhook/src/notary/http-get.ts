@@ -103,19 +103,29 @@ export function httpGet(req: GetRequest): Promise<GetResponse> {
         else finishWithout(res, head);
         return;
       }
-      const chunks: Buffer[] = [];
+      // One buffer, copied into: socket chunks are views of larger allocations, and keeping
+      // them until a concat held several times the body (200 MB for a 63 MiB file).
+      let body = Buffer.allocUnsafe(Math.min(declared !== undefined ? Number(declared) || 0 : 64 * 1024, cap));
       let received = 0;
       res.on('data', (chunk: Buffer) => {
         if (settled) return;
-        received += chunk.length;
-        if (received > cap) {
+        if (received + chunk.length > cap) {
+          received += chunk.length;
           if (ok) finish(new GetFailure('too-large', `more than ${cap} bytes (the limit) sent`));
           else finishWithout(res, head);
           return;
         }
-        chunks.push(chunk);
+        if (received + chunk.length > body.length) {
+          const grown = Buffer.allocUnsafe(Math.min(cap, Math.max(2 * body.length, received + chunk.length)));
+          body.copy(grown, 0, 0, received);
+          body = grown;
+        }
+        chunk.copy(body, received);
+        received += chunk.length;
       });
-      res.on('end', () => finish(undefined, { ...head, body: new Uint8Array(Buffer.concat(chunks, received)) }));
+      res.on('end', () => {
+        if (!settled) finish(undefined, { ...head, body: new Uint8Array(body.buffer, body.byteOffset, received) });
+      });
       res.on('error', (e) => finish(classify(e)));
       res.on('close', () => {
         if (!res.complete) finish(new GetFailure('unreachable', `connection closed after ${received} bytes, before the response was complete`));

@@ -6,7 +6,7 @@
 //   node dist/test/bench/run.js [--quick] [--profile DIR] [--only LIST] [--big-forged]
 //     --quick        shorter rounds (for trying the harness, not for figures)
 //     --profile DIR  run the webhook and the baseline with --cpu-prof into DIR
-//     --only LIST    some of memory,big,cold,warm,burst (figures left out print as null)
+//     --only LIST    some of memory,big,cold,warm,burst,tuf (figures left out print as null)
 //     --big-forged   make the 10,000-tag repository with the forge instead of 10,000 `notary
 //                    addhash` runs (60-80 s); --quick implies it
 import { createHash } from 'node:crypto';
@@ -31,6 +31,7 @@ import { bigTagName, DIST, fmt, killChildren, median, percentile, podReview, pol
 import { startCountingProxy } from './counting-proxy.js';
 import type { LoadResult } from './loadgen.js';
 import type { MemoryResult } from './memory.js';
+import { tuf1Figures, tuf1Json, tuf1Rows, type Tuf1Results } from './tuf1.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -40,7 +41,7 @@ const { values: args } = parseArgs({
     'big-forged': { type: 'boolean', default: false },
   },
 });
-const FIGURES = ['memory', 'big', 'cold', 'warm', 'burst'] as const;
+const FIGURES = ['memory', 'big', 'cold', 'warm', 'burst', 'tuf'] as const;
 type Figure = (typeof FIGURES)[number];
 const ONLY = new Set((args.only ?? FIGURES.join(',')).split(',').map((s) => s.trim()));
 for (const f of ONLY) if (!(FIGURES as readonly string[]).includes(f)) throw new Error(`--only takes ${FIGURES.join(',')}, got ${f}`);
@@ -495,6 +496,10 @@ async function main(): Promise<void> {
       log('burst: 200 Pods over 50 repositories');
       results.burst = await burstFigure(ctx);
     }
+    if (want('tuf')) {
+      log('TUF 1.0 repositories served by nginx');
+      results.tuf = await tuf1Figures({ quick: QUICK, cold: true, big: true, coldRepos: COLD_REPOS, ...(args.profile ? { profile: args.profile } : {}), log });
+    }
     results.seconds = (performance.now() - started) / 1000;
     report(results);
   } finally {
@@ -510,6 +515,7 @@ interface Results {
   burst?: BurstResult;
   big?: BigRepoResult;
   mem?: MemoryResult;
+  tuf?: Tuf1Results;
   seconds: number;
 }
 
@@ -585,6 +591,7 @@ function report(r: Results): void {
       ],
     );
   }
+  rows.push(...tuf1Rows(r.tuf ?? {}));
   const widths = [0, 1, 2, 3].map((c) => Math.max(...rows.map((row) => String(row[c]).length), 6));
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i] ?? 4)).join(' | ');
   console.log('');
@@ -609,6 +616,7 @@ function report(r: Results): void {
       big_repo_warm_lookup_us: opt(big?.warmLookupUs, 1),
       burst_fetches_per_repo: burst ? burst.maxFetches : null,
       mem_1000_repos_mb: opt(mem?.growthMb, 1),
+      ...tuf1Json(r.tuf ?? {}),
     }),
   );
 }

@@ -95,6 +95,7 @@ export async function refreshSpecRepository(source: SpecSource, opts: SpecRefres
 
 export class SpecRepository {
   private readonly loading = new Map<string, Promise<SpecTargets>>();
+  private verifiedRoles = 0;
 
   constructor(
     readonly source: SpecSource,
@@ -153,7 +154,16 @@ export class SpecRepository {
       },
       signal,
     );
-    return this.set.targets(name) ?? this.set.updateTargets(bytes, name, parent, this.clock());
+    const have = this.set.targets(name);
+    if (have) return have;
+    const targets = this.set.updateTargets(bytes, name, parent, this.clock());
+    this.verifiedRoles++;
+    return targets;
+  }
+
+  /** How many targets roles lookups have verified so far: high-water marks can only have moved when this has. */
+  get rolesVerified(): number {
+    return this.verifiedRoles;
   }
 
   /** §5.6.7: the target at `path` from the first role of the pre-order walk that lists it. */

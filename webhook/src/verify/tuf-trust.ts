@@ -46,11 +46,13 @@ export class TufTrust {
   /** What the repository signs for this image under the policy's delegation requirements. */
   async signedDigest(policy: TrustPolicy, repo: SpecRepository, ref: ImageReference): Promise<SignedDigest> {
     const image = { ...(ref.tag !== undefined ? { tag: ref.tag } : {}), ...(ref.digest !== undefined ? { digest: ref.digest } : {}) };
+    const verified = repo.rolesVerified;
     try {
       return await tufSignedDigest(repo, ref.name, image, policy.spec.delegations);
     } finally {
-      // Lookups load delegated roles lazily: their versions become marks too.
-      this.opts.versions.recordVersions(this.repositoryKey(policy), repo.versionFloor());
+      // Lookups load delegated roles lazily: their versions become marks too. Only then:
+      // the marks of a warm lookup are those already recorded (and computing them hashes keys).
+      if (repo.rolesVerified !== verified) this.opts.versions.recordVersions(this.repositoryKey(policy), repo.versionFloor());
     }
   }
 

@@ -48,6 +48,16 @@ export interface SpecRefreshOptions {
   config?: Partial<SpecUpdaterConfig>;
 }
 
+/** A lookup over verified roles reached one that is not loaded yet (SpecRepository.withRoles loads it). */
+export class NeedsRole extends Error {
+  constructor(
+    readonly role: string,
+    readonly parent: string,
+  ) {
+    super(`targets role ${role} is not loaded yet`);
+  }
+}
+
 /** The result of a lookup: the target and the role whose signed metadata lists it. */
 export interface FoundTarget {
   readonly target: TargetFile;
@@ -167,14 +177,8 @@ export class SpecRepository {
   }
 
   /** §5.6.7: the target at `path` from the first role of the pre-order walk that lists it. */
-  async findTarget(path: string, signal?: AbortSignal): Promise<FoundTarget | undefined> {
-    let found: FoundTarget | undefined;
-    await this.drive(preorderWalk(path, this.config.maxDelegations), signal, (visit, targets) => {
-      const target = targets.targets.get(path);
-      if (target) found = { target, role: visit.role };
-      return found !== undefined;
-    });
-    return found;
+  findTarget(path: string, signal?: AbortSignal): Promise<FoundTarget | undefined> {
+    return this.withRoles(() => this.findTargetLoaded(path), signal);
   }
 
   /**
@@ -182,13 +186,8 @@ export class SpecRepository {
    * respected), with the target each lists at that path: what "a required role signs this
    * image and is trusted for it" is decided on.
    */
-  async rolesForPath(path: string, signal?: AbortSignal): Promise<Map<string, TargetFile | undefined>> {
-    const out = new Map<string, TargetFile | undefined>();
-    await this.drive(preorderWalk(path, this.config.maxDelegations), signal, (visit, targets) => {
-      out.set(visit.role, targets.targets.get(path));
-      return false;
-    });
-    return out;
+  rolesForPath(path: string, signal?: AbortSignal): Promise<Map<string, TargetFile | undefined>> {
+    return this.withRoles(() => this.rolesForPathLoaded(path), signal);
   }
 
   /**
@@ -196,10 +195,36 @@ export class SpecRepository {
    * from the roles that may list such paths. Candidates only: each must then pass the
    * exact-path search (findTarget / rolesForPath) before it is trusted.
    */
-  async candidatesByDigest(repository: string, sha256Hex: string, signal?: AbortSignal): Promise<FoundTarget[]> {
+  candidatesByDigest(repository: string, sha256Hex: string, signal?: AbortSignal): Promise<FoundTarget[]> {
+    return this.withRoles(() => this.candidatesByDigestLoaded(repository, sha256Hex), signal);
+  }
+
+  // The *Loaded lookups answer from roles already verified, synchronously (a warm admission
+  // needs no promise), and throw NeedsRole when the walk reaches one not loaded yet.
+
+  findTargetLoaded(path: string): FoundTarget | undefined {
+    let found: FoundTarget | undefined;
+    this.walkLoaded(preorderWalk(path, this.config.maxDelegations), (visit, targets) => {
+      const target = targets.targets.get(path);
+      if (target) found = { target, role: visit.role };
+      return found !== undefined;
+    });
+    return found;
+  }
+
+  rolesForPathLoaded(path: string): Map<string, TargetFile | undefined> {
+    const out = new Map<string, TargetFile | undefined>();
+    this.walkLoaded(preorderWalk(path, this.config.maxDelegations), (visit, targets) => {
+      out.set(visit.role, targets.targets.get(path));
+      return false;
+    });
+    return out;
+  }
+
+  candidatesByDigestLoaded(repository: string, sha256Hex: string): FoundTarget[] {
     const prefix = `${repository}:`;
     const out: FoundTarget[] = [];
-    await this.drive(prefixWalk(prefix, this.config.maxDelegations), signal, (visit, targets) => {
+    this.walkLoaded(prefixWalk(prefix, this.config.maxDelegations), (visit, targets) => {
       for (const [path, target] of targets.targets) {
         if (path.startsWith(prefix) && target.hashes['sha256'] === sha256Hex) out.push({ target, role: visit.role });
       }
@@ -208,11 +233,32 @@ export class SpecRepository {
     return out;
   }
 
-  /** Runs a walk, loading each role it visits; `onRole` returns true to stop. */
-  private async drive(walk: Generator<RoleVisit, unknown, SpecTargets>, signal: AbortSignal | undefined, onRole: (visit: RoleVisit, targets: SpecTargets) => boolean): Promise<void> {
+  /**
+   * Runs `lookup` (built on the *Loaded lookups) to the end, fetching and verifying each role
+   * it needs first: one role per NeedsRole, then the lookup again from the start (re-walking
+   * verified roles costs microseconds; a fetch, milliseconds).
+   */
+  async withRoles<T>(lookup: () => T, signal = this.signal): Promise<T> {
+    for (;;) {
+      try {
+        return lookup();
+      } catch (e) {
+        if (!(e instanceof NeedsRole)) throw e;
+        await this.role(e.role, e.parent, signal);
+        // role() resolves only with the role verified, so the next attempt gets further.
+      }
+    }
+  }
+
+  /** Runs a walk over verified roles; `onRole` returns true to stop. */
+  private walkLoaded(walk: Generator<RoleVisit, unknown, SpecTargets>, onRole: (visit: RoleVisit, targets: SpecTargets) => boolean): void {
     let step = walk.next(undefined as unknown as SpecTargets);
     while (!step.done) {
-      const targets = await this.role(step.value.role, step.value.parent, signal);
+      const { role, parent } = step.value;
+      const targets = this.set.targets(role);
+      if (!targets) throw new NeedsRole(role, parent);
+      // Loaded earlier: still only trusted while unexpired (§5.6.5 at the time of use).
+      notExpired(role, targets, this.clock());
       if (onRole(step.value, targets)) return;
       step = walk.next(targets);
     }

@@ -11,10 +11,10 @@ import type { TrustPolicy } from '../policy/model.js';
 import { pinFromPem } from '../tuf/index.js';
 import { SpecHttpSource } from '../tufrepo/http-source.js';
 import { FetchError, type SpecSource } from '../tufrepo/source.js';
-import { refreshSpecRepository, type SpecBootstrap, type SpecRepository, type SpecUpdaterConfig } from '../tufrepo/updater.js';
+import { NeedsRole, refreshSpecRepository, type SpecBootstrap, type SpecRepository, type SpecUpdaterConfig } from '../tufrepo/updater.js';
 import type { CachedRepository, RepositoryCache } from './repository-cache.js';
-import type { SignedDigest } from './signed-digest.js';
-import { tufSignedDigest } from './tuf-digest.js';
+import type { ImageTarget, SignedDigest } from './signed-digest.js';
+import { tufSignedDigest, tufSignedDigestLoaded } from './tuf-digest.js';
 import type { VersionStore } from './version-store.js';
 
 export interface TufTrustOptions {
@@ -28,6 +28,10 @@ export interface TufTrustOptions {
 }
 
 const MAX_SOURCES = 256;
+
+function imageOf(ref: ImageReference): ImageTarget {
+  return { ...(ref.tag !== undefined ? { tag: ref.tag } : {}), ...(ref.digest !== undefined ? { digest: ref.digest } : {}) };
+}
 
 export class TufTrust {
   private readonly bootstraps = new WeakMap<TrustPolicy, { bootstrap: SpecBootstrap; id: string }>();
@@ -43,12 +47,28 @@ export class TufTrust {
     return this.opts.cache.get(`${key}|${id}`, () => this.load(policy, key, bootstrap), maxAgeMs);
   }
 
+  /**
+   * The warm path without a promise: what verified, fresh trust data alone says about this
+   * image (the same answer signedDigest gives), or undefined when a refresh is due or a role
+   * the search reaches is not loaded yet (signedDigest then does the I/O).
+   */
+  cachedDigest(policy: TrustPolicy, ref: ImageReference, maxAgeMs: number | undefined): SignedDigest | undefined {
+    const { id } = this.bootstrapOf(policy);
+    const repo = this.opts.cache.peek(`${this.repositoryKey(policy)}|${id}`, maxAgeMs)?.repo;
+    if (!repo) return undefined;
+    try {
+      return tufSignedDigestLoaded(repo, ref.name, imageOf(ref), policy.spec.delegations);
+    } catch (e) {
+      if (e instanceof NeedsRole) return undefined;
+      throw e;
+    }
+  }
+
   /** What the repository signs for this image under the policy's delegation requirements. */
   async signedDigest(policy: TrustPolicy, repo: SpecRepository, ref: ImageReference): Promise<SignedDigest> {
-    const image = { ...(ref.tag !== undefined ? { tag: ref.tag } : {}), ...(ref.digest !== undefined ? { digest: ref.digest } : {}) };
     const verified = repo.rolesVerified;
     try {
-      return await tufSignedDigest(repo, ref.name, image, policy.spec.delegations);
+      return await tufSignedDigest(repo, ref.name, imageOf(ref), policy.spec.delegations);
     } finally {
       // Lookups load delegated roles lazily: their versions become marks too. Only then:
       // the marks of a warm lookup are those already recorded (and computing them hashes keys).

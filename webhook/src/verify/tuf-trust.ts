@@ -6,6 +6,8 @@
  * marks live in the same VersionStore.
  */
 import { createHash } from 'node:crypto';
+import * as http from 'node:http';
+import * as https from 'node:https';
 import type { ImageReference } from '../images/reference.js';
 import type { TrustPolicy } from '../policy/model.js';
 import { pinFromPem } from '../tuf/index.js';
@@ -37,6 +39,11 @@ export class TufTrust {
   private readonly bootstraps = new WeakMap<TrustPolicy, { bootstrap: SpecBootstrap; id: string }>();
   /** HTTP sources by URL and CA, so connections are reused across policies and refreshes. */
   private readonly sources = new Map<string, SpecHttpSource>();
+  /**
+   * One connection pool per server and CA: repositories on one server share its open
+   * connections, so a repository's first load does not start with a TLS handshake.
+   */
+  private readonly agents = new Map<string, http.Agent>();
 
   constructor(private readonly opts: TufTrustOptions) {}
 
@@ -104,15 +111,33 @@ export class TufTrust {
     const key = `${url}|${caBundle ?? ''}`;
     let source = this.sources.get(key);
     if (!source) {
-      source = new SpecHttpSource({ url, ...(caBundle !== undefined ? { caBundle } : {}) });
+      source = new SpecHttpSource({ url, ...(caBundle !== undefined ? { caBundle } : {}), agent: this.agentFor(url, caBundle) });
       this.sources.set(key, source);
-      if (this.sources.size > MAX_SOURCES) {
-        const oldest = this.sources.keys().next().value as string;
-        this.sources.get(oldest)?.close();
-        this.sources.delete(oldest);
-      }
+      if (this.sources.size > MAX_SOURCES) this.sources.delete(this.sources.keys().next().value as string);
     }
     return source;
+  }
+
+  private agentFor(url: string, caBundle: string | undefined): http.Agent {
+    let origin: string;
+    try {
+      origin = new URL(url).origin;
+    } catch {
+      origin = url; // SpecHttpSource refuses it with a message naming the URL
+    }
+    const key = `${origin}|${caBundle ?? ''}`;
+    let agent = this.agents.get(key);
+    if (!agent) {
+      const options = { keepAlive: true, maxSockets: 16 };
+      agent = origin.startsWith('https:') ? new https.Agent(options) : new http.Agent(options);
+      this.agents.set(key, agent);
+      if (this.agents.size > MAX_SOURCES) {
+        const oldest = this.agents.keys().next().value as string;
+        this.agents.get(oldest)?.destroy();
+        this.agents.delete(oldest);
+      }
+    }
+    return agent;
   }
 
   private bootstrapOf(policy: TrustPolicy): { bootstrap: SpecBootstrap; id: string } {

@@ -78,12 +78,21 @@ export async function refreshSpecRepository(source: SpecSource, opts: SpecRefres
     checkPinnedSpecRoot(trusted, opts.bootstrap.pin);
   }
   const set = new SpecTrustedSet(trusted, opts.now, opts.floor);
+  const fetchTimestamp = () => fetch('timestamp', 'timestamp.json', config.timestampMaxBytes);
+  let timestamp: Promise<Uint8Array> | undefined;
 
   // §5.3.3-§5.3.9: walk N.root.json upward until the repository has no newer one.
   for (let i = 0; i < config.maxRootRotations; i++) {
+    const next = fetch('root', rootFile(set.root.version + 1), config.rootMaxBytes);
+    if (!timestamp) {
+      // Requested alongside the root walk (one round trip less), verified only after it, with
+      // the final root, as §5.4 says: trust follows the spec's order, not the order of arrival.
+      timestamp = fetchTimestamp();
+      timestamp.catch(() => undefined);
+    }
     let bytes: Uint8Array;
     try {
-      bytes = await fetch('root', rootFile(set.root.version + 1), config.rootMaxBytes);
+      bytes = await next;
     } catch (e) {
       if (e instanceof FetchError && e.kind === 'not-found') break;
       throw e;
@@ -92,7 +101,7 @@ export async function refreshSpecRepository(source: SpecSource, opts: SpecRefres
   }
   set.finishRootUpdates();
 
-  set.updateTimestamp(await fetch('timestamp', 'timestamp.json', config.timestampMaxBytes)); // §5.4
+  set.updateTimestamp(await (timestamp ?? fetchTimestamp())); // §5.4
   const snap = set.timestamp!.snapshot;
   const consistent = set.root.consistentSnapshot;
   set.updateSnapshot(

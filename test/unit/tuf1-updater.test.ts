@@ -82,6 +82,38 @@ describe('TUF 1.0 updater against a hostile repository', function () {
     expect(e.role).to.equal('timestamp');
   });
 
+  it('asked to, requests the sibling roles its search visits next together, but verifies them in order, and only those it reaches', async () => {
+    const repo = new TufRepo();
+    const payments = ['registry.example.com/payments/*'];
+    repo.delegate('qa', { paths: payments });
+    repo.delegate('web', { paths: ['registry.example.com/web/*'] });
+    repo.delegate('ops', { paths: payments });
+    repo.delegate('releases', { paths: payments, terminating: true });
+    repo.delegate('late', { paths: payments });
+    repo.addTarget('qa', APP, 'qa');
+    repo.addTarget('releases', 'registry.example.com/payments/app:2.0', 'r');
+    repo.signers.set('ops', [makeKey()]); // ops.json carries no valid signature
+    const source = new MemorySpecSource(repo.publish());
+    const r = await refresh(repo, source);
+    // Found in qa: ops and releases were requested alongside it, and ops's bad file decided nothing.
+    expect((await r.withRoles(() => r.findTargetLoaded(APP), undefined, APP))?.role).to.equal('qa');
+    expect(source.requests.slice(4)).to.deep.equal(['1.qa.json', '1.ops.json', '1.releases.json']);
+    // Not web (not trusted for the path), not late (after a terminating role).
+    // A path only releases lists: the walk reaches ops first, and ops fails it.
+    const other = 'registry.example.com/payments/app:2.0';
+    const e = await r.withRoles(() => r.findTargetLoaded(other), undefined, other).then(
+      () => expect.fail('a lookup passed a role with an invalid signature'),
+      (err: unknown) => err as TufError,
+    );
+    expect(e).to.be.instanceOf(TufError);
+    expect(e.role).to.equal('ops');
+    expect(r.trusted.targets('releases'), 'releases is never verified before ops').to.equal(undefined);
+    // Not asked to (the specification's client, the conformance adapter): only what the walk visits.
+    const plain = new MemorySpecSource(repo.publish());
+    expect((await (await refresh(repo, plain)).findTarget(APP))?.role).to.equal('qa');
+    expect(plain.requests.slice(4)).to.deep.equal(['1.qa.json']);
+  });
+
   it('bootstraps from pinned keys that sign 1.root.json, and names the signers when they do not', async () => {
     const repo = new TufRepo({ kinds: { root: 'ecdsa-p256' } });
     repo.addTarget('targets', APP, 'm');

@@ -17,7 +17,8 @@ export function tufSignedDigest(
   required: DelegationRequirement | undefined,
   signal?: AbortSignal,
 ): Promise<SignedDigest> {
-  return repo.withRoles(() => tufSignedDigestLoaded(repo, repository, image, required), signal);
+  const path = image.tag !== undefined ? `${repository}:${image.tag}` : undefined;
+  return repo.withRoles(() => tufSignedDigestLoaded(repo, repository, image, required), signal, path);
 }
 
 /**

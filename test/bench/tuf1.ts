@@ -112,7 +112,7 @@ function policyFile(name: string, images: string, built: Built, caPem: string): 
   });
 }
 
-/** One AdmissionReview to the webhook: milliseconds and the digest-pinned patch, or an error naming why not. */
+/** One AdmissionReview to the webhook: its milliseconds when the image is admitted pinned to `digest`; otherwise an error saying why not. */
 function admit(agent: Agent, port: number, image: string, digest: string, uid: string): Promise<number> {
   const body = singleImageReview(image, uid);
   return new Promise((resolve, reject) => {

@@ -110,6 +110,18 @@ describe('CLI with TUF 1.0 policies (verify, check, tuf target)', function () {
     expect(JSON.stringify(unsigned)).to.contain('not signed');
   });
 
+  it('inspect shows the roles that may sign the repository, its signed tags and expiry, in text and one JSON document', async () => {
+    const text = await runCli(['inspect', `${REG}/payments/api:1.4`, '--policy', policyFile, '--metadata-dir', metadata]);
+    expect(text.code, text.stderr).to.equal(0);
+    expect(text.stdout).to.contain('TUF 1.0 repository').and.contain('Role payments-release (delegated by targets;').and.contain(`1.4`).and.contain(DIGEST);
+    const json = await runCli(['inspect', `${REG}/payments/api:1.4`, '--policy', policyFile, '--metadata-dir', metadata, '--output', 'json']);
+    expect(json.code, json.stderr).to.equal(0);
+    const doc = JSON.parse(json.stdout) as { protocol: string; roles: Array<{ role: string; targets: Array<{ name: string; digest: string }> }> };
+    expect(doc.protocol).to.equal('tuf');
+    expect(doc.roles.map((r) => r.role)).to.deep.equal(['targets', 'payments-release']);
+    expect(doc.roles[1]!.targets).to.deep.equal([{ name: '1.4', digest: DIGEST, length: Buffer.byteLength(MANIFEST) }]);
+  });
+
   it('tuf target refuses an image without a tag or a digest, and a size that is not a number', async () => {
     for (const args of [[`${REG}/payments/api@${DIGEST}`, '--size', '5'], [`${REG}/payments/api:1.4`, '--size', '5'], [`${REG}/payments/api:1.4@${DIGEST}`, '--size', 'big']]) {
       const r = await runCli(['tuf', 'target', ...args]);

@@ -16,6 +16,12 @@ import { InputError, parseAt, parseOutput } from './inputs.js';
 import { fileLookup, loadPolicyFiles } from './policy-files.js';
 import { cliTimeoutMs, type Env } from './settings.js';
 import { cliSourceFor, tufSource } from './trust-sources.js';
+import { tufReport, tufReportText, type TufReport } from './inspect-tuf.js';
+import { SpecDirSource } from '../tufrepo/dir-source.js';
+
+function tufSourceOf(metadataDir: string | undefined): SpecDirSource | undefined {
+  return metadataDir !== undefined ? new SpecDirSource(metadataDir) : undefined;
+}
 import { UsageError } from './usage.js';
 
 interface Common {
@@ -114,13 +120,25 @@ export async function inspectCommand(argv: string[], env: Env): Promise<number> 
   // Policies that read the same server with the same root keys see the same trust data: one report for them.
   const groups = new Map<string, TrustPolicy[]>();
   for (const p of applying) {
-    const key = `${p.spec.trustServer.url}|${[...p.spec.root.keys].sort().join('|')}|${p.spec.root.threshold}`;
+    const root = p.spec.root.trustedRoot ?? [...p.spec.root.keys].sort().join('|');
+    const key = `${p.spec.trustServer.protocol ?? 'notary'}|${p.spec.trustServer.url}|${root}|${p.spec.root.threshold}`;
     groups.set(key, [...(groups.get(key) ?? []), p]);
   }
-  const reports: Report[] = [];
+  const reports: Array<Report | TufReport> = [];
   let failed = false;
   for (const policies of groups.values()) {
     const policy = policies[0]!;
+    if (policy.spec.trustServer.protocol === 'tuf') {
+      const tufSource = tufSourceOf(c.metadataDir);
+      try {
+        reports.push(await tufReport(ref, policies, tufSource, c.clock(), AbortSignal.timeout(c.timeoutMs)));
+      } catch (e) {
+        failed = true;
+        const where = e instanceof TufError ? `role ${e.role} at ${tufSource?.server ?? policy.spec.trustServer.url}` : tufSource?.server ?? policy.spec.trustServer.url;
+        process.stderr.write(`${reference}: ${policies.map(policyId).join(', ')}: ${where}: ${(e as Error).message.replace(/\s*\n\s*/g, ' ')}\n`);
+      }
+      continue;
+    }
     const source = sourceFor(policy, ref.name);
     try {
       const repo = await loadRepository(source, {
@@ -139,7 +157,7 @@ export async function inspectCommand(argv: string[], env: Env): Promise<number> 
     // One document: the report itself in the common case of one trust source.
     if (reports.length > 0) process.stdout.write(JSON.stringify(reports.length === 1 ? reports[0] : { name: ref.name, reports }, null, 2) + '\n');
   } else {
-    process.stdout.write(reports.map(text).join('\n'));
+    process.stdout.write(reports.map((r) => ('protocol' in r ? tufReportText(r) : text(r))).join('\n'));
   }
   return failed ? 1 : 0;
 }

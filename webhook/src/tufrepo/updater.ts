@@ -361,6 +361,23 @@ export class SpecRepository {
     }
   }
 
+  /**
+   * Every role that may list tags of one repository (paths `${repository}:<tag>`), in the
+   * search's order, with what it lists for it: what `trustgate inspect` shows. Which of them
+   * a lookup trusts for one tag is still decided per path (findTarget, rolesForPath).
+   */
+  rolesOfRepository(repository: string, signal?: AbortSignal): Promise<Array<{ role: string; parent: string; expires: string; targets: TargetFile[] }>> {
+    const prefix = `${repository}:`;
+    return this.withRoles(() => {
+      const out: Array<{ role: string; parent: string; expires: string; targets: TargetFile[] }> = [];
+      this.walkLoaded(prefixWalk(prefix, this.config.maxDelegations), (visit, targets) => {
+        out.push({ role: visit.role, parent: visit.parent, expires: targets.expiresText, targets: [...targets.targets.values()].filter((t) => t.path.startsWith(prefix)) });
+        return false;
+      });
+      return out;
+    }, signal);
+  }
+
   /** The high-water marks to persist after this load. */
   versionFloor(): Map<string, number> {
     return this.set.versionFloor();

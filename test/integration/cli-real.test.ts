@@ -143,7 +143,7 @@ describe('integration: the CLI of an app team against a real Notary server', fun
     const synopsis = readmeBlockAfter('## Command line', 1);
     for (const line of synopsis) {
       const [, ...words] = line.split(' ');
-      const command = words[0] === 'policy' ? words.slice(0, 2) : words.slice(0, 1);
+      const command = words[0] === 'policy' || words[0] === 'tuf' ? words.slice(0, 2) : words.slice(0, 1);
       if (command[0]!.startsWith('--')) {
         const r = await sh(line, work, env);
         expect(r.code, line).to.equal(0);

@@ -4,12 +4,13 @@
 // signed with that entry admits the image).
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { TargetFile } from '@tufjs/models';
 import { CLI } from '../support/e2e-webhook.js';
+import { repoRoot } from '../support/stack.js';
 import { DAY, TufRepo, sha256hex } from '../support/tuf1-repo.js';
 
 const REG = 'registry.example.com';
@@ -120,6 +121,18 @@ describe('CLI with TUF 1.0 policies (verify, check, tuf target)', function () {
     expect(doc.protocol).to.equal('tuf');
     expect(doc.roles.map((r) => r.role)).to.deep.equal(['targets', 'payments-release']);
     expect(doc.roles[1]!.targets).to.deep.equal([{ name: '1.4', digest: DIGEST, length: Buffer.byteLength(MANIFEST) }]);
+  });
+
+  it("runs the README's `trustgate tuf target` command as written", async () => {
+    const readme = readFileSync(join(repoRoot(), 'README.md'), 'utf8');
+    const section = readme.slice(readme.indexOf('## TUF 1.0 repositories'));
+    const line = /^\s*trustgate (tuf target .*)$/m.exec(section)?.[1];
+    expect(line, 'README shows a tuf target command').to.be.a('string');
+    const r = await runCli(line!.split(/\s+/));
+    expect(r.code, r.stderr).to.equal(0);
+    const doc = JSON.parse(r.stdout) as { artifacts: Array<{ path: string; info: { length: number; hashes: { sha256: string } } }> };
+    expect(doc.artifacts[0]!.path).to.equal('registry.example.com/payments/api:1.4');
+    expect(line).to.contain(`@sha256:${doc.artifacts[0]!.info.hashes.sha256}`).and.contain(`--size ${doc.artifacts[0]!.info.length}`);
   });
 
   it('tuf target refuses an image without a tag or a digest, and a size that is not a number', async () => {

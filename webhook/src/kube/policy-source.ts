@@ -17,6 +17,7 @@
  * resourceVersion seen (events are replayed, nothing is lost); errors back off.
  */
 import { CustomObjectsApi, Watch, type KubeConfig } from '@kubernetes/client-node';
+import { sleep } from '../common/abort.js';
 import { KINDS, type PolicyKind } from '../policy/model.js';
 import { PolicyObjectSync, str, type PolicyObject } from '../policy/object-sync.js';
 import type { StatusWriter } from '../policy/status.js';
@@ -67,20 +68,6 @@ function statusCode(err: unknown): number | undefined {
   if (typeof e?.statusCode === 'number') return e.statusCode;
   if (typeof e?.code === 'number') return e.code;
   return undefined;
-}
-
-/** Resolves after `ms`, or at once when `signal` aborts; never rejects. */
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  if (signal.aborted || ms <= 0) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = (): void => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done);
-  });
 }
 
 export class KubernetesPolicySource {

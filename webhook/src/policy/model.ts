@@ -17,7 +17,8 @@ import { SpecTrustedSet } from '../tuf/tuf1/trusted-set.js';
 import { splitPemCertificates } from '../tuf/keys.js';
 import { imagePatternProblems } from './match.js';
 import { assertTwinsFor, celProblems, durationSeconds } from './rules.js';
-import { applyDefaults, displayPath, isObject, validateSchema, type SchemaProblem } from './schema.js';
+import { isObject } from '../common/is-object.js';
+import { applyDefaults, displayPath, validateSchema, type SchemaProblem } from './schema.js';
 
 export type Mode = 'enforce' | 'warn' | 'audit';
 export type PolicyKind = 'TrustPolicy' | 'ClusterTrustPolicy';

@@ -4,7 +4,7 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { expect } from 'chai';
 import { KubernetesPolicySource, type KubernetesPolicySourceOptions } from '../../webhook/src/kube/policy-source.js';
-import { loadCrds } from '../../webhook/src/policy/model.js';
+import { loadCrds } from '../../webhook/src/policy/crds.js';
 import { validateSchema } from '../../webhook/src/policy/schema.js';
 import { KubernetesStatusWriter } from '../../webhook/src/kube/policy-status-writer.js';
 import { nextConditions, type Condition, type LoadOutcome, type PolicyObjectState, type StatusWriter } from '../../webhook/src/policy/status.js';

@@ -1,7 +1,8 @@
 /** Where TrustPolicy and ClusterTrustPolicy live in the Kubernetes API, and how a request to it carries a signal. */
 import { Observable, type ConfigurationOptions } from '@kubernetes/client-node';
 
-import { GROUP, type PolicyKind } from '../policy/model.js';
+import { GROUP } from '../policy/crds.js';
+import type { PolicyKind } from '../policy/model.js';
 
 export const POLICY_GROUP = GROUP;
 /** The API version trustgate reads and writes (the CRDs' storage version). */

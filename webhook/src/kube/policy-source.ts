@@ -18,10 +18,12 @@
  */
 import { CustomObjectsApi, Watch, type KubeConfig } from '@kubernetes/client-node';
 import { sleep } from '../common/abort.js';
-import { KINDS, type PolicyKind } from '../policy/model.js';
+import { KINDS } from '../policy/crds.js';
+import type { PolicyKind } from '../policy/model.js';
 import { PolicyObjectSync, str, type PolicyObject } from '../policy/object-sync.js';
 import type { StatusWriter } from '../policy/status.js';
 import type { PolicyStore } from '../policy/store.js';
+import { statusCode } from './api-errors.js';
 import { PLURALS, POLICY_GROUP, POLICY_VERSION, policyPath, requestOptions } from './policy-api.js';
 
 export interface BackoffOptions {
@@ -61,13 +63,6 @@ const SHORT_WATCH_MS = 1000;
 function errorText(err: unknown): string {
   if (err instanceof Error) return err.message.split('\n')[0] ?? err.name;
   return String(err);
-}
-
-function statusCode(err: unknown): number | undefined {
-  const e = err as { statusCode?: unknown; code?: unknown } | null;
-  if (typeof e?.statusCode === 'number') return e.statusCode;
-  if (typeof e?.code === 'number') return e.code;
-  return undefined;
 }
 
 export class KubernetesPolicySource {

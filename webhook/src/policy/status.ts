@@ -3,25 +3,16 @@
  * `Ready` condition that reports it (`kubectl get trustpolicy -o yaml`, `kubectl wait
  * --for=condition=Ready`). Pure: the write to the API server lives in kube/policy-status-writer.ts.
  */
-import type { PolicyKind } from './model.js';
+import type { PolicyProblem, TrustPolicy } from './model.js';
 
-/** The object as last seen from the API server: identity plus what status already says. */
-export interface PolicyObjectState {
-  kind: PolicyKind;
-  name: string;
-  /** Set for TrustPolicy only. */
-  namespace?: string;
-  uid?: string;
-  generation?: number;
-  resourceVersion?: string;
+/** The object as last seen from the API server: its identity (namespace set for TrustPolicy only) plus what status already says. */
+export type PolicyObjectState = Pick<TrustPolicy, 'kind' | 'name' | 'namespace' | 'uid' | 'generation' | 'resourceVersion'> & {
   /** `status.conditions` as observed (anything; malformed entries are kept as they are). */
   conditions?: unknown;
-}
+};
 
-export interface LoadProblem {
-  path: string;
-  message: string;
-}
+/** A problem with a policy, where it is and what is wrong: the same a policy check reports. */
+export type LoadProblem = PolicyProblem;
 
 export type LoadOutcome = { loaded: true } | { loaded: false; problems: LoadProblem[] };
 

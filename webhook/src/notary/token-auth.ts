@@ -300,6 +300,9 @@ export class TokenCache {
     shared.waiters++;
     try {
       return (await raceAbort(shared.promise, signal, () => new TokenError('timeout', `token request: ${abortReason() || 'aborted'}`))).token;
+    } catch (e) {
+      // `issue` is the caller's: whatever it throws reaches our callers as an Error.
+      throw e instanceof Error ? e : new Error(String(e));
     } finally {
       shared.waiters--;
       if (shared.waiters === 0) shared.controller.abort();

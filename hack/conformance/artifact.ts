@@ -7,7 +7,7 @@ import { readFile, stat } from 'node:fs/promises';
 import * as http from 'node:http';
 import * as https from 'node:https';
 import * as path from 'node:path';
-import { startDeadline } from '../../webhook/src/notary/deadline.js';
+import { startDeadline } from '../../webhook/src/common/abort.js';
 import { GetFailure, httpGet } from '../../webhook/src/notary/http-get.js';
 import { TufError } from '../../webhook/src/tuf/errors.js';
 import type { TargetFile } from '../../webhook/src/tuf/tuf1/metadata.js';

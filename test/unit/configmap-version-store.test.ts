@@ -3,7 +3,7 @@
 import { expect } from 'chai';
 import http from 'node:http';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
-import { ConfigMapVersionStore } from '../../webhook/src/verify/configmap-version-store.js';
+import { ConfigMapVersionStore } from '../../webhook/src/kube/configmap-version-store.js';
 import { RepoForge } from '../support/forge.js';
 import { update } from '../support/forged-source.js';
 import { pinFromPem } from '../../webhook/src/tuf/index.js';

@@ -5,7 +5,7 @@ import {
   formatReference,
   parseReference,
   pinnedReference,
-  ReferenceError,
+  ImageReferenceError,
   withoutDefaultPort,
   type ImageReference,
 } from '../../webhook/src/images/reference.js';
@@ -14,12 +14,12 @@ const D = `sha256:${'0123456789abcdef'.repeat(4)}`;
 const D2 = `sha256:${'fedcba9876543210'.repeat(4)}`;
 const HEX64 = 'a'.repeat(32) + '0123456789abcdef'.repeat(2);
 
-function rejected(input: string): ReferenceError {
+function rejected(input: string): ImageReferenceError {
   try {
     parseReference(input);
   } catch (e) {
-    expect(e, JSON.stringify(input)).to.be.instanceOf(ReferenceError);
-    return e as ReferenceError;
+    expect(e, JSON.stringify(input)).to.be.instanceOf(ImageReferenceError);
+    return e as ImageReferenceError;
   }
   expect.fail(`expected ${JSON.stringify(input)} to be rejected`);
 }
@@ -370,13 +370,13 @@ describe('image references: formatReference and pinnedReference', () => {
 
   it('refuses to swap a digest the reference already names', () => {
     expect(() => pinnedReference(parseReference(`nginx:1@${D}`), D2))
-      .to.throw(ReferenceError, 'already names a different digest');
+      .to.throw(ImageReferenceError, 'already names a different digest');
   });
 
   it('refuses to pin to anything but a sha256 digest of 64 lowercase hex', () => {
     const ref = parseReference('nginx');
     for (const bad of ['', HEX64, `sha256:${HEX64.toUpperCase()}`, `sha256:${HEX64.slice(1)}`, `sha512:${HEX64}${HEX64}`, `${D}\n`]) {
-      expect(() => pinnedReference(ref, bad), JSON.stringify(bad)).to.throw(ReferenceError, 'cannot pin');
+      expect(() => pinnedReference(ref, bad), JSON.stringify(bad)).to.throw(ImageReferenceError, 'cannot pin');
     }
   });
 
@@ -405,7 +405,7 @@ describe('image references: withoutDefaultPort', () => {
     for (const s of ['registry.test/x', 'registry.test:4430/x', 'registry.test:8443/x', 'localhost:5000/x', 'nginx']) {
       expect(withoutDefaultPort(parseReference(s)), s).to.equal(undefined);
     }
-    expect(() => withoutDefaultPort(parseReference('registry-1.docker.io:443/nginx'))).to.throw(ReferenceError, 'write "docker.io/library/nginx:latest"');
+    expect(() => withoutDefaultPort(parseReference('registry-1.docker.io:443/nginx'))).to.throw(ImageReferenceError, 'write "docker.io/library/nginx:latest"');
   });
 });
 

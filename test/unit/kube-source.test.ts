@@ -3,17 +3,11 @@
 // through @kubernetes/client-node unmodified.
 import { generateKeyPairSync } from 'node:crypto';
 import { expect } from 'chai';
-import { KubernetesPolicySource, type KubernetesPolicySourceOptions } from '../../webhook/src/policy/kube-source.js';
-import { loadCrds } from '../../webhook/src/policy/model.js';
+import { KubernetesPolicySource, type KubernetesPolicySourceOptions } from '../../webhook/src/kube/policy-source.js';
+import { loadCrds } from '../../webhook/src/policy/crds.js';
 import { validateSchema } from '../../webhook/src/policy/schema.js';
-import {
-  KubernetesStatusWriter,
-  nextConditions,
-  type Condition,
-  type LoadOutcome,
-  type PolicyObjectState,
-  type StatusWriter,
-} from '../../webhook/src/policy/status-writer.js';
+import { KubernetesStatusWriter } from '../../webhook/src/kube/policy-status-writer.js';
+import { nextConditions, type Condition, type LoadOutcome, type PolicyObjectState, type StatusWriter } from '../../webhook/src/policy/status.js';
 import { PolicyStore } from '../../webhook/src/policy/store.js';
 import { FakeApiServer, type KubeObject, type Plural, type RecordedRequest } from '../support/fake-apiserver.js';
 

@@ -2,9 +2,10 @@
 // subresource), the contract field names, the two kinds kept identical, and every CEL rule
 // paired with a TypeScript twin that decides the same cases.
 import { expect } from 'chai';
-import { loadCrds, type LoadedCrd } from '../../webhook/src/policy/model.js';
+import { loadCrds, type LoadedCrd } from '../../webhook/src/policy/crds.js';
 import { assertTwinsFor, celProblems, celRules, CEL_TWINS, QUALIFIED_IMAGE } from '../../webhook/src/policy/rules.js';
-import { applyDefaults, isObject, validateSchema } from '../../webhook/src/policy/schema.js';
+import { isObject } from '../../webhook/src/common/is-object.js';
+import { applyDefaults, validateSchema } from '../../webhook/src/policy/schema.js';
 
 type Node = Record<string, unknown>;
 

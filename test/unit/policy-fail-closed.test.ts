@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createAdmissionHandler, type AdmissionHandler } from '../../webhook/src/admission/handler.js';
 import { PolicyDirSource } from '../../webhook/src/policy/dir-source.js';
-import { KubernetesPolicySource } from '../../webhook/src/policy/kube-source.js';
+import { KubernetesPolicySource } from '../../webhook/src/kube/policy-source.js';
 import { PolicyStore } from '../../webhook/src/policy/store.js';
 import { VerificationEngine } from '../../webhook/src/verify/engine.js';
 import { GUN, RepoForge } from '../support/forge.js';

@@ -7,9 +7,8 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import { TufRepo } from '../support/tuf1-repo.js';
 import { join } from 'node:path';
+import { loadCrds, packageRoot } from '../../webhook/src/policy/crds.js';
 import {
-  loadCrds,
-  packageRoot,
   parsePolicy,
   parsePolicyYaml,
   PolicyValidationError,

@@ -9,6 +9,7 @@ import { randomUUID } from 'node:crypto';
 import { createAdmissionHandler } from '../admission/handler.js';
 import { describeFailure, isDenied } from '../admission/report.js';
 import type { AdmissionResponse } from '../admission/types.js';
+import { isObject } from '../common/is-object.js';
 import { imagesOf, podSpecPath, WorkloadError, type ImageUse } from '../images/workloads.js';
 import { PolicyDirSource } from '../policy/dir-source.js';
 import { compileExemptions, exemptionProblems } from '../policy/exemption.js';
@@ -239,8 +240,4 @@ function table(objects: CheckedObject[]): string {
 function splitApiVersion(apiVersion: string): [string, string] {
   const i = apiVersion.indexOf('/');
   return i < 0 ? ['', apiVersion] : [apiVersion.slice(0, i), apiVersion.slice(i + 1)];
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }

@@ -11,14 +11,15 @@ import { httpGet } from '../notary/http-get.js';
 import { HttpSource } from '../notary/http-source.js';
 import { TrustServerLimits } from '../notary/server-limits.js';
 import { LoadWorkers } from '../verify/load-workers.js';
-import { TokenCache, type Credentials } from '../notary/token-auth.js';
+import { TokenCache } from '../notary/token-auth.js';
 import { PolicyDirSource } from '../policy/dir-source.js';
 import { compileExemptions } from '../policy/exemption.js';
 import type { TrustPolicy } from '../policy/model.js';
 import { PolicyStore } from '../policy/store.js';
 import { VerificationEngine } from '../verify/engine.js';
 import { RepositoryCache } from '../verify/repository-cache.js';
-import { ConfigMapVersionStore } from '../verify/configmap-version-store.js';
+import { ConfigMapVersionStore } from '../kube/configmap-version-store.js';
+import type { SecretReader } from '../kube/credential-secrets.js';
 import { FileVersionStore, MemoryVersionStore, type VersionStore } from '../verify/version-store.js';
 import { runServe, type ServeOptions, type VerifierWiring } from './serve.js';
 import { loadLimitsOf, serveHelp, stateStoreOf, type Env } from './settings.js';
@@ -60,8 +61,6 @@ async function createManagedTls(options: ServeOptions, ctx: { log: Logger }) {
   });
 }
 
-type SecretReader = (policy: TrustPolicy, secretName: string) => Promise<Credentials>;
-
 export async function createVerifier(options: ServeOptions, ctx: { log: Logger; metrics: Metrics }): Promise<VerifierWiring> {
   const store = new PolicyStore();
   let stopSource: () => void | Promise<void>;
@@ -69,11 +68,12 @@ export async function createVerifier(options: ServeOptions, ctx: { log: Logger; 
   const state = stateStoreOf(options);
   let versions: VersionStore = state.kind === 'file' ? openStateFile(state.path) : new MemoryVersionStore();
   if (options.kubernetes) {
-    const k8s = await import('@kubernetes/client-node');
-    const { KubernetesPolicySource } = await import('../policy/kube-source.js');
-    const { KubernetesStatusWriter } = await import('../policy/status-writer.js');
-    const kubeConfig = new k8s.KubeConfig();
-    kubeConfig.loadFromDefault();
+    // Loaded here only: check, verify and policy commands never pay for the Kubernetes client.
+    const { connectToCluster } = await import('../kube/cluster.js');
+    const { KubernetesPolicySource } = await import('../kube/policy-source.js');
+    const { KubernetesStatusWriter } = await import('../kube/policy-status-writer.js');
+    const { kubernetesSecrets } = await import('../kube/credential-secrets.js');
+    const { kubeConfig, core } = connectToCluster();
     const statusWriter = new KubernetesStatusWriter({ kubeConfig, log: eventLogger(ctx.log, 'policy status') });
     const source = new KubernetesPolicySource({ kubeConfig, store, statusWriter, log: eventLogger(ctx.log, 'policy source') });
     void source.start();
@@ -81,11 +81,11 @@ export async function createVerifier(options: ServeOptions, ctx: { log: Logger; 
       source.stop();
       statusWriter.close();
     };
-    readSecret = kubernetesSecrets(kubeConfig, k8s, options.podNamespace);
+    readSecret = kubernetesSecrets(core, options.podNamespace);
     if (state.kind === 'configmap') {
       // Shared by all replicas, so a restart or a new replica cannot be rolled back.
       const shared = new ConfigMapVersionStore({
-        api: kubeConfig.makeApiClient(k8s.CoreV1Api),
+        api: core,
         namespace: state.namespace,
         name: state.name,
         log: (msg, fields) => ctx.log.warn(msg, fields),
@@ -257,26 +257,5 @@ function eventLogger(log: Logger, msg: string): (event: object) => void {
     else if (level === 'warn') log.warn(msg, fields);
     else if (level === 'debug') log.debug(msg, fields);
     else log.info(msg, fields);
-  };
-}
-
-/** Cluster mode: the Secret in the policy's namespace (ClusterTrustPolicy: trustgate's own namespace). */
-function kubernetesSecrets(kubeConfig: import('@kubernetes/client-node').KubeConfig, k8s: typeof import('@kubernetes/client-node'), own: string): SecretReader {
-  const api = kubeConfig.makeApiClient(k8s.CoreV1Api);
-  const cache = new Map<string, { at: number; creds: Credentials }>();
-  return async (policy, name) => {
-    const namespace = policy.namespace ?? own;
-    const key = `${namespace}/${name}`;
-    const hit = cache.get(key);
-    if (hit && Date.now() - hit.at < 60_000) return hit.creds;
-    const secret = await api.readNamespacedSecret({ name, namespace });
-    const field = (f: string) => {
-      const v = secret.data?.[f];
-      if (v === undefined) throw new Error(`secret ${key} has no "${f}" key`);
-      return Buffer.from(v, 'base64').toString('utf8');
-    };
-    const creds = { username: field('username'), password: field('password') };
-    cache.set(key, { at: Date.now(), creds });
-    return creds;
   };
 }

@@ -33,7 +33,11 @@ export interface ImageReference {
   digest?: string;
 }
 
-export class ReferenceError extends Error {
+/**
+ * An image reference that cannot be parsed or pinned. Its `name` stays 'ReferenceError', the
+ * word logs and tests have always seen; the class is named apart from the built-in.
+ */
+export class ImageReferenceError extends Error {
   constructor(
     readonly input: string,
     readonly reason: string,
@@ -82,10 +86,10 @@ export function parseReference(input: string): ImageReference {
 
 function parseUncached(input: string): ImageReference {
   if (typeof input !== 'string') {
-    throw new ReferenceError(String(input), 'image reference must be a string');
+    throw new ImageReferenceError(String(input), 'image reference must be a string');
   }
   const fail = (reason: string): never => {
-    throw new ReferenceError(input, reason);
+    throw new ImageReferenceError(input, reason);
   };
   if (input.length === 0) fail('empty reference');
   if (input.length > INPUT_MAX) fail(`longer than ${INPUT_MAX} characters`);
@@ -182,10 +186,10 @@ export function withoutDefaultPort(ref: ImageReference): ImageReference | undefi
 /** `name:tag@digest` (no tag when the reference had none). */
 export function pinnedReference(ref: ImageReference, digest: string): string {
   const problem = digestProblem(digest);
-  if (problem) throw new ReferenceError(formatReference(ref), `cannot pin: ${problem}`);
+  if (problem) throw new ImageReferenceError(formatReference(ref), `cannot pin: ${problem}`);
   // Swapping one digest for another would run something other than what was asked for.
   if (ref.digest !== undefined && ref.digest !== digest) {
-    throw new ReferenceError(formatReference(ref), `cannot pin to ${digest}: reference already names a different digest`);
+    throw new ImageReferenceError(formatReference(ref), `cannot pin to ${digest}: reference already names a different digest`);
   }
   return ref.tag !== undefined ? `${ref.name}:${ref.tag}@${digest}` : `${ref.name}@${digest}`;
 }

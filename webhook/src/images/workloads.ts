@@ -4,6 +4,7 @@
 // Input is whatever the API server (or an earlier mutating webhook) sent: mutating
 // webhooks run before schema validation, so any field may be missing or of the wrong type.
 // A wrong type is an error (we cannot tell what would run); a missing list is no images.
+import { isObject } from '../common/is-object.js';
 
 export type ImageKind = 'container' | 'initContainer' | 'ephemeralContainer' | 'volume';
 
@@ -144,10 +145,6 @@ function imageAt(item: Record<string, unknown>, path: readonly string[], at: str
 
 function describeKind(gk: GroupKind): string {
   return gk.group === '' ? gk.kind : `${gk.kind}.${gk.group}`;
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 function typeName(v: unknown): string {

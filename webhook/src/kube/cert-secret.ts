@@ -3,6 +3,7 @@
 // read (409 Conflict means someone wrote since). RBAC: create on secrets in the namespace
 // (create cannot be limited by name), get/update on this one Secret by name.
 import type { CoreV1Api, V1Secret } from '@kubernetes/client-node';
+import { apiFailure, statusCode } from './api-errors.js';
 import { WriteConflict, type CertData, type CertStore, type StoredCerts } from '../server/cert-rotation.js';
 
 const KEYS = { caCrt: 'ca.crt', caKey: 'ca.key', tlsCrt: 'tls.crt', tlsKey: 'tls.key' } as const;
@@ -24,7 +25,7 @@ export class KubeCertSecret implements CertStore {
       secret = await this.api.readNamespacedSecret({ name: this.name, namespace: this.namespace });
     } catch (e) {
       if (statusCode(e) === 404) return undefined;
-      throw failure(`reading ${this.origin}`, e);
+      throw apiFailure(`reading ${this.origin}`, e);
     }
     return { data: decode(secret), resourceVersion: secret.metadata?.resourceVersion ?? '' };
   }
@@ -35,7 +36,7 @@ export class KubeCertSecret implements CertStore {
       return { data, resourceVersion: made.metadata?.resourceVersion ?? '' };
     } catch (e) {
       if (statusCode(e) === 409) throw new WriteConflict(`${this.origin} already exists`);
-      throw failure(`creating ${this.origin}`, e);
+      throw apiFailure(`creating ${this.origin}`, e);
     }
   }
 
@@ -47,7 +48,7 @@ export class KubeCertSecret implements CertStore {
       return { data, resourceVersion: put.metadata?.resourceVersion ?? '' };
     } catch (e) {
       if (statusCode(e) === 409) throw new WriteConflict(`${this.origin} changed since it was read`);
-      throw failure(`updating ${this.origin}`, e);
+      throw apiFailure(`updating ${this.origin}`, e);
     }
   }
 
@@ -68,25 +69,4 @@ function decode(secret: V1Secret): CertData | undefined {
   const [caCrt, caKey, tlsCrt, tlsKey] = [get(KEYS.caCrt), get(KEYS.caKey), get(KEYS.tlsCrt), get(KEYS.tlsKey)];
   if (caCrt === undefined || caKey === undefined || tlsCrt === undefined || tlsKey === undefined) return undefined;
   return { caCrt, caKey, tlsCrt, tlsKey };
-}
-
-/** client-node's ApiException carries the HTTP status as `code`. */
-export function statusCode(e: unknown): number | undefined {
-  const code = (e as { code?: unknown })?.code;
-  return typeof code === 'number' ? code : undefined;
-}
-
-/** One line a person can act on: the API server's own message, not the client's dump of headers. */
-export function failure(what: string, e: unknown): Error {
-  const code = statusCode(e);
-  if (code === undefined) return new Error(`${what} failed: ${(e as Error)?.message ?? String(e)}`);
-  let message = '';
-  try {
-    const body = (e as { body?: unknown }).body;
-    message = (typeof body === 'string' ? (JSON.parse(body) as { message?: string }) : (body as { message?: string }))?.message ?? '';
-  } catch {
-    // not a Status body
-  }
-  const hint = code === 403 ? ' (check the chart RBAC for the service account)' : '';
-  return new Error(`${what} failed: HTTP ${code}${message ? `: ${message}` : ''}${hint}`);
 }

@@ -4,7 +4,7 @@
 // RBAC: get/update on this configuration by name.
 import type { AdmissionregistrationV1Api, V1MutatingWebhookConfiguration, V1ValidatingWebhookConfiguration } from '@kubernetes/client-node';
 import type { CaBundleTarget } from '../server/cert-rotation.js';
-import { failure, statusCode } from './cert-secret.js';
+import { apiFailure, statusCode } from './api-errors.js';
 
 type Api = Pick<
   AdmissionregistrationV1Api,
@@ -31,7 +31,7 @@ export class KubeWebhookCaBundle implements CaBundleTarget {
         config = await this.read();
       } catch (e) {
         if (statusCode(e) === 404) return 'missing';
-        throw failure(`reading ${this.describe}`, e);
+        throw apiFailure(`reading ${this.describe}`, e);
       }
       const stale = (config.webhooks ?? []).filter((w) => w.clientConfig.caBundle !== want);
       if (stale.length === 0) return 'unchanged';
@@ -41,7 +41,7 @@ export class KubeWebhookCaBundle implements CaBundleTarget {
         return 'updated';
       } catch (e) {
         if (statusCode(e) === 404) return 'missing';
-        if (statusCode(e) !== 409) throw failure(`updating the caBundle of ${this.describe}`, e);
+        if (statusCode(e) !== 409) throw apiFailure(`updating the caBundle of ${this.describe}`, e);
       }
     }
     throw new Error(`${this.describe} kept changing under us (5 conflicts in a row)`);

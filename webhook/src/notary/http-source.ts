@@ -9,7 +9,7 @@ import * as https from 'node:https';
 import { X509Certificate } from 'node:crypto';
 import { FetchError, type MetadataRequest, type MetadataSource } from './source.js';
 import { metadataFileName, validateGun } from './paths.js';
-import { startDeadline, type Deadline } from './deadline.js';
+import { startDeadline, type Deadline } from '../common/abort.js';
 import { GetFailure, httpGet, presentedCertificate, type GetRequest, type GetResponse } from './http-get.js';
 import { bearerChallenge, requestToken, TokenCache, TokenError, type BearerChallenge, type Credentials } from './token-auth.js';
 

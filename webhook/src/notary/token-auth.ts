@@ -4,6 +4,7 @@
  * token service, never to the notary server, and never in clear text to another host.
  */
 import { createHash } from 'node:crypto';
+import { raceAbort } from '../common/abort.js';
 import type { FetchErrorKind } from './source.js';
 import { GetFailure, type GetRequest, type GetResponse } from './http-get.js';
 
@@ -298,7 +299,10 @@ export class TokenCache {
     const shared = p;
     shared.waiters++;
     try {
-      return (await raceAbort(shared.promise, signal, abortReason)).token;
+      return (await raceAbort(shared.promise, signal, () => new TokenError('timeout', `token request: ${abortReason() || 'aborted'}`))).token;
+    } catch (e) {
+      // `issue` is the caller's: whatever it throws reaches our callers as an Error.
+      throw e instanceof Error ? e : new Error(String(e));
     } finally {
       shared.waiters--;
       if (shared.waiters === 0) shared.controller.abort();
@@ -312,22 +316,4 @@ export class TokenCache {
     const margin = Math.min(10_000, lifetime / 2);
     this.entries.set(key, { token: t.token, until: started + lifetime - margin });
   }
-}
-
-function raceAbort<T>(promise: Promise<T>, signal: AbortSignal, abortReason: () => string): Promise<T> {
-  if (signal.aborted) return Promise.reject(new TokenError('timeout', `token request: ${abortReason() || 'aborted'}`));
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(new TokenError('timeout', `token request: ${abortReason() || 'aborted'}`));
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (e: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(e instanceof Error ? e : new Error(String(e)));
-      },
-    );
-  });
 }

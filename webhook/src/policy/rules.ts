@@ -6,7 +6,8 @@
  * A CRD rule without a twin makes loading the schema fail (see model.ts), and a test keeps
  * the two lists equal, so a rule added to the CRD cannot be silently skipped for files.
  */
-import { isObject, joinPath, displayPath, type SchemaProblem } from './schema.js';
+import { isObject } from '../common/is-object.js';
+import { joinPath, displayPath, type SchemaProblem } from './schema.js';
 
 type Twin = (self: unknown) => boolean;
 

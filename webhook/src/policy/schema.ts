@@ -12,6 +12,7 @@
 import { Ajv, type ErrorObject, type FuncKeywordDefinition, type SchemaValidateFunction, type ValidateFunction } from 'ajv';
 import addFormatsPlugin from 'ajv-formats';
 import deepEqual from 'fast-deep-equal';
+import { isObject } from '../common/is-object.js';
 
 export interface SchemaProblem {
   /** Where the value is, e.g. `spec.root.threshold`, `spec.images[2]`; '(root)' for the value itself. */
@@ -143,10 +144,6 @@ export function joinPath(base: string, key: string | number): string {
 
 export function displayPath(path: string): string {
   return path === '' ? ROOT : path;
-}
-
-export function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 /**

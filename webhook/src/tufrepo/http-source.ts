@@ -5,7 +5,7 @@
  */
 import * as http from 'node:http';
 import * as https from 'node:https';
-import { startDeadline } from '../notary/deadline.js';
+import { startDeadline } from '../common/abort.js';
 import { GetFailure, httpGet } from '../notary/http-get.js';
 import { FetchError, type SpecFileRequest, type SpecSource } from './source.js';
 

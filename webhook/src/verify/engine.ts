@@ -6,6 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import { parseReference, pinnedReference, formatReference, withoutDefaultPort, type ImageReference } from '../images/reference.js';
+import { raceAbort } from '../common/abort.js';
 import { FetchError, type MetadataSource } from '../notary/source.js';
 import { InvalidNameError } from '../notary/paths.js';
 import { loadRepository } from '../notary/updater.js';
@@ -179,19 +180,19 @@ export class VerificationEngine implements ImageVerifier {
     try {
       const repository = repositoryOf(policy, ref);
       const { pin, id: pinId } = this.pinOf(policy);
-      const cached = await raceSignal(this.cache.get(`${repository}|${pinId}`, this.loader(policy, ref.name, repository, pin), maxAgeOf(policy)), signal);
+      const cached = await raceAbort(this.cache.get(`${repository}|${pinId}`, this.loader(policy, ref.name, repository, pin), maxAgeOf(policy)), signal, () => new DeadlineError());
       if (cached.hit) this.opts.metrics?.cacheHit?.();
       else this.opts.metrics?.cacheMiss?.();
       return this.judge(policy, ref, cached.repo);
     } catch (e) {
-      return failed(policy, e);
+      return outcomeOfError(policy, e);
     }
   }
 
   /** Verify under one TUF 1.0 policy; never throws. */
   private async checkTufPolicy(policy: TrustPolicy, ref: ImageReference, signal: AbortSignal): Promise<PolicyOutcome> {
     try {
-      const verdict = raceSignal(
+      const verdict = raceAbort(
         (async () => {
           const cached = await this.tuf.repository(policy, maxAgeOf(policy));
           if (cached.hit) this.opts.metrics?.cacheHit?.();
@@ -199,12 +200,13 @@ export class VerificationEngine implements ImageVerifier {
           return this.tuf.signedDigest(policy, cached.repo, ref);
         })(),
         signal,
+        () => new DeadlineError(),
       );
       const result = await verdict;
-      if (!result.ok) return failure(policy, result.code, result.role, result.reason);
+      if (!result.ok) return failedOutcome(policy, result.code, result.role, result.reason);
       return { policy, digest: result.digest, roles: result.roles };
     } catch (e) {
-      return failed(policy, e);
+      return outcomeOfError(policy, e);
     }
   }
 
@@ -229,10 +231,10 @@ export class VerificationEngine implements ImageVerifier {
       const tagged = ref.tag !== undefined ? { tag: ref.tag } : {};
       const digest = ref.digest !== undefined ? { digest: ref.digest } : {};
       const result = signedDigest(repo, { ...tagged, ...digest }, policy.spec.delegations, this.clock());
-      if (!result.ok) return failure(policy, result.code, result.role, result.reason);
+      if (!result.ok) return failedOutcome(policy, result.code, result.role, result.reason);
       return { policy, digest: result.digest, roles: result.roles };
     } catch (e) {
-      return failed(policy, e);
+      return outcomeOfError(policy, e);
     }
   }
 
@@ -298,20 +300,21 @@ function maxAgeOf(policy: TrustPolicy): number | undefined {
   return seconds === undefined ? undefined : seconds * 1000;
 }
 
-function failure(policy: TrustPolicy, code: string, role: string | undefined, reason: string): PolicyOutcome {
+/** The outcome of a policy that did not vouch for the image: the failure as admission reports it. */
+function failedOutcome(policy: TrustPolicy, code: string, role: string | undefined, reason: string): PolicyOutcome {
   return { policy, failure: { policy: policyRef(policy), mode: policy.spec.mode, code, reason, server: policy.spec.trustServer.url, ...(role ? { role } : {}) } };
 }
 
 /** Every error of a policy check as a failure of that policy. */
-function failed(policy: TrustPolicy, e: unknown): PolicyOutcome {
+function outcomeOfError(policy: TrustPolicy, e: unknown): PolicyOutcome {
   const server = policy.spec.trustServer.url;
-  if (e instanceof TufError) return failure(policy, e.code, e.role, e.message);
-  if (e instanceof FetchError) return failure(policy, e.kind, e.role, e.message);
-  if (e instanceof WorkerLoadError) return failure(policy, e.code, undefined, `${e.message} (${server})`);
-  if (e instanceof DeadlineError) return failure(policy, 'timeout', undefined, `verification did not finish before the deadline (${server})`);
+  if (e instanceof TufError) return failedOutcome(policy, e.code, e.role, e.message);
+  if (e instanceof FetchError) return failedOutcome(policy, e.kind, e.role, e.message);
+  if (e instanceof WorkerLoadError) return failedOutcome(policy, e.code, undefined, `${e.message} (${server})`);
+  if (e instanceof DeadlineError) return failedOutcome(policy, 'timeout', undefined, `verification did not finish before the deadline (${server})`);
   // A reference Docker accepts but Notary cannot name (an IPv6 registry, say).
-  if (e instanceof InvalidNameError) return failure(policy, 'invalid-reference', undefined, `the trust server cannot serve this repository: ${e.message}`);
-  return failure(policy, 'error', undefined, `unexpected error: ${(e as Error).message ?? String(e)}`);
+  if (e instanceof InvalidNameError) return failedOutcome(policy, 'invalid-reference', undefined, `the trust server cannot serve this repository: ${e.message}`);
+  return failedOutcome(policy, 'error', undefined, `unexpected error: ${(e as Error).message ?? String(e)}`);
 }
 
 /** At most this many of an invalid policy's problems go into a denial; the policy's status and `policy check` list them all. */
@@ -396,21 +399,3 @@ function compose(image: string, reference: string, ref: ImageReference, outcomes
 }
 
 class DeadlineError extends Error {}
-
-function raceSignal<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(new DeadlineError());
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(new DeadlineError());
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (e: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(e);
-      },
-    );
-  });
-}

@@ -2,10 +2,12 @@
  * What the verification engine promises its callers (CLI, admission). A verdict is data,
  * never a process exit, so the webhook can cache, time out and compose it.
  */
-export type Mode = 'enforce' | 'warn' | 'audit';
+import type { Mode, PolicyKind } from '../policy/model.js';
+
+export type { Mode };
 
 export interface PolicyRef {
-  kind: 'TrustPolicy' | 'ClusterTrustPolicy';
+  kind: PolicyKind;
   name: string;
   namespace?: string;
 }

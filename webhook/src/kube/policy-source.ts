@@ -1,7 +1,7 @@
 /**
  * Keeps the PolicyStore equal to the TrustPolicy and ClusterTrustPolicy objects in the
- * cluster: list, then watch from the list's resourceVersion, applying every event as
- * it arrives, so a policy change takes effect without a restart.
+ * cluster: list, then watch from the list's resourceVersion, handing every event to
+ * policy/object-sync.ts as it arrives, so a policy change takes effect without a restart.
  *
  * Why not client-node's ListWatch/makeInformer (1.4): read in cache.js/watch.js, it
  *  - reconnects at once, with no backoff, whenever a watch ends cleanly, and not at all
@@ -15,19 +15,16 @@
  * same protocol cases as client-go's reflector: 410 Gone as an HTTP status or as an
  * ERROR event means relist; a clean end of the stream means re-watch from the last
  * resourceVersion seen (events are replayed, nothing is lost); errors back off.
- *
- * Failing closed: an object that does not validate is logged, reported in its status,
- * and replaces its previous version in the store as an invalid policy, which denies what
- * it would cover (its images, or its whole scope when they cannot be read) until it is
- * fixed. Dropping it instead would hand its images to a broader valid policy, so a typo
- * would quietly lower enforcement; keeping the older version would enforce something the
- * author believes is gone. The policy webhook (/validate-policy) refuses most such objects
- * at the door; this covers the ones that get past it (webhook down, failurePolicy Ignore).
  */
-import { CustomObjectsApi, Observable, Watch, type ConfigurationOptions, type KubeConfig } from '@kubernetes/client-node';
-import { isInvalidPolicy, readPolicy, type InvalidPolicy, type PolicyKind, type TrustPolicy } from './model.js';
-import { KUBERNETES_SOURCE, type PolicyStore } from './store.js';
-import { PLURALS, POLICY_GROUP, POLICY_VERSION, type LoadOutcome, type LoadProblem, type StatusWriter } from './status-writer.js';
+import { CustomObjectsApi, Watch, type KubeConfig } from '@kubernetes/client-node';
+import { sleep } from '../common/abort.js';
+import { KINDS } from '../policy/crds.js';
+import type { PolicyKind } from '../policy/model.js';
+import { PolicyObjectSync, str, type PolicyObject } from '../policy/object-sync.js';
+import type { StatusWriter } from '../policy/status.js';
+import type { PolicyStore } from '../policy/store.js';
+import { statusCode } from './api-errors.js';
+import { PLURALS, POLICY_GROUP, POLICY_VERSION, policyPath, requestOptions } from './policy-api.js';
 
 export interface BackoffOptions {
   /** First delay after a failure (default 500 ms). */
@@ -53,22 +50,6 @@ export interface KubernetesPolicySourceOptions {
   listTimeoutMs?: number;
 }
 
-interface KubeObjectLike {
-  apiVersion?: unknown;
-  kind?: unknown;
-  metadata?: {
-    name?: unknown;
-    namespace?: unknown;
-    uid?: unknown;
-    resourceVersion?: unknown;
-    generation?: unknown;
-    labels?: unknown;
-    annotations?: unknown;
-  };
-  spec?: unknown;
-  status?: { conditions?: unknown };
-}
-
 type WatchEnd = { events: number; lastedMs: number } & (
   | { kind: 'closed' }
   | { kind: 'gone' }
@@ -79,42 +60,14 @@ type WatchEnd = { events: number; lastedMs: number } & (
 /** A watch that ends sooner than this, having delivered nothing, did not really work. */
 const SHORT_WATCH_MS = 1000;
 
-const KINDS: PolicyKind[] = ['ClusterTrustPolicy', 'TrustPolicy'];
-
-function str(v: unknown): string | undefined {
-  return typeof v === 'string' && v.length > 0 ? v : undefined;
-}
-
 function errorText(err: unknown): string {
   if (err instanceof Error) return err.message.split('\n')[0] ?? err.name;
   return String(err);
 }
 
-function statusCode(err: unknown): number | undefined {
-  const e = err as { statusCode?: unknown; code?: unknown } | null;
-  if (typeof e?.statusCode === 'number') return e.statusCode;
-  if (typeof e?.code === 'number') return e.code;
-  return undefined;
-}
-
-/** Resolves after `ms`, or at once when `signal` aborts; never rejects. */
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  if (signal.aborted || ms <= 0) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = (): void => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done);
-  });
-}
-
 export class KubernetesPolicySource {
   private readonly store: PolicyStore;
   private readonly log: (event: object) => void;
-  private readonly statusWriter: StatusWriter | undefined;
   private readonly api: CustomObjectsApi;
   private readonly watcher: Watch;
   private readonly initialMs: number;
@@ -122,16 +75,7 @@ export class KubernetesPolicySource {
   private readonly resyncMs: number;
   private readonly watchTimeoutSeconds: number;
   private readonly listTimeoutMs: number;
-  /** Policies per kind, valid and invalid, keyed namespace/name: what this source has put in the store. */
-  private readonly loaded: Record<PolicyKind, Map<string, TrustPolicy | InvalidPolicy>> = {
-    TrustPolicy: new Map(),
-    ClusterTrustPolicy: new Map(),
-  };
-  /** What each object last parsed was and what came of it, so writes that touch only status are not re-applied. */
-  private readonly fingerprints: Record<PolicyKind, Map<string, { print: string; outcome: LoadOutcome }>> = {
-    TrustPolicy: new Map(),
-    ClusterTrustPolicy: new Map(),
-  };
+  private readonly objects: PolicyObjectSync;
   private readonly synced = new Set<PolicyKind>();
   private lifetime: AbortController | undefined;
   private loops: Promise<void>[] = [];
@@ -141,7 +85,7 @@ export class KubernetesPolicySource {
   constructor(opts: KubernetesPolicySourceOptions) {
     this.store = opts.store;
     this.log = opts.log ?? (() => {});
-    this.statusWriter = opts.statusWriter;
+    this.objects = new PolicyObjectSync(opts.store, this.log, opts.statusWriter);
     this.api = opts.kubeConfig.makeApiClient(CustomObjectsApi);
     this.watcher = new Watch(opts.kubeConfig);
     this.initialMs = opts.backoff?.initialMs ?? 500;
@@ -186,10 +130,6 @@ export class KubernetesPolicySource {
   private whenReady(): Promise<void> {
     if (this.isReady || this.lifetime?.signal.aborted) return Promise.resolve();
     return new Promise((resolve) => this.readyWaiters.push(resolve));
-  }
-
-  private path(kind: PolicyKind): string {
-    return `/apis/${POLICY_GROUP}/${POLICY_VERSION}/${PLURALS[kind]}`;
   }
 
   /** One kind's reflector: list, watch, repeat, until stopped. */
@@ -255,18 +195,7 @@ export class KubernetesPolicySource {
   /** Lists one kind, replaces its policies in the store, returns the list's resourceVersion. */
   private async list(kind: PolicyKind, stop: AbortSignal): Promise<string> {
     const signal = AbortSignal.any([stop, AbortSignal.timeout(this.listTimeoutMs)]);
-    const options: ConfigurationOptions = {
-      middleware: [
-        {
-          pre: (ctx) => {
-            ctx.setSignal(signal);
-            return new Observable(Promise.resolve(ctx));
-          },
-          post: (res) => new Observable(Promise.resolve(res)),
-        },
-      ],
-      middlewareMergeStrategy: 'append',
-    };
+    const options = requestOptions(signal);
     const list = (await this.api.listClusterCustomObject(
       { group: POLICY_GROUP, version: POLICY_VERSION, plural: PLURALS[kind] },
       options,
@@ -276,25 +205,7 @@ export class KubernetesPolicySource {
     if (!rv || !Array.isArray(list.items)) {
       throw new Error(`list of ${PLURALS[kind]} has no resourceVersion or items`);
     }
-    const next = new Map<string, TrustPolicy | InvalidPolicy>();
-    const prints = new Map<string, { print: string; outcome: LoadOutcome }>();
-    const reports: Array<[KubeObjectLike, LoadOutcome]> = [];
-    for (const item of list.items as KubeObjectLike[]) {
-      const key = this.key(item);
-      const parsed = this.parse(kind, item);
-      if (key) prints.set(key, { print: this.fingerprint(item), outcome: parsed.outcome });
-      if (key) next.set(key, parsed.held);
-      reports.push([item, parsed.outcome]);
-    }
-    this.loaded[kind] = next;
-    this.fingerprints[kind] = prints;
-    // The list is the whole truth for this kind: objects deleted while we were not
-    // watching disappear here. Both kinds go in together because the store replaces
-    // everything this source ever gave it.
-    this.store.replaceSource(KUBERNETES_SOURCE, [...this.loaded.ClusterTrustPolicy.values(), ...this.loaded.TrustPolicy.values()]);
-    const invalid = [...next.values()].filter(isInvalidPolicy).length;
-    this.log({ level: 'info', event: 'policy-list-applied', kind, resourceVersion: rv, objects: list.items.length, loaded: next.size - invalid, invalid });
-    for (const [item, outcome] of reports) this.report(kind, item, outcome);
+    this.objects.replaceKind(kind, list.items as PolicyObject[], rv);
     this.markSynced(kind);
     return rv;
   }
@@ -359,9 +270,9 @@ export class KubernetesPolicySource {
             return finish({ kind: 'error', error: Object.assign(new Error(String(status?.message ?? 'watch error')), { code: status?.code }) });
           }
           events += 1;
-          const o = obj as KubeObjectLike;
-          if (type === 'ADDED' || type === 'MODIFIED') this.applyObject(kind, o);
-          else if (type === 'DELETED') this.deleteObject(kind, o);
+          const o = obj as PolicyObject;
+          if (type === 'ADDED' || type === 'MODIFIED') this.objects.apply(kind, o);
+          else if (type === 'DELETED') this.objects.delete(kind, o);
           else if (type !== 'BOOKMARK') return;
           const rv = str(o?.metadata?.resourceVersion);
           if (rv) advance(rv);
@@ -371,7 +282,7 @@ export class KubernetesPolicySource {
       };
       this.watcher
         .watch(
-          this.path(kind),
+          policyPath(kind),
           { resourceVersion, allowWatchBookmarks: true, timeoutSeconds },
           onEvent,
           (err: unknown) => finish(err ? { kind: 'error', error: err } : { kind: 'closed' }),
@@ -383,81 +294,5 @@ export class KubernetesPolicySource {
         })
         .catch((err: unknown) => finish({ kind: 'error', error: err }));
     });
-  }
-
-  private key(o: KubeObjectLike): string | undefined {
-    const name = str(o?.metadata?.name);
-    return name ? `${str(o.metadata?.namespace) ?? ''}/${name}` : undefined;
-  }
-
-  private fingerprint(o: KubeObjectLike): string {
-    const m = o.metadata ?? {};
-    return JSON.stringify([m.uid, m.labels, m.annotations, o.spec]);
-  }
-
-  private parse(kind: PolicyKind, o: KubeObjectLike): { held: TrustPolicy | InvalidPolicy; outcome: LoadOutcome } {
-    const held = readPolicy(o, KUBERNETES_SOURCE, kind);
-    if (!isInvalidPolicy(held)) return { held, outcome: { loaded: true } };
-    const problems: LoadProblem[] = held.problems;
-    const covers = held.images ?? `every image in ${held.kind === 'TrustPolicy' && held.namespace ? `namespace ${held.namespace}` : 'the cluster'}`;
-    this.log({ level: 'error', event: 'policy-invalid', kind, namespace: str(o?.metadata?.namespace), name: str(o?.metadata?.name), problems, effect: 'fails what it covers', covers, mode: held.mode });
-    return { held, outcome: { loaded: false, problems } };
-  }
-
-  private applyObject(kind: PolicyKind, o: KubeObjectLike): void {
-    const key = this.key(o);
-    if (!key) {
-      this.log({ level: 'warn', event: 'policy-event-ignored', kind, reason: 'object has no name' });
-      return;
-    }
-    const print = this.fingerprint(o);
-    const seen = this.fingerprints[kind].get(key);
-    if (seen && seen.print === print) {
-      // A status-only write (often our own): the store already reflects this object.
-      this.report(kind, o, seen.outcome);
-      return;
-    }
-    const parsed = this.parse(kind, o);
-    this.fingerprints[kind].set(key, { print, outcome: parsed.outcome });
-    this.loaded[kind].set(key, parsed.held);
-    this.store.upsert(parsed.held);
-    if (!isInvalidPolicy(parsed.held)) {
-      this.log({ level: 'info', event: 'policy-loaded', kind, namespace: str(o.metadata?.namespace), name: str(o.metadata?.name), generation: o.metadata?.generation });
-    }
-    this.report(kind, o, parsed.outcome);
-  }
-
-  private deleteObject(kind: PolicyKind, o: KubeObjectLike): void {
-    const key = this.key(o);
-    if (!key) return;
-    this.fingerprints[kind].delete(key);
-    this.forget(kind, o, key);
-  }
-
-  private forget(kind: PolicyKind, o: KubeObjectLike, key: string): void {
-    const had = this.loaded[kind].delete(key);
-    const namespace = kind === 'TrustPolicy' ? str(o.metadata?.namespace) : undefined;
-    // Removing what is not there is harmless, and covers a store changed behind our back.
-    this.store.remove(kind, namespace, str(o.metadata?.name) ?? '');
-    if (had) this.log({ level: 'info', event: 'policy-removed', kind, namespace, name: str(o.metadata?.name) });
-  }
-
-  private report(kind: PolicyKind, o: KubeObjectLike, outcome: LoadOutcome): void {
-    if (!this.statusWriter) return;
-    const name = str(o?.metadata?.name);
-    if (!name) return;
-    const generation = o.metadata?.generation;
-    void this.statusWriter.report(
-      {
-        kind,
-        name,
-        ...(kind === 'TrustPolicy' && str(o.metadata?.namespace) ? { namespace: str(o.metadata?.namespace) } : {}),
-        ...(str(o.metadata?.uid) ? { uid: str(o.metadata?.uid) } : {}),
-        ...(typeof generation === 'number' ? { generation } : {}),
-        ...(str(o.metadata?.resourceVersion) ? { resourceVersion: str(o.metadata?.resourceVersion) } : {}),
-        conditions: o.status?.conditions,
-      },
-      outcome,
-    );
   }
 }

@@ -7,7 +7,7 @@
  */
 import type { CoreV1Api, V1ConfigMap } from '@kubernetes/client-node';
 import type { TrustedRepository } from '../tuf/index.js';
-import { MemoryVersionStore } from './version-store.js';
+import { MemoryVersionStore } from '../verify/version-store.js';
 
 const KEY = 'marks.json';
 

@@ -216,7 +216,7 @@ export class VerificationEngine implements ImageVerifier {
       if (policy.spec.trustServer.protocol === 'tuf') {
         const result = this.tuf.cachedDigest(policy, ref, maxAgeOf(policy));
         if (!result) return undefined;
-        return result.ok ? { policy, digest: result.digest, roles: result.roles } : failure(policy, result.code, result.role, result.reason);
+        return result.ok ? { policy, digest: result.digest, roles: result.roles } : failedOutcome(policy, result.code, result.role, result.reason);
       }
       const repo = this.cache.peek(`${repositoryOf(policy, ref)}|${this.pinOf(policy).id}`, maxAgeOf(policy))?.repo;
       return repo && this.judge(policy, ref, repo);

@@ -12,13 +12,17 @@ export interface RoleVisit {
   readonly parent: string;
 }
 
+type Delegations = NonNullable<SpecTargets['delegations']>;
+
 /**
- * Yields each role to visit; the caller sends back that role's verified targets. Each role is
- * visited once (cycles and diamonds end there), at most `maxDelegations` roles are visited
- * (§5.6.7: the spec's bound on the walk), and a terminating role (§5.6.7.2.1) ends the
- * search of everything that would have come after it.
+ * The depth-first, pre-order visit both searches share: each role once (cycles and diamonds
+ * end there), at most `maxDelegations` roles (§5.6.7: the spec's bound on the walk); a
+ * terminating child ends the search of everything that would have come after it (§5.6.7.2.1).
  */
-export function* preorderWalk(path: string, maxDelegations: number): Generator<RoleVisit, { exhausted: boolean }, SpecTargets> {
+function* visitDelegations(
+  maxDelegations: number,
+  childrenOf: (d: Delegations) => Iterable<{ name: string; terminating: boolean }>,
+): Generator<RoleVisit, { exhausted: boolean }, SpecTargets> {
   const stack: RoleVisit[] = [{ role: 'targets', parent: 'root' }];
   const visited = new Set<string>();
   let budget = maxDelegations;
@@ -30,7 +34,7 @@ export function* preorderWalk(path: string, maxDelegations: number): Generator<R
     const targets: SpecTargets = yield next;
     if (!targets.delegations) continue;
     const children: RoleVisit[] = [];
-    for (const child of rolesForTarget(targets.delegations, path)) {
+    for (const child of childrenOf(targets.delegations)) {
       children.push({ role: child.name, parent: next.role });
       if (child.terminating) {
         stack.length = 0;
@@ -42,25 +46,19 @@ export function* preorderWalk(path: string, maxDelegations: number): Generator<R
   return { exhausted: false };
 }
 
+/** Yields each role to visit for one target path; the caller sends back that role's verified targets. */
+export function preorderWalk(path: string, maxDelegations: number): Generator<RoleVisit, { exhausted: boolean }, SpecTargets> {
+  return visitDelegations(maxDelegations, (d) => rolesForTarget(d, path));
+}
+
 /**
  * The roles that may list some path starting with `prefix` (all tags of one repository), in
  * pre-order, each once, at most `maxDelegations`. Only finds candidates: a target found this
- * way is trusted only after preorderWalk for its exact path reaches the same answer.
+ * way is trusted only after preorderWalk for its exact path reaches the same answer. Nothing
+ * terminates here: which role a terminating one shadows depends on the whole path.
  */
-export function* prefixWalk(prefix: string, maxDelegations: number): Generator<RoleVisit, { exhausted: boolean }, SpecTargets> {
-  const stack: RoleVisit[] = [{ role: 'targets', parent: 'root' }];
-  const visited = new Set<string>();
-  let budget = maxDelegations;
-  while (stack.length > 0) {
-    const next = stack.pop()!;
-    if (visited.has(next.role)) continue;
-    if (budget-- <= 0) return { exhausted: true };
-    visited.add(next.role);
-    const targets: SpecTargets = yield next;
-    const d = targets.delegations;
-    if (!d) continue;
-    const children = d.roles ? d.roles.filter((r) => mayDelegatePrefix(r, prefix)).map((r) => r.name) : [...succinctRoleNames(d.succinct!)];
-    for (let i = children.length - 1; i >= 0; i--) stack.push({ role: children[i]!, parent: next.role });
-  }
-  return { exhausted: false };
+export function prefixWalk(prefix: string, maxDelegations: number): Generator<RoleVisit, { exhausted: boolean }, SpecTargets> {
+  return visitDelegations(maxDelegations, (d) =>
+    d.roles ? d.roles.filter((r) => mayDelegatePrefix(r, prefix)).map((r) => ({ name: r.name, terminating: false })) : [...succinctRoleNames(d.succinct!)].map((name) => ({ name, terminating: false })),
+  );
 }

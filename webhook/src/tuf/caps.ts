@@ -1,5 +1,5 @@
 /**
- * Byte caps of the Notary dialect, applied before any parsing (TUF 1.0's are the updater's
+ * Byte caps of the Notary dialect (sizes seen: FORMAT.md §10), applied before any parsing (TUF 1.0's are the updater's
  * settings, tufrepo/updater.ts). Files whose length no signed metadata declares (root,
  * timestamp) have only these; the others must also match the declared length.
  */

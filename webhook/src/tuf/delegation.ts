@@ -1,11 +1,11 @@
 /**
- * The delegation rules of the Notary dialect (TUF 0.x layout, FORMAT.md), one home each:
- * the name rule (a delegation is a direct child of the role that lists it), delegated-path
- * matching (Notary's paths are prefixes), path restriction (a child keeps only the paths its
- * parent may delegate), and the role map, in which top-level targets is simply the first
- * role: root delegates it every path, so nothing that walks or looks up roles treats it
- * apart. TUF 1.0's rules (shell-style patterns, hash prefixes, succinct bins) are in
- * tuf1/delegation.ts.
+ * The delegation rules of the Notary dialect (FORMAT.md §5.2, §7.4, §7.5; TUF 1.0 §4.5 has
+ * the same rules in another form), one home each: the name rule (a delegation is a direct
+ * child of the role that lists it), delegated-path matching (Notary's paths are prefixes),
+ * path restriction (a child keeps only the paths its parent may delegate), and the role map,
+ * in which top-level targets is simply the first role: root delegates it every path, so
+ * nothing that walks or looks up roles treats it apart. TUF 1.0's rules (shell-style
+ * patterns, hash prefixes, succinct bins) are in tuf1/delegation.ts.
  */
 import { TufError } from './errors.js';
 import type { PublicKey } from './keys.js';
@@ -55,9 +55,8 @@ export function roleMap(parts: Pick<TrustedParts, 'root' | 'targets' | 'delegati
 }
 
 /** The keys that may sign a role, as its delegator names them: root for top-level targets, else the parent role. */
-export function delegatedKeys(root: Root, roles: RoleMap, role: VerifiedDelegation): PublicKey[] {
-  if (role.parent === 'root') return root.roles.targets.keyids.map((id) => root.keys.get(id)!);
+export function delegatedKeys(root: Root, roles: RoleMap, role: VerifiedDelegation): { keys: ReadonlyMap<string, PublicKey>; keyids: readonly string[] } {
+  if (role.parent === 'root') return { keys: root.keys, keyids: root.roles.targets.keyids };
   const parent = roles.get(role.parent)!.meta;
-  const delegation = parent.delegations.find((r) => r.name === role.name)!;
-  return delegation.keyids.map((id) => parent.delegationKeys.get(id)!);
+  return { keys: parent.delegationKeys, keyids: parent.delegations.find((r) => r.name === role.name)!.keyids };
 }

@@ -1,3 +1,8 @@
+/**
+ * The metadata file formats of the Notary dialect (FORMAT.md §1 envelope, §5.1 root, §5.2
+ * targets and delegations, §5.3 snapshot, §5.4 timestamp). Parsing checks shape only; trust
+ * comes from trusted-set.ts. TUF 1.0's formats are in tuf1/metadata.ts.
+ */
 import { canonicalBytes } from './canonical.js';
 import { checkDelegationName } from './delegation.js';
 import { TufError } from './errors.js';

@@ -52,14 +52,10 @@ export class TrustedRepository {
 
   assertFresh(now: Date): void {
     const { root, timestamp, snapshot, targets } = this.parts;
-    for (const [role, m] of [
-      ['timestamp', timestamp.meta],
-      ['snapshot', snapshot.meta],
-      ['targets', targets.meta],
-      ['root', root.meta],
-    ] as const) {
-      notExpired(role, m, now);
-    }
+    notExpired('timestamp', timestamp.meta, now);
+    notExpired('snapshot', snapshot.meta, now);
+    notExpired('targets', targets.meta, now);
+    notExpired('root', root.meta, now);
   }
 
   /** A role of the tree as trusted now, or the reason it is not trusted. */
@@ -78,12 +74,8 @@ export class TrustedRepository {
       if (!isExpired(up.meta, now)) continue;
       return new TufError('expired', name, up === role ? `expired at ${up.meta.expiresText}` : `its parent ${up.name} expired at ${up.meta.expiresText}`);
     }
-    return {
-      name,
-      meta: role.meta,
-      paths: role.paths,
-      signers: delegatedKeys(this.parts.root.meta, this.roles, role).map((key) => key.canonicalId),
-    };
+    const { keys, keyids } = delegatedKeys(this.parts.root.meta, this.roles, role);
+    return { name, meta: role.meta, paths: role.paths, signers: keyids.map((id) => keys.get(id)!.canonicalId) };
   }
 
   /** The target `name` exactly as role `roleName` signs it. */

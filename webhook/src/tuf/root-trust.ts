@@ -1,8 +1,8 @@
 /**
- * Root trust of the Notary dialect: which root keys count (x509 leaf certificates issued to
- * the repository's GUN, not SHA-1 signed, valid now), the first root from pinned keys, and
- * root rotation (TUF 1.0 §5.3.4-§5.3.5 in Notary's form: version n+1 signed by the keys of
- * version n and by its own). TUF 1.0's root steps are in tuf1/trusted-set.ts and
+ * Root trust of the Notary dialect (FORMAT.md §7.1): which root keys count (x509 leaf
+ * certificates issued to the repository's GUN, not SHA-1 signed, valid now), the first root
+ * from pinned keys, and root rotation (TUF 1.0 §5.3.4-§5.3.5 in Notary's form: version n+1
+ * signed by the keys of version n and by its own). TUF 1.0's root steps are in tuf1/trusted-set.ts and
  * tuf1/pinning.ts.
  */
 import { capped, MAX_ROOT_BYTES } from './caps.js';

@@ -1,7 +1,7 @@
 /**
  * The Notary dialect's verification steps in the client order of the Notary/TUF 0.x
- * specification (python-tuf's TrustedMetadataSet): root, timestamp, snapshot, targets, then
- * the delegations in pre-order. The rules each step applies have their own homes: root trust
+ * specification (FORMAT.md §7; python-tuf's TrustedMetadataSet): root, timestamp, snapshot,
+ * targets, then the delegations in pre-order. The rules each step applies have their own homes: root trust
  * in root-trust.ts, delegation names, paths and the role map in delegation.ts, and the rules
  * both dialects share in expiry.ts, version-floor.ts, declared-file.ts and threshold.ts.
  */

@@ -51,7 +51,7 @@ export const NOT_TARGETS_MARK = /^(root|(timestamp|snapshot)@[0-9a-f]{64})$/;
  * §5.5.2 / §5.6.2 (declared-file.ts): length and every hash, when the parent declares them,
  * must match the bytes. TUF 1.0 makes both optional, and refuses a hash it cannot check.
  */
-export function checkMetaFile(bytes: Uint8Array, meta: MetaFile, role: string, declaredBy: string): void {
+export function checkMetaFile(bytes: Uint8Array, meta: Pick<MetaFile, 'length' | 'hashes'>, role: string, declaredBy: string): void {
   const { unchecked } = checkDeclaredFile(bytes, { ...(meta.length !== undefined ? { length: meta.length } : {}), hashes: Object.entries(meta.hashes ?? {}) }, role, declaredBy);
   if (unchecked.length > 0) throw new TufError('hash-mismatch', role, `${declaredBy} declares a ${unchecked[0]} hash, which this client cannot check`);
 }

@@ -4,7 +4,8 @@
  * snapshot's); Notary (FORMAT.md) declares the same length and hashes for the same files.
  * The bytes must have the declared length, and each declared hash this client can compute
  * must match. What a dialect requires beyond that (Notary: a length and at least one known
- * hash; TUF 1.0: no hash this client cannot check) it decides from what this returns.
+ * hash; TUF 1.0: no hash this client cannot check) it decides from what this returns, and
+ * each words a hash mismatch its own way (the refusals people and tests know).
  */
 import { sha256, sha512 } from './crypto.js';
 import { TufError } from './errors.js';
@@ -30,7 +31,10 @@ export interface DeclarationChecked {
   readonly sha256?: Uint8Array;
 }
 
-export function checkDeclaredFile(bytes: Uint8Array, declared: Declaration, role: string, declaredBy: string): DeclarationChecked {
+/** A dialect's sentence for "the `alg` digest of the bytes is not the declared one". */
+export type HashMismatchWording = (alg: string, declaredBy: string) => string;
+
+export function checkDeclaredFile(bytes: Uint8Array, declared: Declaration, role: string, declaredBy: string, hashMismatch: HashMismatchWording): DeclarationChecked {
   const { length } = declared;
   if (length !== undefined && bytes.length > length) {
     throw new TufError('too-large', role, `${bytes.length} bytes, more than the ${length} that ${declaredBy} declares`);
@@ -50,7 +54,7 @@ export function checkDeclaredFile(bytes: Uint8Array, declared: Declaration, role
     const got = hash(bytes);
     if (alg === 'sha256') digest256 = got;
     checked++;
-    if (Buffer.from(got).toString('hex') !== want) throw new TufError('hash-mismatch', role, `${alg} differs from the hash ${declaredBy} declares`);
+    if (Buffer.from(got).toString('hex') !== want) throw new TufError('hash-mismatch', role, hashMismatch(alg, declaredBy));
   }
   return { unchecked, checked, ...(digest256 ? { sha256: digest256 } : {}) };
 }

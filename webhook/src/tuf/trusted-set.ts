@@ -62,11 +62,13 @@ export interface TrustedParts {
   skipped: Map<string, TufError>;
 }
 
+const notaryHashMismatch = (alg: string, declaredBy: string) => `${alg} differs from the hash ${declaredBy} declares`;
+
 /** Notary declares a length and at least one sha256/sha512 hash for every file; others are ignored. */
 export function checkAgainstMeta(bytes: Uint8Array, meta: FileMeta | undefined, role: string, declaredBy: string): string {
   if (!meta) throw new TufError('not-found', role, `${declaredBy} does not list ${role}`);
   const hashes = [...meta.hashes].map(([alg, digest]) => [alg, digest.toString('hex')] as const);
-  const result = checkDeclaredFile(bytes, { length: meta.length, hashes }, role, declaredBy);
+  const result = checkDeclaredFile(bytes, { length: meta.length, hashes }, role, declaredBy, notaryHashMismatch);
   if (result.checked === 0) throw new TufError('hash-mismatch', role, `${declaredBy} declares no sha256/sha512 hash for ${role}`);
   return Buffer.from(result.sha256 ?? sha256(bytes)).toString('hex');
 }

@@ -11,11 +11,11 @@ import { TufError } from './errors.js';
 export type VersionFloor = ReadonlyMap<string, number>;
 
 /**
- * Refuses `version` when it is below `floor`. `what` words the version checked, so the
- * message says which file named it ("version 3", "the snapshot version 3 it names").
+ * Refuses `version` when it is below `floor`. `claim` is the refusal up to "older than", so it
+ * can say which file named the version ("version 3 is", "names snapshot version 3,").
  */
-export function notRolledBack(role: string, version: number, floor: number | undefined, what = `version ${version}`): void {
+export function notRolledBack(role: string, version: number, floor: number | undefined, claim = `version ${version} is`): void {
   if (floor !== undefined && version < floor) {
-    throw new TufError('rollback', role, `${what} is older than version ${floor} already trusted`);
+    throw new TufError('rollback', role, `${claim} older than version ${floor} already trusted`);
   }
 }

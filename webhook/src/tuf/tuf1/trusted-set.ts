@@ -52,7 +52,8 @@ export const NOT_TARGETS_MARK = /^(root|(timestamp|snapshot)@[0-9a-f]{64})$/;
  * must match the bytes. TUF 1.0 makes both optional, and refuses a hash it cannot check.
  */
 export function checkMetaFile(bytes: Uint8Array, meta: Pick<MetaFile, 'length' | 'hashes'>, role: string, declaredBy: string): void {
-  const { unchecked } = checkDeclaredFile(bytes, { ...(meta.length !== undefined ? { length: meta.length } : {}), hashes: Object.entries(meta.hashes ?? {}) }, role, declaredBy);
+  const declared = { ...(meta.length !== undefined ? { length: meta.length } : {}), hashes: Object.entries(meta.hashes ?? {}) };
+  const { unchecked } = checkDeclaredFile(bytes, declared, role, declaredBy, (alg, by) => `${alg} of the file differs from what ${by} declares`);
   if (unchecked.length > 0) throw new TufError('hash-mismatch', role, `${declaredBy} declares a ${unchecked[0]} hash, which this client cannot check`);
 }
 
@@ -116,7 +117,7 @@ export class SpecTrustedSet {
   /** §5.3.10 and the root's own rollback floor: the final root must be fresh and not older than trusted. */
   finishRootUpdates(): void {
     const root = this.currentRoot;
-    notRolledBack('root', root.version, this.floor.get('root'), `the newest root served, version ${root.version},`);
+    notRolledBack('root', root.version, this.floor.get('root'), `newest root served is version ${root.version},`);
     notExpired('root', root, this.now);
     this.rootsChecked = true;
   }
@@ -128,7 +129,7 @@ export class SpecTrustedSet {
     const ts = parseSpecTimestamp(env);
     verifySpecThreshold(env, this.currentRoot.keys, this.currentRoot.roles.timestamp); // §5.4.2
     notRolledBack('timestamp', ts.version, this.floor.get(epochKey('timestamp', this.currentRoot))); // §5.4.3.1
-    notRolledBack('timestamp', ts.snapshot.version, this.floor.get(epochKey('snapshot', this.currentRoot)), `the snapshot version ${ts.snapshot.version} it names`); // §5.4.3.2
+    notRolledBack('timestamp', ts.snapshot.version, this.floor.get(epochKey('snapshot', this.currentRoot)), `names snapshot version ${ts.snapshot.version},`); // §5.4.3.2
     notExpired('timestamp', ts, this.now); // §5.4.4
     this.timestampMeta = ts;
     return ts;
@@ -150,7 +151,7 @@ export class SpecTrustedSet {
       const listed = snap.meta.get(role);
       // §5.5.5: every targets file trusted before is still listed, at no older version.
       if (!listed) throw new TufError('rollback', 'snapshot', `no longer lists ${role}.json, which was trusted at version ${min}`);
-      notRolledBack('snapshot', listed.version, min, `${role}.json, listed at version ${listed.version},`);
+      notRolledBack('snapshot', listed.version, min, `lists ${role}.json at version ${listed.version},`);
     }
     notExpired('snapshot', snap, this.now); // §5.5.6
     this.snapshotMeta = snap;

@@ -115,16 +115,15 @@ export async function inspectCommand(argv: string[], env: Env): Promise<number> 
   const now = c.clock();
   const root = repo.parts.root.meta;
   const roles = repo.roleNames().map((name) => {
-    const role = repo.role(name, now);
-    if (role instanceof TufError) return { role: name, error: role.message };
     const listed = repo.listRole(name, now);
-    if (listed instanceof TufError) return { role: name, error: listed.message };
-    return {
-      role: name,
-      expires: role.meta.expiresText,
-      signers: role.signers,
-      targets: listed.map((t) => ({ name: t.name, digest: t.digest, length: t.length })),
-    };
+    return listed instanceof TufError
+      ? { role: name, error: listed.message }
+      : {
+          role: name,
+          expires: listed[0]?.expires ?? (name === 'targets' ? repo.parts.targets.meta.expiresText : repo.parts.delegations.get(name)?.meta.expiresText),
+          signers: repo.role(name, now) instanceof TufError ? [] : (repo.role(name, now) as { signers: string[] }).signers,
+          targets: listed.map((t) => ({ name: t.name, digest: t.digest, length: t.length })),
+        };
   });
   for (const [name, err] of repo.parts.skipped) roles.push({ role: name, error: err.message });
   const report = {

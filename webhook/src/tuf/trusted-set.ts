@@ -1,9 +1,10 @@
 /**
  * The Notary dialect's verification steps in the client order of the Notary/TUF 0.x
  * specification (FORMAT.md §7; python-tuf's TrustedMetadataSet): root, timestamp, snapshot,
- * targets, then the delegations in pre-order. The rules each step applies have their own homes: root trust
- * in root-trust.ts, delegation names, paths and the role map in delegation.ts, and the rules
- * both dialects share in expiry.ts, version-floor.ts, declared-file.ts and threshold.ts.
+ * targets, then the delegations in pre-order. The rules each step applies have their own
+ * homes: root trust in root-trust.ts, delegation names, paths and the role map in
+ * delegation.ts, and the rules both dialects share in expiry.ts, version-floor.ts,
+ * declared-file.ts and threshold.ts.
  */
 import { capped, MAX_SNAPSHOT_BYTES, MAX_TARGETS_BYTES, MAX_TIMESTAMP_BYTES } from './caps.js';
 import { sha256 } from './crypto.js';

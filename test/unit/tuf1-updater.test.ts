@@ -2,7 +2,7 @@
 // compromised server alters, driven through the real updater (tufrepo/updater.ts) as
 // python-tuf's tests drive Updater through their RepositorySimulator.
 import { expect } from 'chai';
-import { refreshSpecRepository, type SpecRefreshOptions } from '../../webhook/src/tufrepo/updater.js';
+import { refreshSpecRepository, type SpecLocalMetadata, type SpecRefreshOptions } from '../../webhook/src/tufrepo/updater.js';
 import { quoteRoleName } from '../../webhook/src/tufrepo/file-names.js';
 import { pinFromPem } from '../../webhook/src/tuf/pinning.js';
 import { TufError } from '../../webhook/src/tuf/errors.js';
@@ -115,6 +115,62 @@ describe('TUF 1.0 updater against a hostile repository', function () {
     const e = await refusal(refresh(repo, new MemorySpecSource(files)));
     expect(e).to.be.instanceOf(FetchError);
     expect((e as FetchError).kind).to.equal('too-large');
+  });
+
+  describe('with a local metadata store (a persistent client, python-tuf\'s metadata directory)', () => {
+    class MemoryStore implements SpecLocalMetadata {
+      readonly files = new Map<string, Uint8Array>();
+      readonly writes: string[] = [];
+      async read(role: string) {
+        return this.files.get(role);
+      }
+      async write(role: string, bytes: Uint8Array) {
+        this.writes.push(role);
+        this.files.set(role, bytes);
+      }
+    }
+
+    it('writes each file right after it verifies, reuses stored files that are still current, and never writes a refused one', async () => {
+      const repo = new TufRepo();
+      repo.delegate('payments', { paths: ['registry.example.com/payments/*'] });
+      repo.addTarget('payments', APP, 'm');
+      repo.publishRoot();
+      repo.publishRoot(); // a second root version, so there is a root for the walk to store
+      const store = new MemoryStore();
+      const source = new MemorySpecSource(repo.publish());
+      const first = await refresh(repo, source, { local: store });
+      await first.findTarget(APP);
+      expect(store.writes).to.deep.equal(['root', 'timestamp', 'snapshot', 'targets', 'payments']);
+      expect(Buffer.from(store.files.get('root')!).equals(repo.roots.get(2)!)).to.equal(true);
+
+      store.writes.length = 0;
+      source.requests.length = 0;
+      const bootstrap = { trustedRoot: store.files.get('root')! };
+      const again = await refreshSpecRepository(source, { bootstrap, now: repo.now, local: store });
+      expect((await again.findTarget(APP))?.role).to.equal('payments');
+      expect(source.requests).to.deep.equal(['3.root.json', 'timestamp.json']);
+      expect(store.writes).to.deep.equal([]);
+
+      // A new snapshot that fails (expired) is not written; the verified timestamp before it is.
+      (repo.snapshot.signed as { expires: string }).expires = repo.expiresIn(-1);
+      source.files = repo.publish({ bump: ['snapshot', 'timestamp'] });
+      const e = await refusal(refreshSpecRepository(source, { bootstrap, now: repo.now, local: store }));
+      expect([(e as TufError).code, (e as TufError).role]).to.deep.equal(['expired', 'snapshot']);
+      expect(store.writes).to.deep.equal(['timestamp']);
+    });
+
+    it('treats a stored file that no longer verifies as absent, and a stored timestamp as the floor of the next', async () => {
+      const repo = new TufRepo({ consistentSnapshot: false });
+      const store = new MemoryStore();
+      const v1 = repo.publish();
+      await refresh(repo, new MemorySpecSource(v1), { local: store });
+      store.files.set('snapshot', Buffer.from('not json'));
+      const source = new MemorySpecSource(repo.publish({ bump: ['timestamp'] }));
+      await refresh(repo, source, { local: store });
+      expect(source.requests).to.deep.equal(['2.root.json', 'timestamp.json', 'snapshot.json']);
+      const e = await refusal(refresh(repo, new MemorySpecSource(v1), { local: store }));
+      expect([(e as TufError).code, (e as TufError).role]).to.deep.equal(['rollback', 'timestamp']);
+    });
   });
 
   it('recovers from a fast-forward attack once the timestamp key is rotated', async () => {

@@ -275,7 +275,7 @@ function specProblems(spec: Record<string, unknown>, failed: Set<string>): Polic
       try {
         der = pinFromPem([pem], 1).keys[0]!;
       } catch (e) {
-        problems.push({ path, message: `not a usable PEM public key or certificate: ${(e as Error).message.replace(/^.*pinned root key cannot be parsed: /, '')}` });
+        problems.push({ path, message: `not a PEM public key or certificate: ${(e as Error).message.replace(/^.*pinned root key cannot be parsed: /, '')}` });
         return;
       }
       const dup = seen.find((s) => s.der.equals(der));

@@ -38,8 +38,22 @@ export const DEFAULT_SPEC_CONFIG: Readonly<SpecUpdaterConfig> = Object.freeze({
 /** How the first root becomes trusted: a root.json the admin trusts, or pinned keys that sign 1.root.json. */
 export type SpecBootstrap = { trustedRoot: Uint8Array } | { pin: RootPin };
 
+/**
+ * A client's own copy of the metadata it trusts (python-tuf's metadata directory), by role
+ * name. Stored files are read before fetching and are only candidates: each is verified again
+ * (under the final root) before it counts. `write` receives the exact bytes of a file right
+ * after it was verified, never anything else.
+ */
+export interface SpecLocalMetadata {
+  /** The stored file of `role`, or undefined when there is none (or it cannot be read). */
+  read(role: string): Promise<Uint8Array | undefined>;
+  write(role: string, bytes: Uint8Array): Promise<void>;
+}
+
 export interface SpecRefreshOptions {
   bootstrap: SpecBootstrap;
+  /** Stored metadata to start from and to keep up to date (a persistent client). */
+  local?: SpecLocalMetadata;
   now: Date;
   /** The clock for roles loaded later by lookups, and for their expiry; default: real time. */
   clock?: () => Date;
@@ -57,6 +71,7 @@ export interface FoundTarget {
 
 export async function refreshSpecRepository(source: SpecSource, opts: SpecRefreshOptions): Promise<SpecRepository> {
   const config = { ...DEFAULT_SPEC_CONFIG, ...opts.config };
+  const local = opts.local;
   const fetch = (role: string, file: string, maxBytes: number, fallback?: string) =>
     source.fetch({ role, file, maxBytes, ...(fallback ? { fallback } : {}) }, opts.signal);
 
@@ -80,18 +95,44 @@ export async function refreshSpecRepository(source: SpecSource, opts: SpecRefres
       throw e;
     }
     set.updateRoot(bytes);
+    // Each root is kept as soon as it is trusted, as python-tuf does: a later failure (even
+    // the final root's expiry, §5.3.10) does not undo a verified rotation.
+    await local?.write('root', bytes);
   }
   set.finishRootUpdates();
 
-  set.updateTimestamp(await fetch('timestamp', 'timestamp.json', config.timestampMaxBytes)); // §5.4
-  const snap = set.timestamp!.snapshot;
-  const consistent = set.root.consistentSnapshot;
-  set.updateSnapshot(
-    await fetch('snapshot', roleFile('snapshot', consistent ? snap.version : undefined), snap.length ?? config.snapshotMaxBytes, consistent ? roleFile('snapshot', undefined) : undefined),
-  ); // §5.5
-  const repo = new SpecRepository(source, set, config, opts.clock ?? (() => new Date()), opts.signal);
+  // §5.4: the stored timestamp, when it still verifies, is the floor for the new one.
+  const storedTs = await local?.read('timestamp');
+  const prior = storedTs && ignoreRefusal(() => set.storedTimestampFile(storedTs));
+  const tsBytes = await fetch('timestamp', 'timestamp.json', config.timestampMaxBytes);
+  if (set.updateTimestamp(tsBytes) !== prior) await local?.write('timestamp', tsBytes);
+
+  // §5.5: a stored snapshot sets the §5.5.5 floors, and is used as is when it is still current.
+  const storedSnap = await local?.read('snapshot');
+  if (storedSnap) {
+    ignoreRefusal(() => set.storedSnapshotFile(storedSnap));
+    ignoreRefusal(() => set.updateSnapshot(storedSnap));
+  }
+  if (!set.snapshot) {
+    const snap = set.timestamp!.snapshot;
+    const consistent = set.root.consistentSnapshot;
+    const bytes = await fetch('snapshot', roleFile('snapshot', consistent ? snap.version : undefined), snap.length ?? config.snapshotMaxBytes, consistent ? roleFile('snapshot', undefined) : undefined);
+    set.updateSnapshot(bytes);
+    await local?.write('snapshot', bytes);
+  }
+  const repo = new SpecRepository(source, set, config, opts.clock ?? (() => new Date()), opts.signal, local);
   await repo.role('targets', 'root'); // §5.6
   return repo;
+}
+
+/** A stored file that no longer verifies is simply not used (python-tuf's rule); bugs still throw. */
+function ignoreRefusal<T>(step: () => T): T | undefined {
+  try {
+    return step();
+  } catch (e) {
+    if (e instanceof TufError) return undefined;
+    throw e;
+  }
 }
 
 export class SpecRepository {
@@ -103,6 +144,7 @@ export class SpecRepository {
     private readonly config: SpecUpdaterConfig,
     private readonly clock: () => Date,
     private readonly signal?: AbortSignal,
+    private readonly local?: SpecLocalMetadata,
   ) {}
 
   get trusted(): SpecTrustedSet {
@@ -142,6 +184,10 @@ export class SpecRepository {
   }
 
   private async fetchRole(name: string, parent: string, signal?: AbortSignal): Promise<SpecTargets> {
+    // A stored copy is used when it passes every check a fetched file must pass (§5.6).
+    const stored = await this.local?.read(name);
+    const kept = stored && ignoreRefusal(() => this.set.targets(name) ?? this.set.updateTargets(stored, name, parent, this.clock()));
+    if (kept) return kept;
     const meta = this.set.snapshot!.meta.get(name);
     if (!meta) throw new TufError('not-found', name, `snapshot does not list ${name}.json`);
     const consistent = this.set.root.consistentSnapshot;
@@ -154,7 +200,11 @@ export class SpecRepository {
       },
       signal,
     );
-    return this.set.targets(name) ?? this.set.updateTargets(bytes, name, parent, this.clock());
+    const have = this.set.targets(name);
+    if (have) return have;
+    const verified = this.set.updateTargets(bytes, name, parent, this.clock());
+    await this.local?.write(name, bytes);
+    return verified;
   }
 
   /** §5.6.7: the target at `path` from the first role of the pre-order walk that lists it. */

@@ -9,8 +9,10 @@ import { parseReference, pinnedReference, formatReference, withoutDefaultPort, t
 import { FetchError, type MetadataSource } from '../notary/source.js';
 import { InvalidNameError } from '../notary/paths.js';
 import { loadRepository } from '../notary/updater.js';
+import { TrustServerLimits } from '../notary/server-limits.js';
 import { problemLines, type InvalidPolicy, type TrustPolicy } from '../policy/model.js';
 import { pinFromPem, TufError, type RootPin, type TrustedRepository } from '../tuf/index.js';
+import { budgetedSource, LoadWorkers, OverBudget, WorkerLoadError } from './load-workers.js';
 import { RepositoryCache, type Loader } from './repository-cache.js';
 import { TufTrust } from './tuf-trust.js';
 import type { SpecSource } from '../tufrepo/source.js';
@@ -52,7 +54,15 @@ export interface EngineOptions {
   /** Images admitted without verification: exact normalized-pattern matches, decided by the caller. */
   isExempt?: (reference: string) => boolean;
   metrics?: EngineMetrics;
+  /** Per-trust-server limits (loads at once, bytes held, file caps), lower for namespaced policies. */
+  limits?: TrustServerLimits;
+  /** Where loads past the main-thread budget run; false keeps every load on the main thread. */
+  workers?: LoadWorkers | false;
+  /** Bytes a load may fetch before it moves off the main thread (default 1 MiB). */
+  mainThreadBytes?: number;
 }
+
+export const DEFAULT_MAIN_THREAD_BYTES = 1024 * 1024;
 
 interface PolicyOutcome {
   policy: TrustPolicy;
@@ -71,6 +81,10 @@ export class VerificationEngine implements ImageVerifier {
   private readonly versions: VersionStore;
   private readonly pins = new WeakMap<TrustPolicy, { pin: RootPin; id: string }>();
   private readonly tuf: TufTrust;
+  private readonly limits: TrustServerLimits;
+  private workers: LoadWorkers | undefined;
+  /** Repositories verified in a worker: too large for the main thread, so their refreshes go there too. */
+  private readonly offloaded = new WeakSet<TrustedRepository>();
 
   constructor(private readonly opts: EngineOptions) {
     this.clock = opts.clock ?? (() => new Date());
@@ -84,6 +98,13 @@ export class VerificationEngine implements ImageVerifier {
       ...(opts.tufSourceFor ? { sourceFor: opts.tufSourceFor } : {}),
       onFetchError: (server, kind) => opts.metrics?.trustServerError?.(server, kind),
     });
+    this.limits = opts.limits ?? new TrustServerLimits();
+    if (opts.workers) this.workers = opts.workers;
+  }
+
+  /** Stops the verification workers. */
+  async close(): Promise<void> {
+    await this.workers?.close();
   }
 
   async verifyImage(image: string, namespace: string | undefined, signal: AbortSignal): Promise<ImageVerdict> {
@@ -217,14 +238,38 @@ export class VerificationEngine implements ImageVerifier {
     return async (previous) => {
       const source = await this.opts.sourceFor(policy, gun);
       try {
-        const repo = await loadRepository(source, { pin, now: this.clock(), floor: this.versions.floor(repository), previous });
+        const scope = policy.kind === 'TrustPolicy' ? 'namespaced' : 'cluster';
+        const repo = await this.limits.runLoad(scope, source, (limited) => this.load(limited, pin, repository, previous));
         this.versions.record(repository, repo);
         return repo;
       } catch (e) {
         if (e instanceof FetchError) this.opts.metrics?.trustServerError?.(policy.spec.trustServer.url, e.kind);
+        // A server whose data a worker could not verify within its memory or time.
+        if (e instanceof WorkerLoadError) this.opts.metrics?.trustServerError?.(policy.spec.trustServer.url, e.code === 'too-large' ? 'worker-memory' : `worker-${e.code}`);
         throw e;
       }
     };
+  }
+
+  /** On the main thread while the load stays within its byte budget, else in a worker. */
+  private async load(source: MetadataSource, pin: RootPin, repository: string, previous: TrustedRepository | undefined): Promise<TrustedRepository> {
+    const now = this.clock();
+    const floor = this.versions.floor(repository);
+    const workers = this.opts.workers === false ? undefined : (this.workers ??= new LoadWorkers());
+    if (!workers) return loadRepository(source, { pin, now, floor, previous });
+    let prefetched: Map<string, Uint8Array> | undefined;
+    if (!previous || !this.offloaded.has(previous)) {
+      const budget = budgetedSource(source, this.opts.mainThreadBytes ?? DEFAULT_MAIN_THREAD_BYTES);
+      try {
+        return await loadRepository(budget.source, { pin, now, floor, previous });
+      } catch (e) {
+        if (!(e instanceof OverBudget)) throw e;
+        prefetched = budget.fetched;
+      }
+    }
+    const repo = await workers.load(source, { pin, now, floor }, prefetched);
+    this.offloaded.add(repo);
+    return repo;
   }
 
   private pinOf(policy: TrustPolicy): { pin: RootPin; id: string } {
@@ -260,6 +305,7 @@ function failed(policy: TrustPolicy, e: unknown): PolicyOutcome {
   const server = policy.spec.trustServer.url;
   if (e instanceof TufError) return failure(policy, e.code, e.role, e.message);
   if (e instanceof FetchError) return failure(policy, e.kind, e.role, e.message);
+  if (e instanceof WorkerLoadError) return failure(policy, e.code, undefined, `${e.message} (${server})`);
   if (e instanceof DeadlineError) return failure(policy, 'timeout', undefined, `verification did not finish before the deadline (${server})`);
   // A reference Docker accepts but Notary cannot name (an IPv6 registry, say).
   if (e instanceof InvalidNameError) return failure(policy, 'invalid-reference', undefined, `the trust server cannot serve this repository: ${e.message}`);

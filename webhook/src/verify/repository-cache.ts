@@ -3,6 +3,11 @@
  * (concurrent admissions share it); refreshed once older than the refresh interval; served
  * through a slow or failing trust server only while every role is unexpired and, if the
  * policy says so, not older than its max age. Bounded (approximate LRU).
+ *
+ * A repository with nothing usable whose load failed is remembered apart (bounded too), so
+ * that admissions during its backoff get the same reason at once instead of fetching and
+ * parsing a hostile or broken repository again each time; the backoff doubles per failure
+ * up to a cap and a success forgets it.
  */
 import type { TrustedRepository } from '../tuf/index.js';
 
@@ -41,18 +46,40 @@ export interface CacheOptions {
    * data (the refresh carries on): a stalled trust server must not hold admissions to the deadline.
    */
   refreshWaitMs?: number;
+  /**
+   * How long a repository with nothing usable is not tried again after its first failed load
+   * (default: the retry period or the refresh interval, whichever is shorter); doubled per
+   * further failure up to maxBackoffMs.
+   */
+  failureBackoffMs?: number;
+  /** Longest wait between two tries of a repository whose loads keep failing. */
+  maxBackoffMs?: number;
+  /** How many failed repositories are remembered (oldest forgotten first). */
+  maxFailures?: number;
   clock?: () => Date;
+}
+
+interface Failure {
+  error: unknown;
+  /** No new load before this time (ms since epoch). */
+  retryAt: number;
+  /** Consecutive failures: the backoff doubles with each. */
+  count: number;
 }
 
 export type Loader<R extends Expiring = TrustedRepository> = (previous: R | undefined) => Promise<R>;
 
 export class RepositoryCache<R extends Expiring = TrustedRepository> {
   private readonly entries = new Map<string, Entry<R>>();
+  private readonly failures = new Map<string, Failure>();
   private uses = 0;
   readonly refreshIntervalMs: number;
   readonly maxEntries: number;
   readonly retryMs: number;
   readonly refreshWaitMs: number;
+  readonly failureBackoffMs: number;
+  readonly maxBackoffMs: number;
+  readonly maxFailures: number;
   private readonly clock: () => Date;
 
   constructor(opts: CacheOptions = {}) {
@@ -60,6 +87,9 @@ export class RepositoryCache<R extends Expiring = TrustedRepository> {
     this.maxEntries = opts.maxEntries ?? 2000;
     this.retryMs = opts.retryMs ?? 10_000;
     this.refreshWaitMs = opts.refreshWaitMs ?? 1000;
+    this.failureBackoffMs = opts.failureBackoffMs ?? Math.min(this.retryMs, this.refreshIntervalMs);
+    this.maxBackoffMs = Math.max(this.failureBackoffMs, opts.maxBackoffMs ?? 300_000);
+    this.maxFailures = opts.maxFailures ?? 4096;
     this.clock = opts.clock ?? (() => new Date());
   }
 
@@ -90,8 +120,14 @@ export class RepositoryCache<R extends Expiring = TrustedRepository> {
     // within one interval while the trust server answers.
     const warm = this.peek(key, maxAgeMs);
     if (warm) return warm;
-    const entry = this.touch(key);
     const now = this.clock().getTime();
+    const failure = this.failures.get(key);
+    const stored = this.entries.get(key);
+    if (failure && now < failure.retryAt && !stored?.refreshing && !(stored?.repo && usable(stored, now, maxAgeMs))) {
+      // Nothing usable and the last try failed: the same answer until the backoff ends.
+      throw failure.error;
+    }
+    const entry = this.touch(key);
     if (entry.repo && usable(entry, now, maxAgeMs)) {
       // During an outage, retry in the background at most once per retry period.
       if (entry.failedAt !== undefined && now - entry.failedAt < this.retryMs) {
@@ -127,10 +163,12 @@ export class RepositoryCache<R extends Expiring = TrustedRepository> {
         entry.repo = repo;
         entry.verifiedAt = this.clock().getTime();
         entry.failedAt = undefined;
+        this.failures.delete(key);
         return repo;
       })
       .catch((e: unknown) => {
         entry.failedAt = this.clock().getTime();
+        this.rememberFailure(key, e, entry.failedAt);
         // Nothing verified to keep: a repository that was never loaded leaves no trace, so
         // a stream of unknown images cannot fill the cache with empty entries.
         if (!entry.repo && this.entries.get(key) === entry) this.entries.delete(key);
@@ -140,6 +178,19 @@ export class RepositoryCache<R extends Expiring = TrustedRepository> {
         entry.refreshing = undefined;
       });
     return entry.refreshing;
+  }
+
+  /** When a repository that failed may be tried again, if it is backing off (ms since epoch). */
+  retryAt(key: string): number | undefined {
+    return this.failures.get(key)?.retryAt;
+  }
+
+  private rememberFailure(key: string, error: unknown, at: number): void {
+    const count = (this.failures.get(key)?.count ?? 0) + 1;
+    const backoff = Math.min(this.maxBackoffMs, this.failureBackoffMs * 2 ** Math.min(count - 1, 20));
+    this.failures.delete(key);
+    this.failures.set(key, { error, retryAt: at + backoff, count });
+    while (this.failures.size > this.maxFailures) this.failures.delete(this.failures.keys().next().value as string);
   }
 
   private touch(key: string): Entry<R> {

@@ -26,9 +26,9 @@ import {
 import { verifySpecThreshold } from './threshold.js';
 
 /**
- * Highest version trusted so far per role (high-water marks), from earlier loads: "root",
- * "targets" and delegated role names as they are, timestamp and snapshot under
- * epochKey(): their marks belong to the keys that signed them.
+ * Highest version trusted so far per role (high-water marks), from earlier loads: "root" as
+ * it is, timestamp and snapshot under epochKey(), targets roles under targetsMarkKey(): their
+ * marks belong to the timestamp and snapshot keys of the root they were trusted under.
  */
 export type SpecVersionFloor = ReadonlyMap<string, number>;
 
@@ -39,9 +39,21 @@ export type SpecVersionFloor = ReadonlyMap<string, number>;
  * marks monotonic (a store shared by replicas only ever raises them).
  */
 export function epochKey(role: 'timestamp' | 'snapshot', root: Pick<SpecRoot, 'roles'>): string {
+  return `${role}@${keysEpoch(root)}`;
+}
+
+/**
+ * §5.5.5 checks targets versions against the trusted snapshot's listing, and §5.3.11 deletes
+ * that snapshot when the timestamp or snapshot keys rotate: a targets role's mark belongs to
+ * the same keys as theirs, so a repository also recovers from a fast-forwarded targets role.
+ */
+export function targetsMarkKey(role: string, root: Pick<SpecRoot, 'roles'>): string {
+  return `${role}@${keysEpoch(root)}`;
+}
+
+function keysEpoch(root: Pick<SpecRoot, 'roles'>): string {
   const part = (r: RoleKeys) => `${[...r.keyids].sort().join(',')}/${r.threshold}`;
-  const epoch = Buffer.from(sha256(Buffer.from(`${part(root.roles.timestamp)};${part(root.roles.snapshot)}`))).toString('hex');
-  return `${role}@${epoch}`;
+  return Buffer.from(sha256(Buffer.from(`${part(root.roles.timestamp)};${part(root.roles.snapshot)}`))).toString('hex');
 }
 
 /** Marks that are not a targets role's (for §5.5.5). Delegated names of this form are refused when parsed. */
@@ -50,6 +62,7 @@ export const NOT_TARGETS_MARK = /^(root|(timestamp|snapshot)@[0-9a-f]{64})$/;
 /**
  * §5.5.2 / §5.6.2 (declared-file.ts): length and every hash, when the parent declares them,
  * must match the bytes. TUF 1.0 makes both optional, and refuses a hash it cannot check.
+ * The same rule holds for a target file and its entry (§5.7.3), which always declares both.
  */
 export function checkMetaFile(bytes: Uint8Array, meta: Pick<MetaFile, 'length' | 'hashes'>, role: string, declaredBy: string): void {
   const declared = { ...(meta.length !== undefined ? { length: meta.length } : {}), hashes: Object.entries(meta.hashes ?? {}) };
@@ -64,6 +77,9 @@ export class SpecTrustedSet {
   private readonly targetsByRole = new Map<string, SpecTargets>();
   private readonly floor: Map<string, number>;
   private rootsChecked = false;
+  /** §5.3.11: timestamp or snapshot keys changed during this update: earlier copies no longer count. */
+  private topKeysRotated = false;
+  private storedTimestamp?: SpecTimestamp;
 
   /**
    * §5.2: the trusted root (from the policy or a previous load) must sign itself by its own
@@ -110,6 +126,9 @@ export class SpecTrustedSet {
       throw new TufError('rollback', role, `file holds root version ${next.version}, expected ${old.version + 1}`); // §5.3.5
     }
     verifySpecThreshold(env, next.keys, next.roles.root, `root v${next.version}`); // §5.3.4 new keys
+    // §5.3.11: after a timestamp or snapshot key rotation the stored copies of those roles
+    // (a persistent client's) no longer count; the marks of the old keys bind nothing either.
+    if (keysEpoch(old) !== keysEpoch(next)) this.topKeysRotated = true;
     this.currentRoot = next;
     return next;
   }
@@ -122,13 +141,58 @@ export class SpecTrustedSet {
     this.rootsChecked = true;
   }
 
-  /** §5.4: timestamp, signed by the root's timestamp keys, never older than trusted. */
+  /**
+   * A client that keeps its trusted files (python-tuf's metadata directory) starts from them:
+   * the stored timestamp, if the final root's timestamp keys sign it, is "the trusted
+   * timestamp" of §5.4.3 (expired or not: it only sets floors). Ignored after a timestamp or
+   * snapshot key rotation (§5.3.11). Returns what it trusted, or undefined when it was ignored.
+   */
+  storedTimestampFile(bytes: Uint8Array): SpecTimestamp | undefined {
+    if (!this.rootsChecked) this.finishRootUpdates();
+    if (this.timestampMeta) throw new Error('the stored timestamp comes before the new one');
+    if (this.topKeysRotated) return undefined;
+    const env = parseSpecEnvelope(bytes, 'stored timestamp', 'timestamp');
+    const ts = parseSpecTimestamp(env);
+    verifySpecThreshold(env, this.currentRoot.keys, this.currentRoot.roles.timestamp);
+    this.raiseFloor(epochKey('timestamp', this.currentRoot), ts.version);
+    this.raiseFloor(epochKey('snapshot', this.currentRoot), ts.snapshot.version);
+    this.storedTimestamp = ts;
+    return ts;
+  }
+
+  /**
+   * The stored snapshot, if the final root's snapshot keys sign it, is "the trusted snapshot"
+   * of §5.5.5: every targets file it lists is a floor for the new snapshot. Whether it is
+   * also current is for updateSnapshot to decide. Ignored after a key rotation (§5.3.11).
+   */
+  storedSnapshotFile(bytes: Uint8Array): SpecSnapshot | undefined {
+    if (this.snapshotMeta) throw new Error('the stored snapshot comes before the new one');
+    if (this.topKeysRotated) return undefined;
+    const env = parseSpecEnvelope(bytes, 'stored snapshot', 'snapshot');
+    const snap = parseSpecSnapshot(env);
+    verifySpecThreshold(env, this.currentRoot.keys, this.currentRoot.roles.snapshot);
+    for (const [role, meta] of snap.meta) {
+      if (role !== 'root' && role !== 'timestamp' && role !== 'snapshot') this.raiseFloor(targetsMarkKey(role, this.currentRoot), meta.version);
+    }
+    return snap;
+  }
+
+  private raiseFloor(role: string, version: number): void {
+    this.floor.set(role, Math.max(this.floor.get(role) ?? 0, version));
+  }
+
+  /**
+   * §5.4: timestamp, signed by the root's timestamp keys, never older than trusted. A new file
+   * of the same version as the stored timestamp is no news: the stored one stays trusted (as
+   * python-tuf and go-tuf do), and is what this returns.
+   */
   updateTimestamp(bytes: Uint8Array): SpecTimestamp {
     if (!this.rootsChecked) this.finishRootUpdates();
     const env = parseSpecEnvelope(bytes, 'timestamp', 'timestamp');
-    const ts = parseSpecTimestamp(env);
+    let ts = parseSpecTimestamp(env);
     verifySpecThreshold(env, this.currentRoot.keys, this.currentRoot.roles.timestamp); // §5.4.2
     notRolledBack('timestamp', ts.version, this.floor.get(epochKey('timestamp', this.currentRoot))); // §5.4.3.1
+    if (this.storedTimestamp && ts.version === this.storedTimestamp.version) ts = this.storedTimestamp;
     notRolledBack('timestamp', ts.snapshot.version, this.floor.get(epochKey('snapshot', this.currentRoot)), `names snapshot version ${ts.snapshot.version},`); // §5.4.3.2
     notExpired('timestamp', ts, this.now); // §5.4.4
     this.timestampMeta = ts;
@@ -146,8 +210,11 @@ export class SpecTrustedSet {
     if (snap.version !== ts.snapshot.version) {
       throw new TufError('rollback', 'snapshot', `version ${snap.version}, but timestamp names version ${ts.snapshot.version}`); // §5.5.4
     }
-    for (const [role, min] of this.floor) {
-      if (NOT_TARGETS_MARK.test(role)) continue;
+    const epoch = `@${keysEpoch(this.currentRoot)}`;
+    for (const [mark, min] of this.floor) {
+      // Marks trusted under other timestamp/snapshot keys bind nothing any more (§5.3.11).
+      if (NOT_TARGETS_MARK.test(mark) || !mark.endsWith(epoch)) continue;
+      const role = mark.slice(0, -epoch.length);
       const listed = snap.meta.get(role);
       // §5.5.5: every targets file trusted before is still listed, at no older version.
       if (!listed) throw new TufError('rollback', 'snapshot', `no longer lists ${role}.json, which was trusted at version ${min}`);
@@ -215,7 +282,7 @@ export class SpecTrustedSet {
     raise('root', this.currentRoot.version);
     if (this.timestampMeta) raise(epochKey('timestamp', this.currentRoot), this.timestampMeta.version);
     if (this.snapshotMeta) raise(epochKey('snapshot', this.currentRoot), this.snapshotMeta.version);
-    for (const [role, t] of this.targetsByRole) raise(role, t.version);
+    for (const [role, t] of this.targetsByRole) raise(targetsMarkKey(role, this.currentRoot), t.version);
     return out;
   }
 }

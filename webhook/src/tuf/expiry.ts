@@ -17,12 +17,15 @@ export function isExpired(m: Expiring, now: Date): boolean {
   return m.expires.getTime() <= now.getTime();
 }
 
+function expired(role: string, m: Expiring): TufError {
+  return new TufError('expired', role, `expired at ${m.expiresText}`);
+}
+
 /** The refusal for an expired role, or undefined while it is fresh (for callers that skip rather than throw). */
 export function expiryRefusal(role: string, m: Expiring, now: Date): TufError | undefined {
-  return isExpired(m, now) ? new TufError('expired', role, `expired at ${m.expiresText}`) : undefined;
+  return isExpired(m, now) ? expired(role, m) : undefined;
 }
 
 export function notExpired(role: string, m: Expiring, now: Date): void {
-  const refusal = expiryRefusal(role, m, now);
-  if (refusal) throw refusal;
+  if (isExpired(m, now)) throw expired(role, m);
 }

@@ -6,7 +6,7 @@
 //   node dist/test/bench/run.js [--quick] [--profile DIR] [--only LIST] [--big-forged]
 //     --quick        shorter rounds (for trying the harness, not for figures)
 //     --profile DIR  run the webhook and the baseline with --cpu-prof into DIR
-//     --only LIST    some of memory,big,cold,warm,burst,restart,cli,isolation (figures left out print as null)
+//     --only LIST    some of memory,big,cold,warm,burst,restart,cli,isolation,tuf (figures left out print as null)
 //     --big-forged   make the 10,000-tag repository with the forge instead of 10,000 `notary
 //                    addhash` runs (60-80 s); --quick implies it
 import { createHash } from 'node:crypto';
@@ -32,6 +32,7 @@ import { cliStartFigure, type CliStartResult } from './cli-start.js';
 import { startCountingProxy } from './counting-proxy.js';
 import type { LoadResult } from './loadgen.js';
 import type { MemoryResult } from './memory.js';
+import { tuf1Figures, tuf1Json, tuf1Rows, type Tuf1Results } from './tuf1.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -41,7 +42,7 @@ const { values: args } = parseArgs({
     'big-forged': { type: 'boolean', default: false },
   },
 });
-const FIGURES = ['memory', 'big', 'cold', 'warm', 'burst', 'restart', 'cli', 'isolation'] as const;
+const FIGURES = ['memory', 'big', 'cold', 'warm', 'burst', 'restart', 'cli', 'isolation', 'tuf'] as const;
 type Figure = (typeof FIGURES)[number];
 const ONLY = new Set((args.only ?? FIGURES.join(',')).split(',').map((s) => s.trim()));
 for (const f of ONLY) if (!(FIGURES as readonly string[]).includes(f)) throw new Error(`--only takes ${FIGURES.join(',')}, got ${f}`);
@@ -789,6 +790,10 @@ async function main(): Promise<void> {
       log('isolation: warm admissions while a tenant server serves a 63 MiB delegation and a 15 MiB snapshot');
       results.isolation = await isolationFigure(ctx);
     }
+    if (want('tuf')) {
+      log('TUF 1.0 repositories served by nginx');
+      results.tuf = await tuf1Figures({ quick: QUICK, cold: true, big: true, coldRepos: COLD_REPOS, ...(args.profile ? { profile: args.profile } : {}), log });
+    }
     results.seconds = (performance.now() - started) / 1000;
     report(results);
   } finally {
@@ -807,6 +812,7 @@ interface Results {
   mem?: MemoryResult;
   cli?: CliStartResult;
   isolation?: IsolationResult;
+  tuf?: Tuf1Results;
   seconds: number;
 }
 
@@ -894,6 +900,7 @@ function report(r: Results): void {
       warm.p99Ms <= 1.5 * warm.bare.p99Ms,
     ]);
   }
+  rows.push(...tuf1Rows(r.tuf ?? {}));
   const widths = [0, 1, 2, 3].map((c) => Math.max(...rows.map((row) => String(row[c]).length), 6));
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i] ?? 4)).join(' | ');
   console.log('');
@@ -924,6 +931,7 @@ function report(r: Results): void {
       ...cliKeys(r.cli),
       warm_p99_floor_ms: opt(warm?.bare.p99Ms, 2),
       ...isolationKeys(isolation, opt),
+      ...tuf1Json(r.tuf ?? {}),
     }),
   );
 }

@@ -129,16 +129,13 @@ export class VerificationEngine implements ImageVerifier {
     let verdict: ImageVerdict;
     if (!('policies' in plan)) verdict = plan;
     else {
-      const repos: TrustedRepository[] = [];
+      const outcomes: PolicyOutcome[] = [];
       for (const policy of plan.policies) {
-        const cached = this.peekPolicy(policy, plan.ref);
-        if (!cached) return undefined;
-        repos.push(cached);
+        const outcome = this.peekPolicy(policy, plan.ref);
+        if (!outcome) return undefined;
+        outcomes.push(outcome);
       }
-      const outcomes = plan.policies.map((p, i) => {
-        this.opts.metrics?.cacheHit?.();
-        return this.judge(p, plan.ref, repos[i]!);
-      });
+      for (let i = 0; i < outcomes.length; i++) this.opts.metrics?.cacheHit?.();
       verdict = compose(image, plan.reference, plan.ref, outcomes, plan.invalid);
     }
     this.opts.metrics?.verificationSeconds?.((performance.now() - started) / 1000);
@@ -191,7 +188,7 @@ export class VerificationEngine implements ImageVerifier {
     }
   }
 
-  /** Verify under one TUF 1.0 policy; never throws. Lookups may load delegated roles, so never synchronous. */
+  /** Verify under one TUF 1.0 policy; never throws. */
   private async checkTufPolicy(policy: TrustPolicy, ref: ImageReference, signal: AbortSignal): Promise<PolicyOutcome> {
     try {
       const verdict = raceSignal(
@@ -211,11 +208,16 @@ export class VerificationEngine implements ImageVerifier {
     }
   }
 
-  /** Warm trust data for this policy and repository, or undefined (also when anything is off: verifyImage then reports it). */
-  private peekPolicy(policy: TrustPolicy, ref: ImageReference): TrustedRepository | undefined {
-    if (policy.spec.trustServer.protocol === 'tuf') return undefined;
+  /** The outcome from warm trust data alone, or undefined (also when anything is off: verifyImage then reports it). */
+  private peekPolicy(policy: TrustPolicy, ref: ImageReference): PolicyOutcome | undefined {
     try {
-      return this.cache.peek(`${repositoryOf(policy, ref)}|${this.pinOf(policy).id}`, maxAgeOf(policy))?.repo;
+      if (policy.spec.trustServer.protocol === 'tuf') {
+        const result = this.tuf.cachedDigest(policy, ref, maxAgeOf(policy));
+        if (!result) return undefined;
+        return result.ok ? { policy, digest: result.digest, roles: result.roles } : failure(policy, result.code, result.role, result.reason);
+      }
+      const repo = this.cache.peek(`${repositoryOf(policy, ref)}|${this.pinOf(policy).id}`, maxAgeOf(policy))?.repo;
+      return repo && this.judge(policy, ref, repo);
     } catch {
       return undefined;
     }

@@ -168,13 +168,14 @@ type Report = ReturnType<typeof report>;
 function report(name: string, server: string, policies: TrustPolicy[], repo: Repo, now: Date) {
   const root = repo.parts.root.meta;
   const roles = repo.roleNames().map((role) => {
+    const verified = repo.role(role, now);
+    if (verified instanceof TufError) return { role, error: verified.message };
     const listed = repo.listRole(role, now);
     if (listed instanceof TufError) return { role, error: listed.message };
-    const verified = repo.role(role, now);
     return {
       role,
-      expires: listed[0]?.expires ?? (role === 'targets' ? repo.parts.targets.meta.expiresText : repo.parts.delegations.get(role)?.meta.expiresText),
-      signers: verified instanceof TufError ? [] : (verified as { signers: string[] }).signers,
+      expires: verified.meta.expiresText,
+      signers: verified.signers,
       targets: listed.map((t) => ({ name: t.name, digest: t.digest, length: t.length })),
     };
   });

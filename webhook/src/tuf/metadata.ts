@@ -1,4 +1,10 @@
+/**
+ * The metadata file formats of the Notary dialect (FORMAT.md §1 envelope, §5.1 root, §5.2
+ * targets and delegations, §5.3 snapshot, §5.4 timestamp). Parsing checks shape only; trust
+ * comes from trusted-set.ts. TUF 1.0's formats are in tuf1/metadata.ts.
+ */
 import { canonicalBytes } from './canonical.js';
+import { checkDelegationName } from './delegation.js';
 import { TufError } from './errors.js';
 import { Fields, isObject, parseJson, type JsonObject } from './json.js';
 import { checkBase64, decodeBase64, parseKey, type PublicKey } from './keys.js';
@@ -196,8 +202,6 @@ export function parseSnapshot(env: Envelope): Snapshot {
   return { ...common(env), meta };
 }
 
-const ROLE_NAME = /^[-a-z0-9_/]+$/;
-
 export function parseTargets(env: Envelope): Targets {
   const f = new Fields(env.signed, env.role, 'signed');
   const targetsObj = f.object('targets');
@@ -237,22 +241,4 @@ export function parseTargets(env: Envelope): Targets {
     });
   }
   return { ...common(env), targets, delegationKeys, delegations };
-}
-
-/**
- * A role listed in X's delegations must be a direct child X/<name>, with a clean name:
- * otherwise a delegation could claim a place elsewhere in the tree ("path escape").
- */
-function checkDelegationName(name: string, parent: string): void {
-  const segments = name.split('/');
-  const child = segments.slice(parent.split('/').length);
-  if (
-    name.length >= 256 ||
-    !ROLE_NAME.test(name) ||
-    !name.startsWith(parent + '/') ||
-    child.length !== 1 ||
-    segments.some((s) => s === '' || s === '.' || s === '..')
-  ) {
-    throw new TufError('delegation', parent, `"${name}" is not a valid direct child delegation of ${parent}`);
-  }
 }

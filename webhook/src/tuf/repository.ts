@@ -1,4 +1,10 @@
+/**
+ * Lookups in the Notary dialect's verified trust data: which role signs which target, under
+ * the paths its delegators allow (delegation.ts), re-checked for expiry at every lookup.
+ */
+import { delegatedKeys, isDelegatedPath, roleMap, type RoleMap } from './delegation.js';
 import { TufError } from './errors.js';
+import { isExpired, notExpired } from './expiry.js';
 import type { FileMeta, Targets } from './metadata.js';
 import type { TrustedParts, VerifiedDelegation } from './trusted-set.js';
 
@@ -27,10 +33,15 @@ interface RoleView {
  * kept in a cache goes stale like any other.
  */
 export class TrustedRepository {
+  /** Top-level targets first, then the delegations: every lookup goes through it. */
+  private readonly roles: RoleMap;
+
   constructor(
     readonly gun: string,
     readonly parts: TrustedParts,
-  ) {}
+  ) {
+    this.roles = roleMap(parts);
+  }
 
   /** The earliest expiry among root, timestamp, snapshot and targets. */
   get expires(): Date {
@@ -41,51 +52,30 @@ export class TrustedRepository {
 
   assertFresh(now: Date): void {
     const { root, timestamp, snapshot, targets } = this.parts;
-    for (const [role, m] of [
-      ['timestamp', timestamp.meta],
-      ['snapshot', snapshot.meta],
-      ['targets', targets.meta],
-      ['root', root.meta],
-    ] as const) {
-      if (m.expires.getTime() <= now.getTime()) throw new TufError('expired', role, `expired at ${m.expiresText}`);
-    }
+    notExpired('timestamp', timestamp.meta, now);
+    notExpired('snapshot', snapshot.meta, now);
+    notExpired('targets', targets.meta, now);
+    notExpired('root', root.meta, now);
   }
 
   /** A role of the tree as trusted now, or the reason it is not trusted. */
   role(name: string, now: Date): RoleView | TufError {
     this.assertFresh(now);
-    if (name === 'targets') {
-      const root = this.parts.root.meta;
-      return {
-        name,
-        meta: this.parts.targets.meta,
-        paths: [''],
-        signers: root.roles.targets.keyids.map((id) => root.keys.get(id)!.canonicalId),
-      };
-    }
     const skipped = this.parts.skipped.get(name);
     if (skipped) return skipped;
-    const d: VerifiedDelegation | undefined = this.parts.delegations.get(name);
-    if (!d) {
+    const role = this.roles.get(name);
+    if (!role) {
       return this.parts.snapshot.meta.meta.has(name)
         ? new TufError('not-found', name, 'is not reachable from targets through valid delegations')
         : new TufError('not-found', name, `the repository has no ${name} delegation`);
     }
-    if (d.meta.expires.getTime() <= now.getTime()) return new TufError('expired', name, `expired at ${d.meta.expiresText}`);
     // Keys and paths come from the parent: once an ancestor expires, the subtree goes with it.
-    for (let up = this.parts.delegations.get(d.parent); up; up = this.parts.delegations.get(up.parent)) {
-      if (up.meta.expires.getTime() <= now.getTime()) {
-        return new TufError('expired', name, `its parent ${up.name} expired at ${up.meta.expiresText}`);
-      }
+    for (let up: VerifiedDelegation | undefined = role; up; up = this.roles.get(up.parent)) {
+      if (!isExpired(up.meta, now)) continue;
+      return new TufError('expired', name, up === role ? `expired at ${up.meta.expiresText}` : `its parent ${up.name} expired at ${up.meta.expiresText}`);
     }
-    const parent = d.parent === 'targets' ? this.parts.targets.meta : this.parts.delegations.get(d.parent)!.meta;
-    const role = parent.delegations.find((r) => r.name === name)!;
-    return {
-      name,
-      meta: d.meta,
-      paths: d.paths,
-      signers: role.keyids.map((id) => parent.delegationKeys.get(id)!.canonicalId),
-    };
+    const { keys, keyids } = delegatedKeys(this.parts.root.meta, this.roles, role);
+    return { name, meta: role.meta, paths: role.paths, signers: keyids.map((id) => keys.get(id)!.canonicalId) };
   }
 
   /** The target `name` exactly as role `roleName` signs it. */
@@ -94,7 +84,7 @@ export class TrustedRepository {
     if (role instanceof TufError) return role;
     const file = role.meta.targets.get(name);
     if (!file) return new TufError('not-found', roleName, `does not sign "${name}"`);
-    if (!role.paths.some((p) => name.startsWith(p))) {
+    if (!isDelegatedPath(role.paths, name)) {
       return new TufError('delegation', roleName, `signs "${name}", which is outside its delegated paths [${role.paths.map((p) => JSON.stringify(p)).join(', ')}]`);
     }
     return toSigned(name, roleName, file, role);
@@ -108,17 +98,15 @@ export class TrustedRepository {
 
   /** All trusted roles in pre-order (targets first), for inspection. */
   roleNames(): string[] {
-    const out = ['targets'];
-    const visit = (parent: Targets) => {
-      for (const r of parent.delegations) {
-        const d = this.parts.delegations.get(r.name);
-        if (d) {
-          out.push(r.name);
-          visit(d.meta);
-        }
+    const out: string[] = [];
+    const visit = (name: string, role: { meta: Targets }) => {
+      out.push(name);
+      for (const r of role.meta.delegations) {
+        const d = this.roles.get(r.name);
+        if (d) visit(r.name, d);
       }
     };
-    visit(this.parts.targets.meta);
+    visit('targets', this.roles.get('targets')!);
     return out;
   }
 
@@ -128,7 +116,7 @@ export class TrustedRepository {
     if (role instanceof TufError) return role;
     const out: SignedTarget[] = [];
     for (const [name, file] of role.meta.targets) {
-      if (!role.paths.some((p) => name.startsWith(p))) continue;
+      if (!isDelegatedPath(role.paths, name)) continue;
       const t = toSigned(name, roleName, file, role);
       if (!(t instanceof TufError)) out.push(t);
     }

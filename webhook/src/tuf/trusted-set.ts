@@ -1,24 +1,33 @@
+/**
+ * The Notary dialect's verification steps in the client order of the Notary/TUF 0.x
+ * specification (FORMAT.md §7; python-tuf's TrustedMetadataSet): root, timestamp, snapshot,
+ * targets, then the delegations in pre-order. The rules each step applies have their own
+ * homes: root trust in root-trust.ts, delegation names, paths and the role map in
+ * delegation.ts, and the rules both dialects share in expiry.ts, version-floor.ts,
+ * declared-file.ts and threshold.ts.
+ */
+import { capped, MAX_SNAPSHOT_BYTES, MAX_TARGETS_BYTES, MAX_TIMESTAMP_BYTES } from './caps.js';
+import { sha256 } from './crypto.js';
+import { checkDeclaredFile } from './declared-file.js';
+import { restrictPaths, roleMap, topLevelTargets, type RoleMap } from './delegation.js';
 import { TufError } from './errors.js';
-import { isSha1Signed, sha256, sha512 } from './crypto.js';
-import type { PublicKey } from './keys.js';
+import { expiryRefusal, notExpired } from './expiry.js';
 import {
   parseEnvelope,
-  parseRoot,
   parseSnapshot,
   parseTargets,
   parseTimestamp,
   type DelegatedRole,
+  type Envelope,
   type FileMeta,
   type Root,
   type Snapshot,
   type Targets,
   type Timestamp,
 } from './metadata.js';
-import type { RootPin } from './pinning.js';
-import { short, verifyThreshold } from './threshold.js';
-
-/** Highest version trusted so far per role (high-water marks); nothing below them is accepted. */
-export type VersionFloor = ReadonlyMap<string, number>;
+import { verifyRootSelf } from './root-trust.js';
+import { verifyThreshold } from './threshold.js';
+import { notRolledBack, type VersionFloor } from './version-floor.js';
 
 export interface Verified<T> {
   readonly meta: T;
@@ -31,6 +40,7 @@ export interface VerifiedRoot extends Verified<Root> {
   readonly bytes: Uint8Array;
 }
 
+/** A targets role as its delegator delegates it (top-level targets: by root, every path). */
 export interface VerifiedDelegation extends Verified<Targets> {
   readonly name: string;
   readonly parent: string;
@@ -39,168 +49,10 @@ export interface VerifiedDelegation extends Verified<Targets> {
   readonly paths: string[];
 }
 
-/** Byte caps applied before any parsing, for files whose length no signed metadata declares. */
-export const MAX_ROOT_BYTES = 512 * 1024;
-export const MAX_TIMESTAMP_BYTES = 64 * 1024;
-/** Caps for files whose length is declared, on top of the declaration. */
-export const MAX_SNAPSHOT_BYTES = 16 * 1024 * 1024;
-export const MAX_TARGETS_BYTES = 64 * 1024 * 1024;
-
-const ONE_DAY_MS = 24 * 3600 * 1000;
-
-function hex(b: Uint8Array): string {
-  return Buffer.from(b).toString('hex');
-}
-
-function capped(bytes: Uint8Array, max: number, role: string): void {
-  if (bytes.length > max) throw new TufError('too-large', role, `${bytes.length} bytes exceed the cap of ${max}`);
-}
-
-function notExpired(role: string, m: { expires: Date; expiresText: string }, now: Date): void {
-  if (m.expires.getTime() <= now.getTime()) {
-    throw new TufError('expired', role, `expired at ${m.expiresText}`);
-  }
-}
-
-function notRolledBack(role: string, version: number, floor: VersionFloor): void {
-  const min = floor.get(role);
-  if (min !== undefined && version < min) {
-    throw new TufError('rollback', role, `version ${version} is older than version ${min} already trusted`);
-  }
-}
-
-/** Length and every known hash must match what the parent role declared. */
-export function checkAgainstMeta(bytes: Uint8Array, meta: FileMeta | undefined, role: string, declaredBy: string): string {
-  if (!meta) throw new TufError('not-found', role, `${declaredBy} does not list ${role}`);
-  if (bytes.length > meta.length) {
-    throw new TufError('too-large', role, `${bytes.length} bytes, more than the ${meta.length} that ${declaredBy} declares`);
-  }
-  if (bytes.length !== meta.length) {
-    throw new TufError('hash-mismatch', role, `${bytes.length} bytes, but ${declaredBy} declares ${meta.length}`);
-  }
-  const digest256 = sha256(bytes);
-  let known = 0;
-  for (const [alg, want] of meta.hashes) {
-    const got = alg === 'sha256' ? digest256 : alg === 'sha512' ? sha512(bytes) : undefined;
-    if (!got) continue;
-    known++;
-    if (!want.equals(got)) throw new TufError('hash-mismatch', role, `${alg} differs from the hash ${declaredBy} declares`);
-  }
-  if (known === 0) throw new TufError('hash-mismatch', role, `${declaredBy} declares no sha256/sha512 hash for ${role}`);
-  return hex(digest256);
-}
-
-function commonName(key: PublicKey): string | undefined {
-  const line = key.certificate?.subject.split('\n').find((l) => l.startsWith('CN='));
-  return line?.slice(3);
-}
-
 /**
- * Keys that may sign root: certificates issued to this GUN (Notary binds a root to its
- * repository through the certificate CN, so one repository's root cannot stand in for
- * another's), and for the root in force also within their validity period.
+ * What one load trusted, in the form version stores, the CLI and other threads read:
+ * top-level targets apart from the delegations. Lookups go through its role map (delegation.ts).
  */
-function rootSigningKeys(root: Root, gun: string, now: Date | undefined): { keys: Map<string, PublicKey>; problems: string[] } {
-  const keys = new Map<string, PublicKey>();
-  const problems: string[] = [];
-  for (const id of root.roles.root.keyids) {
-    const key = root.keys.get(id)!;
-    const cn = commonName(key);
-    if (!key.certificate || cn === undefined) {
-      problems.push(`root key ${id.slice(0, 12)}… is not an x509 certificate`);
-      continue;
-    }
-    if (key.certificate.ca) {
-      problems.push(`root certificate ${id.slice(0, 12)}… is a CA certificate, not a leaf`);
-      continue;
-    }
-    if (isSha1Signed(key.certificate)) {
-      problems.push(`root certificate ${id.slice(0, 12)}… uses the broken SHA-1 signature algorithm`);
-      continue;
-    }
-    const matches = cn === gun || (cn.endsWith('*') && gun.startsWith(cn.slice(0, -1)));
-    if (!matches) {
-      problems.push(`root certificate ${id.slice(0, 12)}… is issued to "${cn}", not "${gun}"`);
-      continue;
-    }
-    if (now) {
-      const from = new Date(key.certificate.validFrom).getTime() - ONE_DAY_MS;
-      const to = new Date(key.certificate.validTo).getTime();
-      if (now.getTime() < from || now.getTime() > to) {
-        problems.push(`root certificate ${id.slice(0, 12)}… is valid only from ${key.certificate.validFrom} to ${key.certificate.validTo}`);
-        continue;
-      }
-    }
-    keys.set(id, key);
-  }
-  return { keys, problems };
-}
-
-function verifyRootSelf(root: Root, env: ReturnType<typeof parseEnvelope>, gun: string, now?: Date): Set<string> {
-  const { keys, problems } = rootSigningKeys(root, gun, now);
-  try {
-    return verifyThreshold(env, keys, root.roles.root, `root v${root.version}`);
-  } catch (e) {
-    // When certificates were set aside, that is the cause to report, not the signatures.
-    if (e instanceof TufError && problems.length) {
-      throw new TufError('untrusted-root', 'root', `${problems.join('; ')}; so root v${root.version} lacks ${root.roles.root.threshold} valid root signature(s)`);
-    }
-    throw e;
-  }
-}
-
-function verifiedRoot(bytes: Uint8Array, root: Root): VerifiedRoot {
-  return { meta: root, bytes, sha256: hex(sha256(bytes)), length: bytes.length };
-}
-
-/**
- * The first trusted root: signed by a threshold of the pinned keys, each of which must be
- * one of the root's own root keys, and by a threshold of its own root keys.
- */
-export function verifyPinnedRoot(bytes: Uint8Array, pin: RootPin, gun: string): VerifiedRoot {
-  capped(bytes, MAX_ROOT_BYTES, 'root');
-  const env = parseEnvelope(bytes, 'root', 'Root');
-  const root = parseRoot(env);
-  const signers = verifyRootSelf(root, env, gun);
-  // Count pinned keys, not root key IDs: one key wrapped in two certificates is still one key.
-  const spkiOf = (id: string) => root.keys.get(id)!.spki;
-  const inRoot = pin.keys.filter((k) => root.roles.root.keyids.some((id) => spkiOf(id).equals(k)));
-  const signed = inRoot.filter((k) => [...signers].some((id) => spkiOf(id).equals(k)));
-  if (signed.length < pin.threshold) {
-    const v = root.version;
-    const by = `it is signed by ${[...signers].map(short).join(', ')}`;
-    // Which keys the server does have, so a wrong pin can be told from a wrong server.
-    const keys = `its root keys are ${root.roles.root.keyids.join(', ')}`;
-    const why =
-      signed.length === 0
-        ? `none of the pinned keys signs root v${v}; ${by}; ${keys}` + (inRoot.length === 0 ? ` (none of the pinned keys is a root key of root v${v})` : '')
-        : `too few pinned keys signed root v${v} (${signed.length} of the required ${pin.threshold}); ${by}; ${keys}`;
-    throw new TufError('untrusted-root', 'root', why);
-  }
-  return verifiedRoot(bytes, root);
-}
-
-/** Root rotation: version n+1 must be signed by a threshold of version n's root keys and of its own. */
-export function verifyNextRoot(prev: VerifiedRoot, bytes: Uint8Array, gun: string): VerifiedRoot {
-  capped(bytes, MAX_ROOT_BYTES, 'root');
-  const env = parseEnvelope(bytes, 'root', 'Root');
-  const root = parseRoot(env);
-  const expected = prev.meta.version + 1;
-  if (root.version !== expected) {
-    throw new TufError('rollback', 'root', `expected root version ${expected}, got ${root.version}`);
-  }
-  // The previous root's certificates may have expired since; Notary does not check them here.
-  const { keys } = rootSigningKeys(prev.meta, gun, undefined);
-  try {
-    verifyThreshold(env, keys, prev.meta.roles.root, `previous root v${prev.meta.version}`);
-  } catch (e) {
-    if (e instanceof TufError) throw new TufError(e.code, 'root', `root v${root.version} is not signed by the keys of root v${prev.meta.version}: ${e.message.replace(/^root: /, '')}`);
-    throw e;
-  }
-  verifyRootSelf(root, env, gun);
-  return verifiedRoot(bytes, root);
-}
-
 export interface TrustedParts {
   root: VerifiedRoot;
   timestamp: Verified<Timestamp>;
@@ -209,6 +61,17 @@ export interface TrustedParts {
   delegations: Map<string, VerifiedDelegation>;
   /** Delegations present in the snapshot that were not trusted, and why (expired, under-signed). */
   skipped: Map<string, TufError>;
+}
+
+const notaryHashMismatch = (alg: string, declaredBy: string) => `${alg} differs from the hash ${declaredBy} declares`;
+
+/** Notary declares a length and at least one sha256/sha512 hash for every file; others are ignored. */
+export function checkAgainstMeta(bytes: Uint8Array, meta: FileMeta | undefined, role: string, declaredBy: string): string {
+  if (!meta) throw new TufError('not-found', role, `${declaredBy} does not list ${role}`);
+  const hashes = [...meta.hashes].map(([alg, digest]) => [alg, digest.toString('hex')] as const);
+  const result = checkDeclaredFile(bytes, { length: meta.length, hashes }, role, declaredBy, notaryHashMismatch);
+  if (result.checked === 0) throw new TufError('hash-mismatch', role, `${declaredBy} declares no sha256/sha512 hash for ${role}`);
+  return Buffer.from(result.sha256 ?? sha256(bytes)).toString('hex');
 }
 
 /**
@@ -220,9 +83,10 @@ export class TrustedMetadataSet {
   private root?: VerifiedRoot;
   private timestamp?: Verified<Timestamp>;
   private snapshot?: Verified<Snapshot>;
-  private targets?: Verified<Targets>;
-  private readonly delegations = new Map<string, VerifiedDelegation>();
+  /** Top-level targets first, then each delegation once trusted. */
+  private readonly roles = new Map<string, VerifiedDelegation>();
   private readonly skipped = new Map<string, TufError>();
+  private readonly previousRoles: RoleMap | undefined;
 
   /**
    * @param previous what an earlier set verified. Files whose bytes the new chain declares
@@ -234,7 +98,9 @@ export class TrustedMetadataSet {
     readonly now: Date,
     readonly floor: VersionFloor = new Map(),
     private readonly previous?: TrustedParts,
-  ) {}
+  ) {
+    this.previousRoles = previous && roleMap(previous);
+  }
 
   private reusable<T>(prev: Verified<T> | undefined, declared: FileMeta | undefined): prev is Verified<T> {
     if (!prev || !declared || !this.previous || !this.root) return false;
@@ -248,7 +114,7 @@ export class TrustedMetadataSet {
     const ts = this.need(this.timestamp, 'snapshot', 'timestamp');
     const prev = this.previous?.snapshot;
     if (!this.reusable(prev, ts.meta.snapshot)) return false;
-    notRolledBack('snapshot', prev.meta.version, this.floor);
+    this.notRolledBack('snapshot', prev.meta.version);
     notExpired('snapshot', prev.meta, this.now);
     checkAgainstMeta(this.root!.bytes, prev.meta.meta.get('root'), 'root', 'snapshot');
     this.snapshot = prev;
@@ -257,33 +123,32 @@ export class TrustedMetadataSet {
 
   tryReuseTargets(): boolean {
     const snap = this.need(this.snapshot, 'targets', 'snapshot');
-    const prev = this.previous?.targets;
+    const prev = this.previousRoles?.get('targets');
     if (!this.reusable(prev, snap.meta.meta.get('targets'))) return false;
-    notRolledBack('targets', prev.meta.version, this.floor);
+    this.notRolledBack('targets', prev.meta.version);
     notExpired('targets', prev.meta, this.now);
-    this.targets = prev;
+    this.roles.set('targets', prev);
     return true;
   }
 
   /** Reuse a delegation verified before, if the snapshot declares the same bytes and the parent delegates it the same way. */
   tryReuseDelegation(role: DelegatedRole, parent: string): VerifiedDelegation | TufError | undefined {
     const snap = this.need(this.snapshot, role.name, 'snapshot');
-    const prev = this.previous?.delegations.get(role.name);
-    const parentNow = parent === 'targets' ? this.targets : this.delegations.get(parent);
-    const parentBefore = parent === 'targets' ? this.previous?.targets : this.previous?.delegations.get(parent);
+    const prev = this.previousRoles?.get(role.name);
+    const parentNow = this.roles.get(parent);
+    const parentBefore = this.previousRoles?.get(parent);
     // Keys, threshold and paths of a delegation live in its parent: reuse only under an unchanged parent.
     if (!parentNow || !parentBefore || parentNow.sha256 !== parentBefore.sha256) return undefined;
     if (!this.reusable(prev, snap.meta.meta.get(role.name))) return undefined;
-    notRolledBack(role.name, prev.meta.version, this.floor);
-    if (prev.meta.expires.getTime() <= this.now.getTime()) {
-      const e = new TufError('expired', role.name, `expired at ${prev.meta.expiresText}`);
-      this.skipped.set(role.name, e);
-      return e;
+    this.notRolledBack(role.name, prev.meta.version);
+    const expired = expiryRefusal(role.name, prev.meta, this.now);
+    if (expired) {
+      this.skipped.set(role.name, expired);
+      return expired;
     }
     // Paths are re-restricted under the parent as trusted now: an ancestor may have narrowed them.
-    const parentPaths = parent === 'targets' ? [''] : this.delegations.get(parent)!.paths;
-    const reused: VerifiedDelegation = { ...prev, paths: restrictPaths(role.paths, parentPaths) };
-    this.delegations.set(role.name, reused);
+    const reused: VerifiedDelegation = { ...prev, paths: restrictPaths(role.paths, parentNow.paths) };
+    this.roles.set(role.name, reused);
     return reused;
   }
 
@@ -292,7 +157,7 @@ export class TrustedMetadataSet {
     if (this.timestamp) throw new Error('root must be set before timestamp');
     const env = parseEnvelope(root.bytes, 'root', 'Root');
     notExpired('root', root.meta, this.now);
-    notRolledBack('root', root.meta.version, this.floor);
+    this.notRolledBack('root', root.meta.version);
     verifyRootSelf(root.meta, env, this.gun, this.now);
     this.root = root;
   }
@@ -303,9 +168,9 @@ export class TrustedMetadataSet {
     const env = parseEnvelope(bytes, 'timestamp', 'Timestamp');
     const meta = parseTimestamp(env);
     verifyThreshold(env, root.meta.keys, root.meta.roles.timestamp);
-    notRolledBack('timestamp', meta.version, this.floor);
+    this.notRolledBack('timestamp', meta.version);
     notExpired('timestamp', meta, this.now);
-    this.timestamp = { meta, sha256: hex(sha256(bytes)), length: bytes.length };
+    this.timestamp = { meta, sha256: Buffer.from(sha256(bytes)).toString('hex'), length: bytes.length };
     return this.timestamp;
   }
 
@@ -317,7 +182,7 @@ export class TrustedMetadataSet {
     const env = parseEnvelope(bytes, 'snapshot', 'Snapshot');
     const meta = parseSnapshot(env);
     verifyThreshold(env, root.meta.keys, root.meta.roles.snapshot);
-    notRolledBack('snapshot', meta.version, this.floor);
+    this.notRolledBack('snapshot', meta.version);
     notExpired('snapshot', meta, this.now);
     // The snapshot vouches for the root in force: a root we walked to but the repository
     // has since replaced (or a stale one served to us) shows up here.
@@ -328,16 +193,13 @@ export class TrustedMetadataSet {
 
   updateTargets(bytes: Uint8Array): Verified<Targets> {
     const root = this.need(this.root, 'targets', 'root');
-    const snap = this.need(this.snapshot, 'targets', 'snapshot');
-    capped(bytes, MAX_TARGETS_BYTES, 'targets');
-    const digest = checkAgainstMeta(bytes, snap.meta.meta.get('targets'), 'targets', 'snapshot');
-    const env = parseEnvelope(bytes, 'targets', 'Targets');
-    const meta = parseTargets(env);
+    const { env, file } = this.targetsFile('targets', bytes);
     verifyThreshold(env, root.meta.keys, root.meta.roles.targets);
-    notRolledBack('targets', meta.version, this.floor);
-    notExpired('targets', meta, this.now);
-    this.targets = { meta, sha256: digest, length: bytes.length };
-    return this.targets;
+    this.notRolledBack('targets', file.meta.version);
+    notExpired('targets', file.meta, this.now);
+    const targets = topLevelTargets(root.meta, file);
+    this.roles.set('targets', targets);
+    return targets;
   }
 
   /**
@@ -345,8 +207,7 @@ export class TrustedMetadataSet {
    * children in the order listed. Returns the roles to fetch next (children of `name`).
    */
   delegatedRoles(parent: string): DelegatedRole[] {
-    const p = parent === 'targets' ? this.targets : this.delegations.get(parent);
-    return p ? p.meta.delegations : [];
+    return this.roles.get(parent)?.meta.delegations ?? [];
   }
 
   /**
@@ -355,34 +216,30 @@ export class TrustedMetadataSet {
    * reason kept so a lookup that needed it can say why (returned as a TufError).
    */
   updateDelegation(role: DelegatedRole, parent: string, bytes: Uint8Array): VerifiedDelegation | TufError {
-    const snap = this.need(this.snapshot, role.name, 'snapshot');
-    const parentMeta = parent === 'targets' ? this.targets : this.delegations.get(parent);
-    if (!parentMeta) throw new TufError('delegation', role.name, `parent ${parent} is not trusted`);
-    if (!parentMeta.meta.delegations.includes(role)) throw new TufError('delegation', role.name, `not delegated by ${parent}`);
-    capped(bytes, MAX_TARGETS_BYTES, role.name);
-    const digest = checkAgainstMeta(bytes, snap.meta.meta.get(role.name), role.name, 'snapshot');
-    const env = parseEnvelope(bytes, role.name, 'Targets');
-    const meta = parseTargets(env);
+    this.need(this.snapshot, role.name, 'snapshot');
+    const parentRole = this.roles.get(parent);
+    if (!parentRole) throw new TufError('delegation', role.name, `parent ${parent} is not trusted`);
+    if (!parentRole.meta.delegations.includes(role)) throw new TufError('delegation', role.name, `not delegated by ${parent}`);
+    const { env, file } = this.targetsFile(role.name, bytes);
     try {
-      verifyThreshold(env, parentMeta.meta.delegationKeys, role, `${role.name} (keys delegated by ${parent})`);
-      notExpired(role.name, meta, this.now);
+      verifyThreshold(env, parentRole.meta.delegationKeys, role, `${role.name} (keys delegated by ${parent})`);
+      notExpired(role.name, file.meta, this.now);
     } catch (e) {
       if (!(e instanceof TufError)) throw e;
       this.skipped.set(role.name, e);
       return e;
     }
-    notRolledBack(role.name, meta.version, this.floor);
-    const parentPaths = parent === 'targets' ? [''] : this.delegations.get(parent)!.paths;
+    this.notRolledBack(role.name, file.meta.version);
     const verified: VerifiedDelegation = {
       name: role.name,
       parent,
       threshold: role.threshold,
-      paths: restrictPaths(role.paths, parentPaths),
-      meta,
-      sha256: digest,
-      length: bytes.length,
+      paths: restrictPaths(role.paths, parentRole.paths),
+      meta: file.meta,
+      sha256: file.sha256,
+      length: file.length,
     };
-    this.delegations.set(role.name, verified);
+    this.roles.set(role.name, verified);
     return verified;
   }
 
@@ -396,23 +253,32 @@ export class TrustedMetadataSet {
 
   /** Everything trusted, once the top-level chain is complete. */
   result(): TrustedParts {
+    const [targets, ...delegations] = this.roles;
     return {
       root: this.need(this.root, 'result', 'root'),
       timestamp: this.need(this.timestamp, 'result', 'timestamp'),
       snapshot: this.need(this.snapshot, 'result', 'snapshot'),
-      targets: this.need(this.targets, 'result', 'targets'),
-      delegations: new Map(this.delegations),
+      targets: this.need(targets?.[1], 'result', 'targets'),
+      delegations: new Map(delegations),
       skipped: new Map(this.skipped),
     };
+  }
+
+  /** A targets file (top-level or delegated) checked against the snapshot's declaration and parsed; not yet trusted. */
+  private targetsFile(role: string, bytes: Uint8Array): { env: Envelope; file: Verified<Targets> } {
+    const snap = this.need(this.snapshot, role, 'snapshot');
+    capped(bytes, MAX_TARGETS_BYTES, role);
+    const digest = checkAgainstMeta(bytes, snap.meta.meta.get(role), role, 'snapshot');
+    const env = parseEnvelope(bytes, role, 'Targets');
+    return { env, file: { meta: parseTargets(env), sha256: digest, length: bytes.length } };
+  }
+
+  private notRolledBack(role: string, version: number): void {
+    notRolledBack(role, version, this.floor.get(role));
   }
 
   private need<T>(v: T | undefined, step: string, missing: string): T {
     if (v === undefined) throw new Error(`${step} cannot be verified before ${missing}`);
     return v;
   }
-}
-
-/** A child may only sign under paths that one of its parent's paths also covers. */
-export function restrictPaths(child: string[], parent: string[]): string[] {
-  return child.filter((c) => parent.some((p) => c.startsWith(p)));
 }

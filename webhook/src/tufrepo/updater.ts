@@ -6,7 +6,8 @@
  */
 import { TufError, type RootPin } from '../tuf/index.js';
 import { checkPinnedSpecRoot } from '../tuf/tuf1/pinning.js';
-import { notExpired, SpecTrustedSet, type SpecVersionFloor } from '../tuf/tuf1/trusted-set.js';
+import { notExpired } from '../tuf/expiry.js';
+import { SpecTrustedSet, type SpecVersionFloor } from '../tuf/tuf1/trusted-set.js';
 import { preorderWalk, prefixWalk, type RoleVisit } from '../tuf/tuf1/walk.js';
 import { rolesForTarget } from '../tuf/tuf1/delegation.js';
 import type { SpecTargets, TargetFile } from '../tuf/tuf1/metadata.js';

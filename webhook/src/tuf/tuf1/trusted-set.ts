@@ -4,8 +4,11 @@
  * Nothing here does I/O or reads a clock: `now` and the version floors come in, verified
  * metadata or a TufError comes out, and nothing is kept from a file that failed.
  */
-import { sha256, sha512 } from '../crypto.js';
+import { sha256 } from '../crypto.js';
+import { checkDeclaredFile } from '../declared-file.js';
 import { TufError } from '../errors.js';
+import { notExpired } from '../expiry.js';
+import { notRolledBack } from '../version-floor.js';
 import { delegatedRoleNamed } from './delegation.js';
 import {
   parseSpecEnvelope,
@@ -56,26 +59,15 @@ function keysEpoch(root: Pick<SpecRoot, 'roles'>): string {
 /** Marks that are not a targets role's (for §5.5.5). Delegated names of this form are refused when parsed. */
 export const NOT_TARGETS_MARK = /^(root|(timestamp|snapshot)@[0-9a-f]{64})$/;
 
-export function notExpired(role: string, m: { expires: Date; expiresText: string }, now: Date): void {
-  // §5.3.10, §5.4.4, §5.5.6, §5.6.4: expired when the expiry is not after now.
-  if (m.expires.getTime() <= now.getTime()) throw new TufError('expired', role, `expired at ${m.expiresText}`);
-}
-
 /**
- * §5.5.2 / §5.6.2: length and every hash, when the parent declares them, must match the bytes.
+ * §5.5.2 / §5.6.2 (declared-file.ts): length and every hash, when the parent declares them,
+ * must match the bytes. TUF 1.0 makes both optional, and refuses a hash it cannot check.
  * The same rule holds for a target file and its entry (§5.7.3), which always declares both.
  */
 export function checkMetaFile(bytes: Uint8Array, meta: Pick<MetaFile, 'length' | 'hashes'>, role: string, declaredBy: string): void {
-  if (meta.length !== undefined && bytes.length !== meta.length) {
-    throw new TufError(bytes.length > meta.length ? 'too-large' : 'hash-mismatch', role, `${bytes.length} bytes, but ${declaredBy} declares ${meta.length}`);
-  }
-  for (const [alg, want] of Object.entries(meta.hashes ?? {})) {
-    const digest = alg === 'sha256' ? sha256(bytes) : alg === 'sha512' ? sha512(bytes) : undefined;
-    if (!digest) throw new TufError('hash-mismatch', role, `${declaredBy} declares a ${alg} hash, which this client cannot check`);
-    if (Buffer.from(digest).toString('hex') !== want) {
-      throw new TufError('hash-mismatch', role, `${alg} of the file differs from what ${declaredBy} declares`);
-    }
-  }
+  const declared = { ...(meta.length !== undefined ? { length: meta.length } : {}), hashes: Object.entries(meta.hashes ?? {}) };
+  const { unchecked } = checkDeclaredFile(bytes, declared, role, declaredBy, (alg, by) => `${alg} of the file differs from what ${by} declares`);
+  if (unchecked.length > 0) throw new TufError('hash-mismatch', role, `${declaredBy} declares a ${unchecked[0]} hash, which this client cannot check`);
 }
 
 export class SpecTrustedSet {
@@ -144,10 +136,7 @@ export class SpecTrustedSet {
   /** §5.3.10 and the root's own rollback floor: the final root must be fresh and not older than trusted. */
   finishRootUpdates(): void {
     const root = this.currentRoot;
-    const floor = this.floor.get('root');
-    if (floor !== undefined && root.version < floor) {
-      throw new TufError('rollback', 'root', `newest root served is version ${root.version}, older than version ${floor} already trusted`);
-    }
+    notRolledBack('root', root.version, this.floor.get('root'), `newest root served is version ${root.version},`);
     notExpired('root', root, this.now);
     this.rootsChecked = true;
   }
@@ -202,15 +191,9 @@ export class SpecTrustedSet {
     const env = parseSpecEnvelope(bytes, 'timestamp', 'timestamp');
     let ts = parseSpecTimestamp(env);
     verifySpecThreshold(env, this.currentRoot.keys, this.currentRoot.roles.timestamp); // §5.4.2
-    const floor = this.floor.get(epochKey('timestamp', this.currentRoot));
-    if (floor !== undefined && ts.version < floor) {
-      throw new TufError('rollback', 'timestamp', `version ${ts.version} is older than version ${floor} already trusted`); // §5.4.3.1
-    }
+    notRolledBack('timestamp', ts.version, this.floor.get(epochKey('timestamp', this.currentRoot))); // §5.4.3.1
     if (this.storedTimestamp && ts.version === this.storedTimestamp.version) ts = this.storedTimestamp;
-    const snapFloor = this.floor.get(epochKey('snapshot', this.currentRoot));
-    if (snapFloor !== undefined && ts.snapshot.version < snapFloor) {
-      throw new TufError('rollback', 'timestamp', `names snapshot version ${ts.snapshot.version}, older than version ${snapFloor} already trusted`); // §5.4.3.2
-    }
+    notRolledBack('timestamp', ts.snapshot.version, this.floor.get(epochKey('snapshot', this.currentRoot)), `names snapshot version ${ts.snapshot.version},`); // §5.4.3.2
     notExpired('timestamp', ts, this.now); // §5.4.4
     this.timestampMeta = ts;
     return ts;
@@ -235,9 +218,7 @@ export class SpecTrustedSet {
       const listed = snap.meta.get(role);
       // §5.5.5: every targets file trusted before is still listed, at no older version.
       if (!listed) throw new TufError('rollback', 'snapshot', `no longer lists ${role}.json, which was trusted at version ${min}`);
-      if (listed.version < min) {
-        throw new TufError('rollback', 'snapshot', `lists ${role}.json at version ${listed.version}, older than version ${min} already trusted`);
-      }
+      notRolledBack('snapshot', listed.version, min, `lists ${role}.json at version ${listed.version},`);
     }
     notExpired('snapshot', snap, this.now); // §5.5.6
     this.snapshotMeta = snap;

@@ -20,6 +20,8 @@ describe('cli: serve', () => {
         logLevel: 'info',
         refreshIntervalMs: 60_000,
         podNamespace: 'trustgate',
+        auditIntervalMs: 0,
+        expiryWarningMs: 604_800_000,
       });
     });
 
@@ -31,7 +33,7 @@ describe('cli: serve', () => {
       expect(o).to.deep.equal({
         kubernetes: true, port: 9443, host: '127.0.0.1', tlsCert: 'c.pem', tlsKey: 'k.pem', deadlineMs: 2500, allowUnmatched: true,
         exempt: ['registry.k8s.io/**', 'docker.io/library/pause:*'], stateFile: '/var/lib/tg/state.json', logLevel: 'debug',
-        refreshIntervalMs: 60_000, podNamespace: 'trustgate',
+        refreshIntervalMs: 60_000, podNamespace: 'trustgate', auditIntervalMs: 0, expiryWarningMs: 604_800_000,
       } satisfies ServeOptions);
     });
 
@@ -48,6 +50,9 @@ describe('cli: serve', () => {
       [['--kubernetes', '--log-level', 'loud'], /--log-level must be one of debug, info, warn, error/],
       [['--kubernetes', '--exempt', ' '], /--exempt must be an image pattern .*whitespace/],
       [['--kubernetes', 'extra'], /no positional arguments/],
+      [['--kubernetes', '--metrics-port', '0'], /--metrics-port must be an integer 1-65535/],
+      [['--kubernetes', '--port', '9000', '--metrics-port', '9000'], /--metrics-port 9000 is the HTTPS port/],
+      [['--kubernetes', '--audit-interval=-5'], /--audit-interval must be seconds in 0-604800/],
     ];
     for (const [argv, msg] of bad) {
       it(`rejects ${JSON.stringify(argv)}`, () => {

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { HttpSource } from '../notary/http-source.js';
 import { TokenCache, type Credentials } from '../notary/token-auth.js';
 import { PolicyDirSource } from '../policy/dir-source.js';
+import { PolicyStates } from '../policy/policy-states.js';
 import { compileExemptions } from '../policy/exemption.js';
 import type { TrustPolicy } from '../policy/model.js';
 import { PolicyStore } from '../policy/store.js';
@@ -20,7 +21,7 @@ import { FileVersionStore, MemoryVersionStore, type VersionStore } from '../veri
 import { runServe, type ServeOptions, type VerifierWiring } from './serve.js';
 import { serveHelp, stateStoreOf, type Env } from './settings.js';
 import type { Logger } from '../admission/types.js';
-import type { Metrics } from '../server/metrics.js';
+import type { Metrics, PolicyCount } from '../server/metrics.js';
 
 // Sources are cheap to make (agent and tokens are shared per server); kept only so a
 // repository's Bearer challenge is remembered. A few hundred cover the busy repositories.
@@ -56,7 +57,9 @@ export async function createVerifier(options: ServeOptions, ctx: { log: Logger; 
     const kubeConfig = new k8s.KubeConfig();
     kubeConfig.loadFromDefault();
     const statusWriter = new KubernetesStatusWriter({ kubeConfig, log: eventLogger(ctx.log, 'policy status') });
-    const source = new KubernetesPolicySource({ kubeConfig, store, statusWriter, log: eventLogger(ctx.log, 'policy source') });
+    const states = new PolicyStates(statusWriter);
+    ctx.metrics.countPolicies(() => states.counts());
+    const source = new KubernetesPolicySource({ kubeConfig, store, statusWriter: states, log: eventLogger(ctx.log, 'policy source') });
     void source.start();
     stopSource = () => {
       source.stop();
@@ -81,6 +84,8 @@ export async function createVerifier(options: ServeOptions, ctx: { log: Logger; 
       versions = shared;
     }
   } else {
+    // Files are rejected whole, not per policy: only the policies in force can be counted.
+    ctx.metrics.countPolicies(() => validCounts(store.all()));
     const source = new PolicyDirSource(options.policyDir!, store, eventLogger(ctx.log, 'policy source'));
     await source.start();
     stopSource = () => source.stop();
@@ -146,6 +151,10 @@ class SourcePool {
   close(): void {
     for (const s of this.servers.values()) s.agent.destroy();
   }
+}
+
+function validCounts(policies: TrustPolicy[]): PolicyCount[] {
+  return (['ClusterTrustPolicy', 'TrustPolicy'] as const).map((kind) => ({ kind, state: 'valid' as const, count: policies.filter((p) => p.kind === kind).length }));
 }
 
 /** Marks from an earlier run; a file that cannot be read or parsed refuses the start, naming it. */

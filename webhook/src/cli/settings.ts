@@ -51,6 +51,12 @@ export interface ServeOptions {
   stateConfigMap?: string;
   /** Cluster: trustgate's own namespace (its ConfigMap, and the Secrets of ClusterTrustPolicies). */
   podNamespace: string;
+  /** Also serve /metrics over plain HTTP on this port. */
+  metricsPort?: number;
+  /** Cluster: how often running Pods are re-verified (0: never). */
+  auditIntervalMs: number;
+  /** Trust data expiring within this window is reported (audit findings, Events) before it is refused. */
+  expiryWarningMs: number;
 }
 
 /** A value that does not parse: `reason` completes "<setting> <reason>, got <value>". */
@@ -133,6 +139,16 @@ export const SERVE_SETTINGS: readonly Setting[] = [
       if (!isLogLevel(raw)) throw new Invalid(`must be one of ${LOG_LEVELS.join(', ')}`);
       return raw;
     } }),
+  setting({ key: 'metricsPort', flag: 'metrics-port', value: 'PORT', example: '8080',
+    help: 'Also serve /metrics over plain HTTP on this port, 1-65535 (scrapers need no TLS; the chart sets it). Without it /metrics is only on the HTTPS port.',
+    parse: (raw) => {
+      if (!/^\d+$/.test(raw) || Number(raw) < 1 || Number(raw) > 65535) throw new Invalid('must be an integer 1-65535');
+      return Number(raw);
+    } }),
+  setting({ key: 'auditIntervalMs', flag: 'audit-interval', value: 'SECONDS', default: '0', example: '3600', parse: seconds(0, 604800, false),
+    help: 'With --kubernetes: every this many seconds one replica (a Lease) re-verifies the images of running Pods and reports what would be denied now, 0-604800 (0: no audit).' }),
+  setting({ key: 'expiryWarningMs', flag: 'expiry-warning', value: 'SECONDS', default: '604800', example: '604800', parse: seconds(0, 31536000, false),
+    help: 'Trust data expiring within this many seconds is reported ahead (audit findings, Events), 0-31536000.' }),
   setting({ key: 'refreshIntervalMs', env: 'TRUSTGATE_REFRESH_SECONDS', value: 'SECONDS', default: '60', example: '60', parse: seconds(0, 86400, false),
     help: 'Verified trust data is refreshed from the trust server once it is older than this many seconds, 0-86400 (0: on every admission). A revoked tag stays admitted until then.' }),
   setting({ key: 'secretsDir', env: 'TRUSTGATE_SECRETS_DIR', value: 'DIR', example: '/etc/trustgate/secrets',
@@ -169,6 +185,7 @@ const serveRules: ReadonlyArray<(o: Partial<ServeOptions>) => string | undefined
     o.stateConfigMap !== undefined && !o.kubernetes
       ? `TRUSTGATE_STATE_CONFIGMAP=${o.stateConfigMap} applies only with --kubernetes: standalone, use --state-file FILE (or unset it)`
       : undefined,
+  (o) => (o.metricsPort !== undefined && o.metricsPort === o.port ? `--metrics-port ${o.metricsPort} is the HTTPS port: give another port` : undefined),
   (o) =>
     o.secretsDir !== undefined && o.kubernetes
       ? `TRUSTGATE_SECRETS_DIR=${o.secretsDir} applies only with --policy-dir: with --kubernetes, credentials come from Secrets (unset it)`

@@ -438,6 +438,9 @@ export class KubernetesPolicySource {
     if (!key) return;
     this.fingerprints[kind].delete(key);
     this.forget(kind, o, key);
+    const name = str(o.metadata?.name);
+    const namespace = kind === 'TrustPolicy' ? str(o.metadata?.namespace) : undefined;
+    if (name) this.statusWriter?.forget?.({ kind, name, ...(namespace ? { namespace } : {}) });
   }
 
   private forget(kind: PolicyKind, o: KubeObjectLike, key: string): void {

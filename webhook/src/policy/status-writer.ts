@@ -49,6 +49,8 @@ export interface Condition {
 export interface StatusWriter {
   /** Records the outcome of loading `obj`. Never rejects. */
   report(obj: PolicyObjectState, outcome: LoadOutcome): Promise<void>;
+  /** The object was deleted: nothing more will be reported about it. */
+  forget?(obj: { kind: PolicyKind; name: string; namespace?: string }): void;
 }
 
 /** metav1.Condition allows 32768; a policy with hundreds of problems should not push that. */

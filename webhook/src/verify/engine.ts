@@ -12,6 +12,7 @@ import { loadRepository } from '../notary/updater.js';
 import type { TrustPolicy } from '../policy/model.js';
 import { pinFromPem, TufError, type RootPin, type TrustedRepository } from '../tuf/index.js';
 import { RepositoryCache, type Loader } from './repository-cache.js';
+import { roleExpiries, type RoleExpiry } from './expiry.js';
 import { signedDigest } from './signed-digest.js';
 import type { ImageVerdict, ImageVerifier, PolicyFailure, PolicyRef } from './types.js';
 import { MemoryVersionStore, type VersionStore } from './version-store.js';
@@ -25,6 +26,12 @@ export interface EngineMetrics {
   cacheMiss?(): void;
   trustServerError?(server: string, kind: string): void;
   verificationSeconds?(seconds: number): void;
+  /** Trust data of one repository was verified (`key` names the cache entry it lives in). */
+  trustDataVerified?(key: string, data: { server: string; repository: string; expiries: RoleExpiry[] }): void;
+  /** The cache let go of the entry `key`. */
+  trustDataForgotten?(key: string): void;
+  /** A trust server served metadata older than already trusted (TUF rollback), for this repository. */
+  rollbackRefused?(server: string, repository: string): void;
 }
 
 export interface EngineOptions {
@@ -62,6 +69,7 @@ export class VerificationEngine implements ImageVerifier {
     this.clock = opts.clock ?? (() => new Date());
     this.cache = opts.cache ?? new RepositoryCache({ clock: this.clock });
     this.versions = opts.versions ?? new MemoryVersionStore();
+    this.cache.onEvict((key) => this.opts.metrics?.trustDataForgotten?.(key));
   }
 
   async verifyImage(image: string, namespace: string | undefined, signal: AbortSignal): Promise<ImageVerdict> {
@@ -113,14 +121,14 @@ export class VerificationEngine implements ImageVerifier {
       return denied(image, image, { code: 'invalid-reference', reason: (e as Error).message });
     }
     const reference = formatReference(ref);
-    if (this.opts.isExempt?.(reference)) return { image, reference, allowed: true, passed: [], failures: [] };
+    if (this.opts.isExempt?.(reference)) return { image, reference, allowed: true, passed: [], failures: [], unverified: 'exempt' };
     const policies = this.opts.policies.policiesFor(reference, namespace);
     if (portless) {
       const alias = aliasDenial(image, ref, reference, portless, policies, this.opts.policies.policiesFor(formatReference(portless), namespace));
       if (alias) return alias;
     }
     if (policies.length === 0) {
-      if (this.opts.allowUnmatched) return { image, reference, allowed: true, passed: [], failures: [] };
+      if (this.opts.allowUnmatched) return { image, reference, allowed: true, passed: [], failures: [], unverified: 'unmatched' };
       return denied(image, reference, { code: 'no-policy', reason: `no TrustPolicy or ClusterTrustPolicy matches ${reference}` });
     }
     return { ref, reference, policies };
@@ -131,7 +139,8 @@ export class VerificationEngine implements ImageVerifier {
     try {
       const repository = repositoryOf(policy, ref);
       const { pin, id: pinId } = this.pinOf(policy);
-      const cached = await raceSignal(this.cache.get(`${repository}|${pinId}`, this.loader(policy, ref.name, repository, pin), maxAgeOf(policy)), signal);
+      const key = `${repository}|${pinId}`;
+      const cached = await raceSignal(this.cache.get(key, this.loader(policy, ref.name, repository, pin, key), maxAgeOf(policy)), signal);
       if (cached.hit) this.opts.metrics?.cacheHit?.();
       else this.opts.metrics?.cacheMiss?.();
       return this.judge(policy, ref, cached.repo);
@@ -162,15 +171,18 @@ export class VerificationEngine implements ImageVerifier {
     }
   }
 
-  private loader(policy: TrustPolicy, gun: string, repository: string, pin: RootPin): Loader {
+  private loader(policy: TrustPolicy, gun: string, repository: string, pin: RootPin, key: string): Loader {
     return async (previous) => {
       const source = await this.opts.sourceFor(policy, gun);
+      const server = policy.spec.trustServer.url;
       try {
         const repo = await loadRepository(source, { pin, now: this.clock(), floor: this.versions.floor(repository), previous });
         this.versions.record(repository, repo);
+        this.opts.metrics?.trustDataVerified?.(key, { server, repository: gun, expiries: roleExpiries(repo) });
         return repo;
       } catch (e) {
-        if (e instanceof FetchError) this.opts.metrics?.trustServerError?.(policy.spec.trustServer.url, e.kind);
+        if (e instanceof FetchError) this.opts.metrics?.trustServerError?.(server, e.kind);
+        if (e instanceof TufError && e.code === 'rollback') this.opts.metrics?.rollbackRefused?.(server, gun);
         throw e;
       }
     };
@@ -254,6 +266,7 @@ function compose(image: string, reference: string, ref: ImageReference, outcomes
   const failures = outcomes.flatMap((o) => (o.failure ? [o.failure] : []));
   const passed = outcomes.filter((o) => o.digest);
   const digests = new Set(passed.map((o) => o.digest!));
+  const results = (pass: boolean) => outcomes.map((o) => ({ policy: policyRef(o.policy), mode: o.policy.spec.mode, result: pass && o.digest ? ('pass' as const) : ('fail' as const) }));
   if (digests.size > 1) {
     // Two trust sources disagree on what this tag is: nothing can be pinned safely.
     const detail = passed.map((o) => `${policyRef(o.policy).name}: ${o.digest}`).join('; ');
@@ -266,11 +279,11 @@ function compose(image: string, reference: string, ref: ImageReference, outcomes
         reason: `policies sign different digests for ${reference} (${detail})`,
       });
     }
-    return { image, reference, allowed: false, passed: [], failures };
+    return { image, reference, allowed: false, passed: [], failures, policyResults: results(false) };
   }
   const allowed = !failures.some((f) => f.mode === 'enforce');
   const digest = [...digests][0];
-  const verdict: ImageVerdict = { image, reference, allowed, passed: passed.map((o) => policyRef(o.policy)), failures };
+  const verdict: ImageVerdict = { image, reference, allowed, passed: passed.map((o) => policyRef(o.policy)), failures, policyResults: results(true) };
   // Pin only what every enforcing policy vouched for.
   if (allowed && digest) {
     verdict.digest = digest;

@@ -48,6 +48,7 @@ export class RepositoryCache {
   readonly retryMs: number;
   readonly refreshWaitMs: number;
   private readonly clock: () => Date;
+  private readonly evicted = new Set<(key: string) => void>();
 
   constructor(opts: CacheOptions = {}) {
     this.refreshIntervalMs = opts.refreshIntervalMs ?? 60_000;
@@ -59,6 +60,11 @@ export class RepositoryCache {
 
   get size(): number {
     return this.entries.size;
+  }
+
+  /** Calls `listener` with the key of each entry the size bound pushes out, so what is derived from it (gauges) stays bounded too. */
+  onEvict(listener: (key: string) => void): void {
+    this.evicted.add(listener);
   }
 
   /**
@@ -147,6 +153,7 @@ export class RepositoryCache {
     while (this.entries.size > this.maxEntries) {
       const oldest = this.entries.keys().next().value as string;
       this.entries.delete(oldest);
+      for (const l of this.evicted) l(oldest);
     }
     return entry;
   }

@@ -219,3 +219,45 @@ describe('operators: the original-images annotation describes the Pod after the 
     });
   });
 });
+
+describe('operators: `trustgate inspect` forecasts expiry', () => {
+  it('prints "<role> expires in N days", soonest first, and the same in JSON', async () => {
+    const { spawn } = await import('node:child_process');
+    const { mkdirSync, mkdtempSync, rmSync, writeFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { dirname, join } = await import('node:path');
+    const { CLI } = await import('../support/e2e-webhook.js');
+    const { policyYaml } = await import('../support/e2e-policies.js');
+    const forge = new RepoForge({ now: NOW });
+    forge.expire('timestamp', 3 * DAY + 3600_000).expire('targets/releases', 30 * DAY);
+    const repo = forge.build();
+    const work = mkdtempSync(join(tmpdir(), 'trustgate-inspect-'));
+    try {
+      for (const [role, bytes] of repo.files) {
+        mkdirSync(dirname(join(work, `${role}.json`)), { recursive: true });
+        writeFileSync(join(work, `${role}.json`), bytes);
+      }
+      repo.roots.forEach((bytes, i) => writeFileSync(join(work, `${i + 1}.root.json`), bytes));
+      const policyFile = join(work, 'policy.yaml');
+      writeFileSync(policyFile, policyYaml({ kind: 'ClusterTrustPolicy', name: 'demo', images: [GUN], server: SERVER, rootPems: repo.rootPems }));
+      const run = (extra: string[]) =>
+        new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+          const child = spawn(process.execPath, [CLI, 'inspect', `${GUN}:v2.0`, '--policy', policyFile, '--metadata-dir', work, '--at', NOW.toISOString(), ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+          let stdout = '';
+          let stderr = '';
+          child.stdout.on('data', (b: Buffer) => (stdout += b));
+          child.stderr.on('data', (b: Buffer) => (stderr += b));
+          child.on('close', (code) => resolve({ code, stdout, stderr }));
+        });
+      const text = await run([]);
+      expect(text.code, text.stderr).to.equal(0);
+      const forecast = text.stdout.slice(text.stdout.indexOf('Expiry forecast')).split('\n');
+      expect(forecast.slice(0, 3)).to.deep.equal(['Expiry forecast (soonest first):', '  timestamp expires in 3 days', '  targets/releases expires in 30 days']);
+      const json = await run(['--output', 'json']);
+      const report = JSON.parse(json.stdout) as { forecast: { role: string; expires: string }[] };
+      expect(report.forecast.find((f) => f.role === 'targets/releases')?.expires).to.equal(new Date(NOW.getTime() + 30 * DAY).toISOString());
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
+  });
+});

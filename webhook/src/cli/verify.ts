@@ -8,6 +8,7 @@ import { loadRepository } from '../notary/updater.js';
 import { parsePolicyYaml, type TrustPolicy } from '../policy/model.js';
 import { pinFromPem, TufError } from '../tuf/index.js';
 import { VerificationEngine } from '../verify/engine.js';
+import { expiryForecast, roleExpiries } from '../verify/expiry.js';
 import type { ImageVerdict } from '../verify/types.js';
 import { cliCredentials, cliTimeoutMs, type Env } from './settings.js';
 import { UsageError } from './usage.js';
@@ -130,6 +131,7 @@ export async function inspectCommand(argv: string[], env: Env): Promise<number> 
     name: ref.name,
     server: source.server,
     expires: repo.expires.toISOString(),
+    forecast: roleExpiries(repo).map((e) => ({ role: e.role, expires: e.expires.toISOString() })),
     roles,
     administrativeKeys: {
       root: root.roles.root.keyids,
@@ -149,6 +151,7 @@ export async function inspectCommand(argv: string[], env: Env): Promise<number> 
     return 0;
   }
   const lines = [`Signatures for ${report.name} (trust server ${report.server}, metadata valid until ${report.expires})`, ''];
+  lines.push('Expiry forecast (soonest first):', ...expiryForecast(repo, now).map((l) => `  ${l}`), '');
   for (const r of report.roles) {
     if ('error' in r) {
       lines.push(`Role ${r.role}: NOT TRUSTED: ${r.error}`, '');

@@ -500,7 +500,8 @@ describe('integration: trustgate serve end to end against the real Notary stack'
       started.push(quiet);
       const res = await mutate(quiet, reviewFrom('pod-create.json', { images: { [API]: img.app, [PROXY]: img.proxy, [MIGRATE]: img.migrate } }));
       expect(res.response.allowed).to.equal(false);
-      expect(res.response.status.message).to.include('no TrustPolicy or ClusterTrustPolicy matches');
+      // Denied by the invalid policy itself, named with why, not as "no policy matches".
+      expect(res.response.status.message).to.include('ClusterTrustPolicy broken: the policy is invalid').and.include('spec.root.keys');
       let rejected: LogLine | undefined;
       for (let i = 0; i < 40 && !rejected; i++) {
         rejected = quiet.logs().find((l) => l['event'] === 'policy-file-rejected');

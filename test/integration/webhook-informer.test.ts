@@ -200,7 +200,7 @@ describe('integration: TrustPolicy through the informer path takes effect in a r
     expect(ready?.message).to.include('root');
     const res = await mutate(review());
     expect(res.response.allowed, 'the old version of the policy no longer applies').to.equal(false);
-    expect(res.response.status.message).to.include('no TrustPolicy or ClusterTrustPolicy matches');
+    expect(res.response.status.message).to.include(`TrustPolicy ${NAMESPACE}/payments-images: the policy is invalid and it covers this image`).and.include('spec.root.keys[0]');
     const line = await eventually('the invalid policy in the log', () => logged('policy-invalid', (l) => l['name'] === 'payments-images'));
     // An operator filtering for warnings must see a policy the webhook refused.
     expect(['warn', 'error'], JSON.stringify(line)).to.include(line.level);

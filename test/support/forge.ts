@@ -14,18 +14,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { canonicalBytes } from '../../webhook/src/tuf/canonical.js';
 import type { JsonValue } from '../../webhook/src/tuf/json.js';
-import {
-  TrustedMetadataSet,
-  TrustedRepository,
-  TufError,
-  verifyNextRoot,
-  verifyPinnedRoot,
-  type RootPin,
-  type TrustedParts,
-  type VerifiedDelegation,
-  type VerifiedRoot,
-  type VersionFloor,
-} from '../../webhook/src/tuf/index.js';
 
 export const GUN = 'localhost:5000/demo/app';
 export const DAY = 24 * 3600 * 1000;
@@ -113,6 +101,16 @@ export class ForgeKey {
       return new ForgeKey(t, spki(this.publicKey).toString('base64'), this.privateKey, this.publicKey);
     }
     return this;
+  }
+
+  /**
+   * The same key pair under another key object, hence another key ID: `keytype` and
+   * `keyval.public` as given (e.g. a plain key as its certificate, or the public value
+   * encoded another way). What an attacker uses to make one key count as two.
+   */
+  alias(keytype: KeyType, publicB64: string): ForgeKey {
+    const certPem = keytype.endsWith('-x509') ? Buffer.from(publicB64, 'base64').toString('utf8') : undefined;
+    return new ForgeKey(keytype, publicB64, this.privateKey, this.publicKey, certPem);
   }
 
   get id(): string {
@@ -710,60 +708,4 @@ function roleKeys(keys: ForgeKey[], threshold: number): Doc {
 
 export function fileMeta(bytes: Uint8Array): Doc {
   return dict({ hashes: dict({ sha256: b64('sha256', bytes), sha512: b64('sha512', bytes) }), length: bytes.length });
-}
-
-// ---------------------------------------------------------------------------------------
-// The client order, for tests
-
-export interface LoadOptions {
-  pin: RootPin;
-  now?: Date;
-  floor?: VersionFloor;
-  previous?: TrustedParts;
-  /** Replace a file before it is handed to the core (role -> bytes). */
-  serve?: Map<string, Buffer>;
-  /**
-   * With `previous`: take unchanged snapshot, targets and delegations from it through the
-   * set's tryReuse* steps, as the updater does, instead of verifying the files again.
-   */
-  reuse?: boolean;
-}
-
-export interface Loaded {
-  repo: TrustedRepository;
-  set: TrustedMetadataSet;
-  root: VerifiedRoot;
-  /** Delegations in the order they were verified, with what came of each. */
-  visited: [string, VerifiedDelegation | TufError][];
-}
-
-/**
- * Verify a forged repository in the Notary client order: pinned root -> every later root ->
- * setRoot -> timestamp -> snapshot -> targets -> delegations in pre-order (only those the
- * snapshot lists). Throws the first fatal TufError.
- */
-export function clientLoad(r: ForgedRepo, opts: LoadOptions): Loaded {
-  const file = (role: string) => opts.serve?.get(role) ?? r.get(role);
-  const now = opts.now ?? r.now;
-  let root = verifyPinnedRoot(r.roots[0]!, opts.pin, r.gun);
-  for (const bytes of r.roots.slice(1)) root = verifyNextRoot(root, bytes, r.gun);
-  const set = new TrustedMetadataSet(r.gun, now, opts.floor ?? new Map(), opts.previous);
-  set.setRoot(root);
-  const reuse = opts.reuse === true && opts.previous !== undefined;
-  set.updateTimestamp(file('timestamp'));
-  if (!(reuse && set.tryReuseSnapshot())) set.updateSnapshot(file('snapshot'));
-  if (!(reuse && set.tryReuseTargets())) set.updateTargets(file('targets'));
-  const listed = set.currentSnapshot().meta.meta;
-  const visited: [string, VerifiedDelegation | TufError][] = [];
-  const visit = (parent: string) => {
-    for (const role of set.delegatedRoles(parent)) {
-      if (!listed.has(role.name)) continue;
-      const reused = reuse ? set.tryReuseDelegation(role, parent) : undefined;
-      const outcome = reused ?? set.updateDelegation(role, parent, file(role.name));
-      visited.push([role.name, outcome]);
-      if (!(outcome instanceof TufError)) visit(role.name);
-    }
-  };
-  visit('targets');
-  return { repo: new TrustedRepository(r.gun, set.result()), set, root, visited };
 }

@@ -4,7 +4,8 @@ import { expect } from 'chai';
 import http from 'node:http';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { ConfigMapVersionStore } from '../../webhook/src/verify/configmap-version-store.js';
-import { clientLoad, RepoForge } from '../support/forge.js';
+import { RepoForge } from '../support/forge.js';
+import { update } from '../support/forged-source.js';
 import { pinFromPem } from '../../webhook/src/tuf/index.js';
 
 interface Stored {
@@ -77,7 +78,7 @@ describe('ConfigMap high-water marks shared by replicas', () => {
   let url: string;
   const forge = new RepoForge({ now });
   const pin = pinFromPem(forge.build().rootPems);
-  const load = () => clientLoad(forge.build(), { pin }).repo;
+  const load = async () => (await update(forge.build(), { pin })).repo;
 
   beforeEach(async () => {
     fake = new FakeConfigMaps();
@@ -91,7 +92,7 @@ describe('ConfigMap high-water marks shared by replicas', () => {
     const a = store();
     await a.start();
     forge.bump('timestamp').bump('snapshot');
-    const repo = load();
+    const repo = await load();
     a.record('srv|gun', repo);
     await a.flushed();
     expect(fake.writes).to.equal(1);
@@ -104,7 +105,7 @@ describe('ConfigMap high-water marks shared by replicas', () => {
   it('writes only when a version moves', async () => {
     const a = store();
     await a.start();
-    const repo = load();
+    const repo = await load();
     a.record('srv|gun', repo);
     await a.flushed();
     a.record('srv|gun', repo);
@@ -116,7 +117,7 @@ describe('ConfigMap high-water marks shared by replicas', () => {
   it('on a conflict merges the other replica\'s marks instead of overwriting them', async () => {
     const a = store();
     await a.start();
-    a.record('repo-a', load());
+    a.record('repo-a', await load());
     await a.flushed();
     // Replica B writes repo-b between A's read and A's write.
     fake.interleave = () => {
@@ -126,7 +127,7 @@ describe('ConfigMap high-water marks shared by replicas', () => {
       };
     };
     forge.bump('timestamp');
-    a.record('repo-a', load());
+    a.record('repo-a', await load());
     await a.flushed();
     expect(fake.conflicts).to.equal(1);
     const marks = JSON.parse(fake.stored!.data['marks.json']!) as Record<string, Record<string, number>>;

@@ -1,5 +1,6 @@
-// The schema validator: each keyword of the structural OpenAPI / draft-07 subset, every
-// problem reported with its path, defaults applied like an API server, Helm-style schemas.
+// trustgate's schema validation (Ajv underneath): the keywords of the structural OpenAPI / draft-07
+// subset its schemas use, every problem reported with its path and a message a person can act
+// on, defaults applied like an API server, Helm-style schemas.
 import { expect } from 'chai';
 import { applyDefaults, validateSchema, type SchemaProblem } from '../../webhook/src/policy/schema.js';
 

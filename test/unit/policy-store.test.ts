@@ -1,6 +1,6 @@
 // PolicyStore: namespace scoping, several sources side by side, change notifications, readiness.
 import { expect } from 'chai';
-import type { PolicyKind, TrustPolicy } from '../../webhook/src/policy/model.js';
+import { readPolicy, type InvalidPolicy, type PolicyKind, type TrustPolicy } from '../../webhook/src/policy/model.js';
 import { KUBERNETES_SOURCE, PolicyStore, type StoreChange } from '../../webhook/src/policy/store.js';
 
 function policy(kind: PolicyKind, name: string, images: string[], opts: { namespace?: string; source?: string; mode?: TrustPolicy['spec']['mode'] } = {}): TrustPolicy {
@@ -44,6 +44,58 @@ describe('policy store', () => {
     it('a namespace named like a policy or an empty namespace does not pick up other namespaces', () => {
       expect(store.policiesFor('registry.example.com/payments/api:1', '')).to.have.length(1);
       expect(store.policiesFor('registry.example.com/payments/api:1', 'payment')).to.have.length(1);
+    });
+  });
+
+  describe('invalid policies', () => {
+    const object = (kind: PolicyKind, name: string, namespace: string | undefined, spec: Record<string, unknown>) =>
+      readPolicy({ apiVersion: 'trustgate.dev/v1alpha1', kind, metadata: { name, ...(namespace ? { namespace } : {}) }, spec }, 'files') as InvalidPolicy;
+    const badKey = (images: unknown, extra: Record<string, unknown> = {}) => ({ images, trustServer: { url: 'https://notary.example.com' }, root: { keys: ['not a key'] }, ...extra });
+    const store = new PolicyStore();
+    store.replaceSource('files', [
+      policy('ClusterTrustPolicy', 'broad', ['registry.example.com/**'], { source: 'files' }),
+      object('TrustPolicy', 'narrow', 'payments', badKey(['registry.example.com/payments/**'])),
+      object('TrustPolicy', 'globs', 'web', badKey(['registry.*/x/**'])),
+      object('TrustPolicy', 'nowhere', undefined, badKey(['docker.io/library/redis'])),
+    ]);
+    const invalidNames = (ps: InvalidPolicy[]) => ps.map((p) => `${p.kind}/${p.namespace ?? ''}/${p.name}`);
+
+    it('are held apart from valid ones: policiesFor and all() never return them', () => {
+      expect(names(store.policiesFor('registry.example.com/payments/api:1', 'payments'))).to.deep.equal(['ClusterTrustPolicy//broad']);
+      expect(names(store.all())).to.deep.equal(['ClusterTrustPolicy//broad']);
+      expect(invalidNames(store.invalid())).to.deep.equal(['TrustPolicy//nowhere', 'TrustPolicy/payments/narrow', 'TrustPolicy/web/globs']);
+    });
+    it('cover their images in their namespace, their whole namespace when the images do not parse, every namespace when theirs is unknown', () => {
+      expect(invalidNames(store.invalidFor('registry.example.com/payments/api:1', 'payments'))).to.deep.equal(['TrustPolicy/payments/narrow']);
+      expect(invalidNames(store.invalidFor('registry.example.com/payments/api:1', 'shop'))).to.deep.equal([]);
+      expect(invalidNames(store.invalidFor('quay.io/anything:1', 'web'))).to.deep.equal(['TrustPolicy/web/globs']);
+      expect(invalidNames(store.invalidFor('docker.io/library/redis:7', 'shop'))).to.deep.equal(['TrustPolicy//nowhere']);
+      expect(invalidNames(store.invalidFor('docker.io/library/redis:7', undefined))).to.deep.equal(['TrustPolicy//nowhere']);
+    });
+    it('keep their problems, images when usable, and a mode that is enforce unless readable', () => {
+      const narrow = store.invalid().find((p) => p.name === 'narrow')!;
+      expect(narrow.images).to.deep.equal(['registry.example.com/payments/**']);
+      expect(narrow.mode).to.equal('enforce');
+      expect(narrow.problems.map((p) => p.path)).to.deep.equal(['spec.root.keys[0]']);
+      expect(store.invalid().find((p) => p.name === 'globs')!.images).to.equal(undefined);
+      expect(object('TrustPolicy', 'w', 'x', badKey(['registry.example.com/x/**'], { mode: 'warn' })).mode).to.equal('warn');
+      expect(object('TrustPolicy', 'w', 'x', badKey(['registry.example.com/x/**'], { mode: 'off' })).mode).to.equal('enforce');
+      expect(object('TrustPolicy', 'w', 'x', badKey('registry.example.com/x/**')).images, 'images not a list').to.equal(undefined);
+      expect(object('TrustPolicy', 'w', 'x', badKey([])).images, 'no images').to.equal(undefined);
+      // An object whose kind is unknown counts as cluster-wide.
+      const unknown = readPolicy({ kind: 'Mystery', metadata: { name: 'm', namespace: 'x' }, spec: {} }, 'files');
+      expect(unknown).to.deep.include({ kind: 'ClusterTrustPolicy', name: 'm' });
+      expect((unknown as InvalidPolicy).namespace).to.equal(undefined);
+    });
+    it('an invalid version replaces the valid one of the same policy, and the fix replaces it back', () => {
+      const s2 = new PolicyStore();
+      s2.upsert(policy('TrustPolicy', 'p', ['registry.example.com/p/**'], { namespace: 'p' }));
+      s2.upsert({ ...object('TrustPolicy', 'p', 'p', badKey(['registry.example.com/p/**'])), source: KUBERNETES_SOURCE });
+      expect(s2.all()).to.deep.equal([]);
+      expect(invalidNames(s2.invalidFor('registry.example.com/p/a:1', 'p'))).to.deep.equal(['TrustPolicy/p/p']);
+      s2.upsert(policy('TrustPolicy', 'p', ['registry.example.com/p/**'], { namespace: 'p' }));
+      expect(s2.invalid()).to.deep.equal([]);
+      expect(names(s2.policiesFor('registry.example.com/p/a:1', 'p'))).to.deep.equal(['TrustPolicy/p/p']);
     });
   });
 

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { generateKeyPairSync, sign as nodeSign } from 'node:crypto';
+import { ECDH, generateKeyPairSync, sign as nodeSign } from 'node:crypto';
 import { TufError } from '../../webhook/src/tuf/errors.js';
 import { keyId, parseKey, methodsFor, type PublicKey } from '../../webhook/src/tuf/keys.js';
 import type { JsonValue } from '../../webhook/src/tuf/json.js';
@@ -21,6 +21,19 @@ function refused(f: () => unknown): TufError {
 
 function parsed(k: ForgeKey): PublicKey {
   return parseKey(k.id, k.json() as JsonValue, 'root');
+}
+
+/** DER length octets. */
+function derLength(n: number): number[] {
+  return n < 0x80 ? [n] : n < 0x100 ? [0x81, n] : [0x82, n >> 8, n & 0xff];
+}
+
+/** The SubjectPublicKeyInfo `der` with its EC point replaced by `point` (same AlgorithmIdentifier). */
+function withPoint(der: Buffer, point: Buffer): Buffer {
+  const at = der[1]! < 0x80 ? 2 : 2 + (der[1]! & 0x7f);
+  const algorithm = der.subarray(at, at + 2 + der[at + 1]!);
+  const bitString = Buffer.from([0x03, ...derLength(point.length + 1), 0x00, ...point]);
+  return Buffer.from([0x30, ...derLength(algorithm.length + bitString.length), ...algorithm, ...bitString]);
 }
 
 function keyObject(keytype: string, publicB64: string) {
@@ -71,6 +84,23 @@ describe('tuf keys and key IDs', () => {
   it('gives a certificate and its bare key the same SPKI (what pinning compares)', () => {
     expect(parsed(keys['ecdsa-x509']).spki.equals(parsed(keys.ecdsa).spki)).to.equal(true);
     expect(parsed(keys['rsa-x509']).spki.equals(parsed(keys.rsa).spki)).to.equal(true);
+  });
+
+  it('gives one P-384 and one P-521 key the same SPKI whether its point is written compressed, hybrid or uncompressed', () => {
+    for (const curve of ['secp384r1', 'secp521r1'] as const) {
+      const { publicKey } = generateKeyPairSync('ec', { namedCurve: curve });
+      const der = publicKey.export({ format: 'der', type: 'spki' });
+      const bytes = Math.ceil((curve === 'secp384r1' ? 384 : 521) / 8);
+      const point = der.subarray(-(1 + 2 * bytes));
+      const plain = parseKey(notaryKeyId('ecdsa', der.toString('base64')), keyObject('ecdsa', der.toString('base64')), 'targets');
+      for (const form of ['compressed', 'hybrid'] as const) {
+        const other = ECDH.convertKey(point, curve, undefined, undefined, form) as Buffer;
+        const b64 = withPoint(der, other).toString('base64');
+        const k = parseKey(notaryKeyId('ecdsa', b64), keyObject('ecdsa', b64), 'targets');
+        expect(k.id, `${curve} ${form}`).not.to.equal(plain.id);
+        expect(k.spki.equals(plain.spki), `${curve} ${form}`).to.equal(true);
+      }
+    }
   });
 
   it('refuses a key filed under an ID that is not its own', () => {

@@ -93,15 +93,16 @@ turns into API server timeouts instead of clear denials.
 {{- end }}
 
 {{/*
-Settings both webhooks share. Fail closed: an unreachable or slow trustgate denies rather
-than letting unverified images in. kube-system and trustgate's own namespace are never sent
+Settings both webhooks share. Fail closed by default: an unreachable or slow trustgate
+denies rather than letting unverified images in (webhook.failurePolicy=Ignore is for an
+outage; a release upgraded with --reuse-values from a chart without the value has none). kube-system and trustgate's own namespace are never sent
 (so the cluster and trustgate itself can always recover), nor namespaces labelled
 trustgate.dev/ignore=true (NotIn also matches namespaces without the label).
 */}}
 {{- define "trustgate.webhookCommon" -}}
 admissionReviewVersions: ["v1"]
 sideEffects: None
-failurePolicy: Fail
+failurePolicy: {{ .Values.webhook.failurePolicy | default "Fail" }}
 matchPolicy: Equivalent
 timeoutSeconds: {{ .Values.webhook.timeoutSeconds }}
 namespaceSelector:

@@ -67,7 +67,7 @@ export interface Logger {
 export type AdmissionResult = 'allowed' | 'denied' | 'invalid' | 'unverified';
 /** The strongest mode among the policies that judged the request's images; 'none' when no policy did. */
 export type DecisionMode = 'enforce' | 'warn' | 'audit' | 'none';
-export type WebhookName = 'mutate' | 'validate';
+export type WebhookName = 'mutate' | 'validate' | 'policy';
 
 export interface AdmissionMetrics {
   admission(labels: { operation: string; result: AdmissionResult; mode: DecisionMode; webhook: WebhookName }, seconds: number): void;

@@ -91,7 +91,7 @@ export async function createVerifier(options: ServeOptions, ctx: { log: Logger; 
     stopSource = () => source.stop();
     readSecret = directorySecrets(options.secretsDir);
   }
-  store.onChange(() => ctx.log.info('policies changed', { policies: store.all().length }));
+  store.onChange(() => ctx.log.info('policies changed', { policies: store.all().length, invalid: store.invalid().length }));
 
   const sources = new SourcePool(readSecret);
   const engine = new VerificationEngine({

@@ -18,7 +18,7 @@ import {
   type VersionFloor,
   type FileMeta,
 } from '../tuf/index.js';
-import type { MetadataSource } from './source.js';
+import { FetchError, type MetadataSource } from './source.js';
 
 export interface UpdateOptions {
   pin: RootPin;
@@ -194,17 +194,27 @@ async function walkDelegations(
  */
 async function bootstrapRoot(source: MetadataSource, opts: UpdateOptions): Promise<VerifiedRoot> {
   const currentBytes = await source.fetch({ role: 'root', maxBytes: MAX_ROOT_BYTES }, opts.signal);
+  let refusal: TufError;
   try {
     return verifyPinnedRoot(currentBytes, opts.pin, source.gun);
   } catch (e) {
     if (!(e instanceof TufError) || (e.code !== 'untrusted-root' && e.code !== 'signature')) throw e;
+    refusal = e;
   }
   const newest = claimedVersion(currentBytes);
+  // Version 1 is the start of every chain: there is no older root to look for.
+  if (newest === 1) throw refusal;
   const max = opts.maxRootVersions ?? DEFAULT_MAX_ROOT_VERSIONS;
   if (newest > max) throw new TufError('too-large', 'root', `root claims version ${newest}; more than ${max} versions are refused`);
-  const all = await Promise.all(
-    Array.from({ length: newest }, (_, i) => source.fetch({ role: 'root', version: i + 1, maxBytes: MAX_ROOT_BYTES }, opts.signal)),
-  );
+  // A server without versioned roots cannot show a chain from the pinned keys; the cause to
+  // report is still that the pinned keys do not sign root.json, not the missing file.
+  const fetchVersion = (version: number) =>
+    source.fetch({ role: 'root', version, maxBytes: MAX_ROOT_BYTES }, opts.signal).catch((e: unknown) => {
+      if (!(e instanceof FetchError) || e.kind !== 'not-found') throw e;
+      const why = refusal.message.replace(/^root: /, '');
+      throw new TufError(refusal.code, 'root', `${why}; no chain from an older root can be checked: ${version}.root.json is not served (${e.message})`);
+    });
+  const all = await Promise.all(Array.from({ length: newest }, (_, i) => fetchVersion(i + 1)));
   let anchor: VerifiedRoot | undefined;
   let firstError: unknown;
   for (const bytes of all) {

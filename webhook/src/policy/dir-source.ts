@@ -10,16 +10,17 @@
  * and re-parses only files whose bytes changed, so a ConfigMap's atomic symlink swap or an
  * editor's write-and-rename are handled like any edit.
  *
- * Fail closed: a file that is unreadable, too large or invalid contributes no policies, and
- * a file that turns invalid loses the policies it had. Its images then fall under "no
- * policy", which the engine denies by default, instead of running on a stale policy the
- * author has already changed (which might be the very fix of a too-loose policy). Other
- * files keep working; the problem is logged with every field path.
+ * Fail closed: an invalid policy in a file is held as invalid and denies what it would
+ * cover (its images, or its whole scope when they cannot be read), instead of running on
+ * a stale version the author has already changed, or leaving its images to a broader
+ * policy. A file that is unreadable, too large or not YAML cannot say what it covers, so
+ * it denies everything until fixed. Valid policies beside an invalid one keep applying
+ * (they only add requirements). The problems are logged with every field path.
  */
 import { watch, type FSWatcher } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { parsePolicyYaml, policyId, PolicyValidationError, type TrustPolicy } from './model.js';
+import { isInvalidPolicy, policyId, readPolicyYaml, type InvalidPolicy, type TrustPolicy } from './model.js';
 import type { PolicyStore } from './store.js';
 
 /** Policy files are small; anything bigger is a mistake, not a policy. */
@@ -38,7 +39,7 @@ export type DirSourceLog = (event: object) => void;
 
 interface FileState {
   content: string;
-  policies: TrustPolicy[];
+  policies: Array<TrustPolicy | InvalidPolicy>;
 }
 
 export class PolicyDirSource {
@@ -184,20 +185,21 @@ export class PolicyDirSource {
   private apply(file: string, loaded: { content: string } | { error: string }): void {
     const previous = this.files.get(file);
     if ('content' in loaded && previous && previous.content === loaded.content) return;
-    let policies: TrustPolicy[] = [];
+    let policies: Array<TrustPolicy | InvalidPolicy>;
     if ('error' in loaded) {
-      this.log({ level: 'error', event: 'policy-file-rejected', file, error: loaded.error, effect: 'no policies loaded from this file' });
+      policies = [{ kind: 'ClusterTrustPolicy', name: `(file ${file})`, source: file, problems: [{ path: '(file)', message: loaded.error }], mode: 'enforce' }];
+      this.log({ level: 'error', event: 'policy-file-rejected', file, error: loaded.error, effect: 'every image is denied until the file is readable' });
     } else {
-      try {
-        policies = parsePolicyYaml(loaded.content, file, { requireNamespace: true });
-        // An empty file is valid YAML, but usually a half-written one or a mistake worth seeing.
-        if (policies.length === 0) this.log({ level: 'warn', event: 'policy-file-empty', file, effect: 'no policies loaded from this file' });
-        else this.log({ level: 'info', event: 'policy-file-loaded', file, policies: policies.map(policyId) });
-        this.warnDuplicates(file, policies);
-      } catch (e) {
-        const problems = e instanceof PolicyValidationError ? e.problems : [{ path: '(root)', message: (e as Error).message }];
-        this.log({ level: 'error', event: 'policy-file-rejected', file, problems, effect: 'no policies loaded from this file' });
+      policies = readPolicyYaml(loaded.content, file);
+      const valid = policies.filter((p): p is TrustPolicy => !isInvalidPolicy(p));
+      for (const p of policies.filter(isInvalidPolicy)) {
+        const covers = p.images ?? (p.kind === 'TrustPolicy' && p.namespace ? `every image in namespace ${p.namespace}` : 'every image in every namespace');
+        this.log({ level: 'error', event: 'policy-file-rejected', file, policy: policyId(p), problems: p.problems, effect: 'fails what it covers', covers, mode: p.mode });
       }
+      // An empty file is valid YAML, but usually a half-written one or a mistake worth seeing.
+      if (policies.length === 0) this.log({ level: 'warn', event: 'policy-file-empty', file, effect: 'no policies loaded from this file' });
+      else if (valid.length > 0) this.log({ level: 'info', event: 'policy-file-loaded', file, policies: valid.map(policyId) });
+      this.warnDuplicates(file, valid);
     }
     // Unreadable files get no content, so they are retried on every pass.
     this.files.set(file, { content: 'content' in loaded ? loaded.content : '\u0000unreadable', policies });

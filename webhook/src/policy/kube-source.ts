@@ -17,15 +17,15 @@
  * resourceVersion seen (events are replayed, nothing is lost); errors back off.
  *
  * Failing closed: an object that does not validate is logged, reported in its status,
- * and its previous version is removed from the store. The store then holds fewer
- * policies, and an image no remaining policy matches is denied, so a broken edit can
- * take access away but never grant it. (A namespaced policy can only add requirements,
- * so removing one never loosens a cluster policy either.) A TrustPolicy whose edit
- * broke it therefore denies its images until it is fixed, rather than silently keeping
- * an older version the author believes is gone.
+ * and replaces its previous version in the store as an invalid policy, which denies what
+ * it would cover (its images, or its whole scope when they cannot be read) until it is
+ * fixed. Dropping it instead would hand its images to a broader valid policy, so a typo
+ * would quietly lower enforcement; keeping the older version would enforce something the
+ * author believes is gone. The policy webhook (/validate-policy) refuses most such objects
+ * at the door; this covers the ones that get past it (webhook down, failurePolicy Ignore).
  */
 import { CustomObjectsApi, Observable, Watch, type ConfigurationOptions, type KubeConfig } from '@kubernetes/client-node';
-import { parsePolicy, PolicyValidationError, type PolicyKind, type TrustPolicy } from './model.js';
+import { isInvalidPolicy, readPolicy, type InvalidPolicy, type PolicyKind, type TrustPolicy } from './model.js';
 import { KUBERNETES_SOURCE, type PolicyStore } from './store.js';
 import { PLURALS, POLICY_GROUP, POLICY_VERSION, type LoadOutcome, type LoadProblem, type StatusWriter } from './status-writer.js';
 
@@ -122,8 +122,8 @@ export class KubernetesPolicySource {
   private readonly resyncMs: number;
   private readonly watchTimeoutSeconds: number;
   private readonly listTimeoutMs: number;
-  /** Valid policies per kind, keyed namespace/name: what this source has put in the store. */
-  private readonly loaded: Record<PolicyKind, Map<string, TrustPolicy>> = {
+  /** Policies per kind, valid and invalid, keyed namespace/name: what this source has put in the store. */
+  private readonly loaded: Record<PolicyKind, Map<string, TrustPolicy | InvalidPolicy>> = {
     TrustPolicy: new Map(),
     ClusterTrustPolicy: new Map(),
   };
@@ -276,14 +276,14 @@ export class KubernetesPolicySource {
     if (!rv || !Array.isArray(list.items)) {
       throw new Error(`list of ${PLURALS[kind]} has no resourceVersion or items`);
     }
-    const next = new Map<string, TrustPolicy>();
+    const next = new Map<string, TrustPolicy | InvalidPolicy>();
     const prints = new Map<string, { print: string; outcome: LoadOutcome }>();
     const reports: Array<[KubeObjectLike, LoadOutcome]> = [];
     for (const item of list.items as KubeObjectLike[]) {
       const key = this.key(item);
       const parsed = this.parse(kind, item);
       if (key) prints.set(key, { print: this.fingerprint(item), outcome: parsed.outcome });
-      if (parsed.policy && key) next.set(key, parsed.policy);
+      if (key) next.set(key, parsed.held);
       reports.push([item, parsed.outcome]);
     }
     this.loaded[kind] = next;
@@ -292,7 +292,8 @@ export class KubernetesPolicySource {
     // watching disappear here. Both kinds go in together because the store replaces
     // everything this source ever gave it.
     this.store.replaceSource(KUBERNETES_SOURCE, [...this.loaded.ClusterTrustPolicy.values(), ...this.loaded.TrustPolicy.values()]);
-    this.log({ level: 'info', event: 'policy-list-applied', kind, resourceVersion: rv, objects: list.items.length, loaded: next.size });
+    const invalid = [...next.values()].filter(isInvalidPolicy).length;
+    this.log({ level: 'info', event: 'policy-list-applied', kind, resourceVersion: rv, objects: list.items.length, loaded: next.size - invalid, invalid });
     for (const [item, outcome] of reports) this.report(kind, item, outcome);
     this.markSynced(kind);
     return rv;
@@ -394,18 +395,13 @@ export class KubernetesPolicySource {
     return JSON.stringify([m.uid, m.labels, m.annotations, o.spec]);
   }
 
-  private parse(kind: PolicyKind, o: KubeObjectLike): { policy?: TrustPolicy; outcome: LoadOutcome } {
-    let problems: LoadProblem[];
-    try {
-      // The API server always fills in a TrustPolicy's namespace; one without would apply nowhere.
-      const policy = parsePolicy(o, KUBERNETES_SOURCE, { requireNamespace: true });
-      if (policy.kind === kind) return { policy, outcome: { loaded: true } };
-      problems = [{ path: 'kind', message: `expected ${kind} from ${PLURALS[kind]}, got ${policy.kind}` }];
-    } catch (err) {
-      problems = err instanceof PolicyValidationError ? err.problems : [{ path: '', message: errorText(err) }];
-    }
-    this.log({ level: 'error', event: 'policy-invalid', kind, namespace: str(o?.metadata?.namespace), name: str(o?.metadata?.name), problems });
-    return { outcome: { loaded: false, problems } };
+  private parse(kind: PolicyKind, o: KubeObjectLike): { held: TrustPolicy | InvalidPolicy; outcome: LoadOutcome } {
+    const held = readPolicy(o, KUBERNETES_SOURCE, kind);
+    if (!isInvalidPolicy(held)) return { held, outcome: { loaded: true } };
+    const problems: LoadProblem[] = held.problems;
+    const covers = held.images ?? `every image in ${held.kind === 'TrustPolicy' && held.namespace ? `namespace ${held.namespace}` : 'the cluster'}`;
+    this.log({ level: 'error', event: 'policy-invalid', kind, namespace: str(o?.metadata?.namespace), name: str(o?.metadata?.name), problems, effect: 'fails what it covers', covers, mode: held.mode });
+    return { held, outcome: { loaded: false, problems } };
   }
 
   private applyObject(kind: PolicyKind, o: KubeObjectLike): void {
@@ -423,12 +419,10 @@ export class KubernetesPolicySource {
     }
     const parsed = this.parse(kind, o);
     this.fingerprints[kind].set(key, { print, outcome: parsed.outcome });
-    if (parsed.policy) {
-      this.loaded[kind].set(key, parsed.policy);
-      this.store.upsert(parsed.policy);
+    this.loaded[kind].set(key, parsed.held);
+    this.store.upsert(parsed.held);
+    if (!isInvalidPolicy(parsed.held)) {
       this.log({ level: 'info', event: 'policy-loaded', kind, namespace: str(o.metadata?.namespace), name: str(o.metadata?.name), generation: o.metadata?.generation });
-    } else {
-      this.forget(kind, o, key);
     }
     this.report(kind, o, parsed.outcome);
   }

@@ -330,6 +330,28 @@ function toSpec(s: Record<string, unknown>): TrustPolicySpec {
  * the problems of every document (paths prefixed `documents[N].` when there are several).
  */
 export function parsePolicyYaml(text: string, source: string, options: ParseOptions = {}): TrustPolicy[] {
+  const { objects, problems } = policyDocuments(text);
+  const policies: TrustPolicy[] = [];
+  const ids = new Map<string, string>();
+  for (const { obj, prefix } of objects) {
+    try {
+      const p = parsePolicy(obj, source, options);
+      const id = policyId(p);
+      const where = prefix || 'the document';
+      if (ids.has(id)) problems.push({ path: prefix || displayPath(''), message: `${id} is defined twice (also in ${ids.get(id)}): which one applies would be unclear` });
+      else ids.set(id, where);
+      policies.push(p);
+    } catch (e) {
+      if (!(e instanceof PolicyValidationError)) throw e;
+      for (const p of e.problems) problems.push({ path: prefix ? (p.path === displayPath('') ? prefix : `${prefix}.${p.path}`) : p.path, message: p.message });
+    }
+  }
+  if (problems.length > 0) throw new PolicyValidationError(problems, source);
+  return policies;
+}
+
+/** The objects of a YAML text (documents, `kind: List` items), each with its path prefix, and the YAML problems. */
+function policyDocuments(text: string): { objects: { obj: unknown; prefix: string }[]; problems: PolicyProblem[] } {
   const docs = parseAllDocuments(text, { uniqueKeys: true });
   const list = Array.isArray(docs) ? docs : [];
   const objects: { obj: unknown; prefix: string }[] = [];
@@ -356,27 +378,115 @@ export function parsePolicyYaml(text: string, source: string, options: ParseOpti
       objects.push({ obj: value, prefix });
     }
   });
+  return { objects, problems };
+}
 
-  const policies: TrustPolicy[] = [];
-  const ids = new Map<string, string>();
-  for (const { obj, prefix } of objects) {
-    try {
-      const p = parsePolicy(obj, source, options);
-      const id = policyId(p);
-      const where = prefix || 'the document';
-      if (ids.has(id)) problems.push({ path: prefix || displayPath(''), message: `${id} is defined twice (also in ${ids.get(id)}): which one applies would be unclear` });
-      else ids.set(id, where);
-      policies.push(p);
-    } catch (e) {
-      if (!(e instanceof PolicyValidationError)) throw e;
-      for (const p of e.problems) problems.push({ path: prefix ? (p.path === displayPath('') ? prefix : `${prefix}.${p.path}`) : p.path, message: p.message });
-    }
+/**
+ * A policy object that failed validation, kept in the store so that what it would cover
+ * is denied instead of silently falling to a broader valid policy (or to "no policy"):
+ * an admin's typo must never lower enforcement.
+ */
+export interface InvalidPolicy {
+  kind: PolicyKind;
+  name: string;
+  /** A TrustPolicy's namespace; undefined for a TrustPolicy whose namespace is unknown, which then counts in every namespace. */
+  namespace?: string;
+  source: string;
+  problems: PolicyProblem[];
+  /** Its spec.images when every pattern is usable; undefined when they are not: then its whole scope is covered. */
+  images?: string[];
+  /** Its spec.mode when readable and valid (absent means enforce, as the CRD defaults it); enforce otherwise. */
+  mode: Mode;
+}
+
+export function isInvalidPolicy(p: TrustPolicy | InvalidPolicy): p is InvalidPolicy {
+  return 'problems' in p;
+}
+
+/** The one formatting of problems that `policy check`, the policy webhook and denial messages share. */
+export function problemLines(problems: PolicyProblem[]): string[] {
+  return problems.map((p) => `${p.path}: ${p.message}`);
+}
+
+/**
+ * What a policy source serves: metadata.namespace is required of a TrustPolicy (an API
+ * server always sets it; a file without it would apply nowhere). `trustgate policy check`
+ * and the policy webhook judge with the same options, so they agree.
+ */
+export const SERVED_POLICY: Readonly<ParseOptions> = Object.freeze({ requireNamespace: true });
+
+/**
+ * The problems of one policy object as `trustgate policy check` reports them, for the
+ * policy webhook. Like the CLI (parsePolicyYaml) and the sources (readPolicy), it is
+ * parsePolicy with SERVED_POLICY: one validation everywhere. Empty when valid.
+ */
+export function policyObjectProblems(obj: unknown, source: string): PolicyProblem[] {
+  try {
+    parsePolicy(obj, source, SERVED_POLICY);
+    return [];
+  } catch (e) {
+    if (e instanceof PolicyValidationError) return e.problems;
+    throw e;
   }
-  if (problems.length > 0) throw new PolicyValidationError(problems, source);
-  return policies;
+}
+
+/**
+ * A policy object as a source holds it: the valid policy, or what is known of an invalid
+ * one so that its scope can be denied. Never throws on bad input. `kind` is what the
+ * source knows the object to be (the list it came from); without it an unreadable kind
+ * counts as cluster-wide.
+ */
+export function readPolicy(obj: unknown, source: string, kind?: PolicyKind): TrustPolicy | InvalidPolicy {
+  let problems: PolicyProblem[];
+  try {
+    const policy = parsePolicy(obj, source, SERVED_POLICY);
+    if (kind === undefined || policy.kind === kind) return policy;
+    problems = [{ path: 'kind', message: `expected ${kind}, got ${policy.kind}` }];
+  } catch (e) {
+    problems = e instanceof PolicyValidationError ? e.problems : [{ path: displayPath(''), message: (e as Error).message }];
+  }
+  return invalidPolicy(obj, source, problems, kind);
+}
+
+/**
+ * Every policy of a file as a source holds them (see readPolicy): valid ones apply, invalid
+ * ones deny what they cover. A policy defined twice covers its whole scope (which of the
+ * two was meant is unknown); a text that is not readable YAML, whose policies cannot even
+ * be told apart, covers the whole cluster. Never throws on bad input.
+ */
+export function readPolicyYaml(text: string, source: string): Array<TrustPolicy | InvalidPolicy> {
+  const { objects, problems } = policyDocuments(text);
+  if (problems.length > 0) return [{ kind: 'ClusterTrustPolicy', name: `(file ${source})`, source, problems, mode: 'enforce' }];
+  const held = objects.map(({ obj }) => readPolicy(obj, source));
+  const byId = new Map<string, Array<TrustPolicy | InvalidPolicy>>();
+  for (const p of held) byId.set(policyId(p), [...(byId.get(policyId(p)) ?? []), p]);
+  return [...byId.entries()].map(([id, same]) => {
+    if (same.length === 1) return same[0]!;
+    const { kind, name, namespace } = same[0]!;
+    const twice: InvalidPolicy = { kind, name, source, mode: 'enforce', problems: [{ path: 'metadata.name', message: `${id} is defined ${same.length} times: which one applies would be unclear` }] };
+    if (namespace !== undefined) twice.namespace = namespace;
+    return twice;
+  });
+}
+
+/** What can be read of an invalid policy object: its identity, scope, images and mode, each failing closed. */
+export function invalidPolicy(obj: unknown, source: string, problems: PolicyProblem[], kind?: PolicyKind): InvalidPolicy {
+  const o = isObject(obj) ? obj : {};
+  const meta = isObject(o.metadata) ? o.metadata : {};
+  const spec = isObject(o.spec) ? o.spec : {};
+  const k: PolicyKind = kind ?? (o.kind === 'TrustPolicy' || o.kind === 'ClusterTrustPolicy' ? o.kind : 'ClusterTrustPolicy');
+  const name = typeof meta.name === 'string' && meta.name !== '' ? meta.name : '(unnamed)';
+  const out: InvalidPolicy = { kind: k, name, source, problems, mode: 'enforce' };
+  if (k === 'TrustPolicy' && typeof meta.namespace === 'string' && meta.namespace !== '') out.namespace = meta.namespace;
+  const images = spec.images;
+  if (Array.isArray(images) && images.length > 0 && images.every((i) => typeof i === 'string' && imagePatternProblems(i).length === 0)) {
+    out.images = [...(images as string[])];
+  }
+  if (spec.mode === 'warn' || spec.mode === 'audit') out.mode = spec.mode;
+  return out;
 }
 
 /** 'ClusterTrustPolicy/name' or 'TrustPolicy/namespace/name'. */
-export function policyId(p: Pick<TrustPolicy, 'kind' | 'name' | 'namespace'>): string {
+export function policyId(p: Pick<TrustPolicy | InvalidPolicy, 'kind' | 'name' | 'namespace'>): string {
   return p.kind === 'ClusterTrustPolicy' ? `ClusterTrustPolicy/${p.name}` : `TrustPolicy/${p.namespace ?? ''}/${p.name}`;
 }

@@ -5,9 +5,14 @@
  * A policy is held per source: the same name from two sources (two files, or a file and
  * the cluster) is kept twice rather than one replacing the other, because policies compose
  * by AND and dropping either would loosen what applies.
+ *
+ * Invalid policies are held too, for the same reason: dropping one would leave its images
+ * to a broader policy (or to "no policy"). What an invalid policy covers is its images when
+ * they parse, its whole scope (namespace, or cluster) when they do not; `invalidFor` names
+ * them and the engine denies with their problems.
  */
 import { compileImagePattern, type ImagePattern } from './match.js';
-import { policyId, type PolicyKind, type TrustPolicy } from './model.js';
+import { isInvalidPolicy, policyId, type InvalidPolicy, type PolicyKind, type TrustPolicy } from './model.js';
 
 /** The source name the Kubernetes informer uses; `remove` defaults to it. */
 export const KUBERNETES_SOURCE = 'kubernetes';
@@ -22,19 +27,25 @@ const ANSWERS_MAX = 1024;
 export type ChangeListener = (change: StoreChange) => void;
 
 interface Entry {
-  policy: TrustPolicy;
-  patterns: ImagePattern[];
+  policy: TrustPolicy | InvalidPolicy;
+  /** undefined: the whole scope (an invalid policy whose images do not parse). */
+  patterns: ImagePattern[] | undefined;
+}
+
+interface Answer {
+  valid: TrustPolicy[];
+  invalid: InvalidPolicy[];
 }
 
 export class PolicyStore {
   private readonly sources = new Map<string, Map<string, Entry>>();
   private readonly listeners = new Set<ChangeListener>();
-  private readonly answers = new Map<string, TrustPolicy[]>();
+  private readonly answers = new Map<string, Answer>();
   private readyFlag = false;
   private readonly readyWaiters: (() => void)[] = [];
 
   /** Makes `policies` the whole contribution of `source` (an empty list removes the source). */
-  replaceSource(source: string, policies: TrustPolicy[]): void {
+  replaceSource(source: string, policies: Array<TrustPolicy | InvalidPolicy>): void {
     const next = new Map<string, Entry>();
     for (const p of policies) next.set(policyId(p), entry(p));
     const before = this.sources.get(source);
@@ -46,7 +57,7 @@ export class PolicyStore {
   }
 
   /** Adds or replaces one policy within its own source (`p.source`). */
-  upsert(p: TrustPolicy): void {
+  upsert(p: TrustPolicy | InvalidPolicy): void {
     let map = this.sources.get(p.source);
     const id = policyId(p);
     const old = map?.get(id);
@@ -74,6 +85,19 @@ export class PolicyStore {
    * kind (cluster first), namespace, name, source, so verdicts list failures stably.
    */
   policiesFor(reference: string, namespace: string | undefined): TrustPolicy[] {
+    return this.answer(reference, namespace).valid;
+  }
+
+  /**
+   * The invalid policies that would apply to `reference` in `namespace`: those whose images
+   * match it, and those whose images cannot be read, anywhere in their scope. An invalid
+   * TrustPolicy of unknown namespace counts in every namespace. Same order as policiesFor.
+   */
+  invalidFor(reference: string, namespace: string | undefined): InvalidPolicy[] {
+    return this.answer(reference, namespace).invalid;
+  }
+
+  private answer(reference: string, namespace: string | undefined): Answer {
     // Admissions repeat the same images: answers are remembered until the policies change.
     const key = namespace === undefined ? reference : `${reference}\n${namespace}`;
     const known = this.answers.get(key);
@@ -84,20 +108,32 @@ export class PolicyStore {
     return out;
   }
 
-  private match(reference: string, namespace: string | undefined): TrustPolicy[] {
-    const out: TrustPolicy[] = [];
+  private match(reference: string, namespace: string | undefined): Answer {
+    const valid: TrustPolicy[] = [];
+    const invalid: InvalidPolicy[] = [];
     for (const map of this.sources.values()) {
       for (const { policy, patterns } of map.values()) {
-        if (policy.kind === 'TrustPolicy' && (namespace === undefined || policy.namespace !== namespace)) continue;
-        if (patterns.some((p) => p.matches(reference))) out.push(policy);
+        const bad = isInvalidPolicy(policy);
+        if (policy.kind === 'TrustPolicy' && (namespace === undefined || policy.namespace !== namespace) && !(bad && policy.namespace === undefined)) continue;
+        if (patterns !== undefined && !patterns.some((p) => p.matches(reference))) continue;
+        if (bad) invalid.push(policy);
+        else valid.push(policy);
       }
     }
+    return { valid: valid.sort(order), invalid: invalid.sort(order) };
+  }
+
+  /** Every valid policy. */
+  all(): TrustPolicy[] {
+    const out: TrustPolicy[] = [];
+    for (const map of this.sources.values()) for (const e of map.values()) if (!isInvalidPolicy(e.policy)) out.push(e.policy);
     return out.sort(order);
   }
 
-  all(): TrustPolicy[] {
-    const out: TrustPolicy[] = [];
-    for (const map of this.sources.values()) for (const e of map.values()) out.push(e.policy);
+  /** Every invalid policy held (each denies what it would cover until fixed). */
+  invalid(): InvalidPolicy[] {
+    const out: InvalidPolicy[] = [];
+    for (const map of this.sources.values()) for (const e of map.values()) if (isInvalidPolicy(e.policy)) out.push(e.policy);
     return out.sort(order);
   }
 
@@ -139,7 +175,16 @@ export class PolicyStore {
   }
 }
 
-function entry(policy: TrustPolicy): Entry {
+function entry(policy: TrustPolicy | InvalidPolicy): Entry {
+  if (isInvalidPolicy(policy)) {
+    // invalidPolicy() keeps images only when every pattern is usable; if one still fails
+    // to compile here, the whole scope is covered rather than less.
+    try {
+      return { policy, patterns: policy.images?.map((img) => compileImagePattern(img)) };
+    } catch {
+      return { policy, patterns: undefined };
+    }
+  }
   // parsePolicy has already rejected any pattern that does not compile; a hand-built
   // policy with a bad pattern matches nothing rather than throwing on every lookup.
   const patterns = policy.spec.images.flatMap((img) => {
@@ -163,7 +208,7 @@ function sameEntries(a: Map<string, Entry>, b: Map<string, Entry>): boolean {
 
 const KIND_ORDER: Record<PolicyKind, number> = { ClusterTrustPolicy: 0, TrustPolicy: 1 };
 
-function order(a: TrustPolicy, b: TrustPolicy): number {
+function order(a: TrustPolicy | InvalidPolicy, b: TrustPolicy | InvalidPolicy): number {
   return (
     KIND_ORDER[a.kind] - KIND_ORDER[b.kind] ||
     (a.namespace ?? '').localeCompare(b.namespace ?? '') ||

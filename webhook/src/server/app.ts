@@ -1,4 +1,5 @@
-// The HTTP surface: two admission endpoints, health, readiness and metrics. Transport-level
+// The HTTP surface: the admission endpoints (Pods and workloads; trustgate's own policies),
+// health, readiness and metrics. Transport-level
 // problems (wrong content type, bad JSON, a body too large, a review without a uid) are
 // HTTP errors with a reason; the API server then applies the webhook's failurePolicy.
 //
@@ -10,6 +11,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { AdmissionHandler } from '../admission/handler.js';
+import { createPolicyHandler } from '../admission/policy-handler.js';
 import { ReviewError } from '../admission/review.js';
 import { silentLogger, type Logger } from '../admission/types.js';
 import type { Metrics } from './metrics.js';
@@ -31,7 +33,10 @@ export type RequestListener = (req: IncomingMessage, res: ServerResponse) => voi
 /** application/json with any parameters (charset), as the API server sends it. */
 const JSON_TYPE = /^application\/json\s*(?:;|$)/i;
 
-const KNOWN_PATHS = new Set(['/mutate', '/validate', '/healthz', '/readyz', '/metrics']);
+/** Where the chart's policy webhook (TrustPolicy, ClusterTrustPolicy) sends its reviews. */
+export const POLICY_WEBHOOK_PATH = '/validate-policy';
+
+const KNOWN_PATHS = new Set(['/mutate', '/validate', POLICY_WEBHOOK_PATH, '/healthz', '/readyz', '/metrics']);
 
 type BodyError = { status?: number; type?: string; message?: string };
 
@@ -43,6 +48,8 @@ export function createApp(opts: AppOptions): RequestListener {
   const admission = new Map<string, AdmissionHandler>([
     ['/mutate', opts.handlers.mutate],
     ['/validate', opts.handlers.validate],
+    // Needs nothing but the CRDs, so every server has it and no caller can forget it.
+    [POLICY_WEBHOOK_PATH, createPolicyHandler({ log, ...(metrics ? { metrics } : {}) })],
   ]);
   const rest = otherRoutes(opts, log);
 

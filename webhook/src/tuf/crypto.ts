@@ -28,8 +28,25 @@ export function pemPublicKey(pem: string): KeyObject {
   return createPublicKey(pem);
 }
 
+/**
+ * DER SubjectPublicKeyInfo in one form per key, so that comparing bytes compares keys:
+ * OpenSSL writes an EC point back the way it was read (compressed, hybrid), so such a key
+ * is rewritten with its point uncompressed. RSA is re-encoded in DER by the export itself.
+ */
 export function spkiDer(key: KeyObject): Buffer {
-  return key.export({ format: 'der', type: 'spki' });
+  const der = key.export({ format: 'der', type: 'spki' });
+  if (key.asymmetricKeyType !== 'ec' || endsWithUncompressedPoint(key, der)) return der;
+  return createPublicKey({ key: key.export({ format: 'jwk' }), format: 'jwk' }).export({ format: 'der', type: 'spki' });
+}
+
+/** The SPKI of a named curve ends with its point; uncompressed, that is 0x04 || x || y. */
+function endsWithUncompressedPoint(key: KeyObject, der: Buffer): boolean {
+  const bits = ecBits(key);
+  if (bits === undefined) return true; // refused as an unsupported curve by the caller
+  const pointLength = 1 + 2 * Math.ceil(bits / 8);
+  // The whole SPKI of a compressed point is shorter than an uncompressed point alone; a
+  // hybrid point has the uncompressed length but starts with 0x06 or 0x07.
+  return der.length > pointLength + 2 && der[der.length - pointLength] === 0x04 && der[der.length - pointLength - 1] === 0x00;
 }
 
 /** ECDSA over SHA-256 (whatever the curve) with a raw r||s signature, as Notary writes it. */

@@ -25,7 +25,10 @@ export interface PublicKey {
   readonly keytype: KeyType;
   /** For x509 keys: the ID of the plain key inside the leaf certificate (what `notary key list` shows). */
   readonly canonicalId: string;
-  /** DER SubjectPublicKeyInfo (Ed25519: the raw 32 bytes), for comparing with pinned keys. */
+  /**
+   * DER SubjectPublicKeyInfo (Ed25519: the raw 32 bytes), one encoding per key: what tells
+   * keys apart when thresholds are counted and pinned keys are matched, whatever their IDs.
+   */
   readonly spki: Buffer;
   /** Leaf certificate of x509 keys. */
   readonly certificate?: X509Certificate;

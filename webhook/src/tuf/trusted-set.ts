@@ -15,7 +15,7 @@ import {
   type Timestamp,
 } from './metadata.js';
 import type { RootPin } from './pinning.js';
-import { verifyThreshold } from './signatures.js';
+import { short, verifyThreshold } from './threshold.js';
 
 /** Highest version trusted so far per role (high-water marks); nothing below them is accepted. */
 export type VersionFloor = ReadonlyMap<string, number>;
@@ -167,8 +167,13 @@ export function verifyPinnedRoot(bytes: Uint8Array, pin: RootPin, gun: string): 
   const inRoot = pin.keys.filter((k) => root.roles.root.keyids.some((id) => spkiOf(id).equals(k)));
   const signed = inRoot.filter((k) => [...signers].some((id) => spkiOf(id).equals(k)));
   if (signed.length < pin.threshold) {
-    const why = inRoot.length === 0 ? 'none of the pinned keys is a root key of' : 'too few pinned keys signed';
-    throw new TufError('untrusted-root', 'root', `${why} root v${root.version} (${signed.length} of the required ${pin.threshold})`);
+    const v = root.version;
+    const by = `it is signed by ${[...signers].map(short).join(', ')}`;
+    const why =
+      signed.length === 0
+        ? `none of the pinned keys signs root v${v}; ${by}` + (inRoot.length === 0 ? ` (none of the pinned keys is a root key of root v${v})` : '')
+        : `too few pinned keys signed root v${v} (${signed.length} of the required ${pin.threshold}); ${by}`;
+    throw new TufError('untrusted-root', 'root', why);
   }
   return verifiedRoot(bytes, root);
 }

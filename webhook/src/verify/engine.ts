@@ -9,7 +9,7 @@ import { parseReference, pinnedReference, formatReference, withoutDefaultPort, t
 import { FetchError, type MetadataSource } from '../notary/source.js';
 import { InvalidNameError } from '../notary/paths.js';
 import { loadRepository } from '../notary/updater.js';
-import type { TrustPolicy } from '../policy/model.js';
+import { problemLines, type InvalidPolicy, type TrustPolicy } from '../policy/model.js';
 import { pinFromPem, TufError, type RootPin, type TrustedRepository } from '../tuf/index.js';
 import { RepositoryCache, type Loader } from './repository-cache.js';
 import { roleExpiries, type RoleExpiry } from './expiry.js';
@@ -19,6 +19,12 @@ import { MemoryVersionStore, type VersionStore } from './version-store.js';
 
 export interface PolicyLookup {
   policiesFor(reference: string, namespace: string | undefined): TrustPolicy[];
+  /**
+   * Invalid policies that would apply: each fails the image in its own mode (enforce
+   * when unreadable). Lookups over pre-validated policies (`trustgate verify --policy`)
+   * have none.
+   */
+  invalidFor?(reference: string, namespace: string | undefined): InvalidPolicy[];
 }
 
 export interface EngineMetrics {
@@ -78,7 +84,7 @@ export class VerificationEngine implements ImageVerifier {
       const plan = this.plan(image, namespace);
       if (!('policies' in plan)) return plan;
       const outcomes = await Promise.all(plan.policies.map((p) => this.checkPolicy(p, plan.ref, signal)));
-      return compose(image, plan.reference, plan.ref, outcomes);
+      return compose(image, plan.reference, plan.ref, outcomes, plan.invalid);
     } finally {
       this.opts.metrics?.verificationSeconds?.((performance.now() - started) / 1000);
     }
@@ -104,14 +110,14 @@ export class VerificationEngine implements ImageVerifier {
         this.opts.metrics?.cacheHit?.();
         return this.judge(p, plan.ref, repos[i]!);
       });
-      verdict = compose(image, plan.reference, plan.ref, outcomes);
+      verdict = compose(image, plan.reference, plan.ref, outcomes, plan.invalid);
     }
     this.opts.metrics?.verificationSeconds?.((performance.now() - started) / 1000);
     return verdict;
   }
 
   /** A verdict that needs no trust data (bad reference, exempt, no policy), or what to check. */
-  private plan(image: string, namespace: string | undefined): ImageVerdict | { ref: ImageReference; reference: string; policies: TrustPolicy[] } {
+  private plan(image: string, namespace: string | undefined): ImageVerdict | { ref: ImageReference; reference: string; policies: TrustPolicy[]; invalid: PolicyFailure[] } {
     let ref: ImageReference;
     let portless: ImageReference | undefined;
     try {
@@ -122,16 +128,23 @@ export class VerificationEngine implements ImageVerifier {
     }
     const reference = formatReference(ref);
     if (this.opts.isExempt?.(reference)) return { image, reference, allowed: true, passed: [], failures: [], unverified: 'exempt' };
+    // An invalid policy that covers the image (under either spelling of `host:443/x`) fails
+    // it; an enforcing one decides without trust data, whatever broader valid policies say.
+    const invalidPolicies = this.opts.policies.invalidFor?.(reference, namespace) ?? [];
+    const aliased = portless ? (this.opts.policies.invalidFor?.(formatReference(portless), namespace) ?? []) : [];
+    const invalid = [...new Set([...invalidPolicies, ...aliased])].map(invalidFailure);
+    if (invalid.some((f) => f.mode === 'enforce')) return { image, reference, allowed: false, passed: [], failures: invalid };
     const policies = this.opts.policies.policiesFor(reference, namespace);
     if (portless) {
       const alias = aliasDenial(image, ref, reference, portless, policies, this.opts.policies.policiesFor(formatReference(portless), namespace));
       if (alias) return alias;
     }
     if (policies.length === 0) {
-      if (this.opts.allowUnmatched) return { image, reference, allowed: true, passed: [], failures: [], unverified: 'unmatched' };
-      return denied(image, reference, { code: 'no-policy', reason: `no TrustPolicy or ClusterTrustPolicy matches ${reference}` });
+      if (this.opts.allowUnmatched) return { image, reference, allowed: true, passed: [], failures: invalid, unverified: 'unmatched' };
+      const none = denied(image, reference, { code: 'no-policy', reason: `no TrustPolicy or ClusterTrustPolicy matches ${reference}` });
+      return { ...none, failures: [...none.failures, ...invalid] };
     }
-    return { ref, reference, policies };
+    return { ref, reference, policies, invalid };
   }
 
   /** Verify under one policy; never throws. */
@@ -227,6 +240,23 @@ function failed(policy: TrustPolicy, e: unknown): PolicyOutcome {
   return failure(policy, 'error', undefined, `unexpected error: ${(e as Error).message ?? String(e)}`);
 }
 
+/** At most this many of an invalid policy's problems go into a denial; the policy's status and `policy check` list them all. */
+const PROBLEMS_SHOWN = 3;
+
+function invalidFailure(p: InvalidPolicy): PolicyFailure {
+  const lines = problemLines(p.problems);
+  const shown = lines.slice(0, PROBLEMS_SHOWN).join('; ') + (lines.length > PROBLEMS_SHOWN ? `; and ${lines.length - PROBLEMS_SHOWN} more` : '');
+  const scope =
+    p.kind === 'ClusterTrustPolicy' ? 'in every namespace' : p.namespace !== undefined ? `in namespace ${p.namespace}` : 'in every namespace (its namespace is unknown)';
+  const covers = p.images !== undefined ? 'it covers this image' : `its spec.images cannot be read, so it covers every image ${scope}`;
+  return {
+    policy: p.namespace !== undefined ? { kind: p.kind, name: p.name, namespace: p.namespace } : { kind: p.kind, name: p.name },
+    mode: p.mode,
+    code: 'invalid-policy',
+    reason: `the policy is invalid and ${covers}, which cannot be verified until the policy is fixed (trustgate policy check lists every problem): ${shown}`,
+  };
+}
+
 /**
  * `host:443/x` reaches the repository `host/x` over HTTPS. When a policy covers the spelling
  * without the port but not the one written, the image is refused and told how to write it
@@ -262,11 +292,14 @@ function denied(image: string, reference: string, f: { code: string; reason: str
   };
 }
 
-function compose(image: string, reference: string, ref: ImageReference, outcomes: PolicyOutcome[]): ImageVerdict {
-  const failures = outcomes.flatMap((o) => (o.failure ? [o.failure] : []));
+function compose(image: string, reference: string, ref: ImageReference, outcomes: PolicyOutcome[], invalid: PolicyFailure[]): ImageVerdict {
+  const failures = [...invalid, ...outcomes.flatMap((o) => (o.failure ? [o.failure] : []))];
   const passed = outcomes.filter((o) => o.digest);
   const digests = new Set(passed.map((o) => o.digest!));
-  const results = (pass: boolean) => outcomes.map((o) => ({ policy: policyRef(o.policy), mode: o.policy.spec.mode, result: pass && o.digest ? ('pass' as const) : ('fail' as const) }));
+  const results = (pass: boolean) => [
+    ...invalid.map((f) => ({ policy: f.policy, mode: f.mode, result: 'fail' as const })),
+    ...outcomes.map((o) => ({ policy: policyRef(o.policy), mode: o.policy.spec.mode, result: pass && o.digest ? ('pass' as const) : ('fail' as const) })),
+  ];
   if (digests.size > 1) {
     // Two trust sources disagree on what this tag is: nothing can be pinned safely.
     const detail = passed.map((o) => `${policyRef(o.policy).name}: ${o.digest}`).join('; ');

@@ -143,6 +143,13 @@ export class Metrics implements AdmissionMetrics {
     'When verified trust data stops being trusted (Unix seconds), by trust server, repository and role; a delegation counts its ancestors.',
     () => this.expirySeries(),
   );
+  /** Findings of the last audit, by namespace and result; replaced whole each round. */
+  private auditCounts = new Map<string, [Labels, number]>();
+  private auditLast: { at: number; pods: number } | undefined;
+  readonly auditFindings = new Gauge('trustgate_audit_findings', 'Running Pod images the last audit found would be denied now (fail) or are at risk (warn: non-enforcing policy failure, trust data expiring within the window), by namespace and result.', () => this.auditCounts.values());
+  readonly auditRuns = new Counter('trustgate_audit_runs_total', 'Audit rounds by outcome (ok, error).');
+  readonly auditLastRun = new Gauge('trustgate_audit_last_run_timestamp_seconds', 'When the last audit round finished (Unix seconds); absent before the first.', () => (this.auditLast ? [[{}, this.auditLast.at / 1000]] : []));
+  readonly auditPods = new Gauge('trustgate_audit_pods', 'Running Pods the last audit checked.', () => (this.auditLast ? [[{}, this.auditLast.pods]] : []));
   readonly admissions = new Counter('trustgate_admissions_total', 'Admission decisions by operation, result (allowed, denied, invalid, unverified: allowed without verification), strongest mode among the policies that judged it, and webhook.');
   readonly admissionDuration = new Histogram('trustgate_admission_duration_seconds', 'Time to answer one AdmissionReview.', SECONDS_BUCKETS);
   readonly verificationDuration = new Histogram('trustgate_verification_duration_seconds', 'Time admission waited for one image verdict.', SECONDS_BUCKETS);
@@ -192,6 +199,19 @@ export class Metrics implements AdmissionMetrics {
     this.trustData.delete(key);
   }
 
+  /** Records a finished audit round: findings per namespace and result. */
+  audited(report: { pods: number; findings: Array<{ namespace: string; result: string }> }, at: Date): void {
+    const counts = new Map<string, [Labels, number]>();
+    for (const f of report.findings) {
+      const key = `${f.namespace}\n${f.result}`;
+      const seen = counts.get(key);
+      counts.set(key, [{ namespace: f.namespace, result: f.result }, (seen?.[1] ?? 0) + 1]);
+    }
+    this.auditCounts = counts;
+    this.auditLast = { at: at.getTime(), pods: report.pods };
+    this.auditRuns.inc({ result: 'ok' });
+  }
+
   /** Where the policy counts come from (read when scraped). */
   countPolicies(read: () => PolicyCount[]): void {
     this.policyCounts = read;
@@ -237,6 +257,10 @@ export class Metrics implements AdmissionMetrics {
         this.policyResults,
         this.rollbackRefusals,
         this.trustDataExpiry,
+        this.auditFindings,
+        this.auditRuns,
+        this.auditLastRun,
+        this.auditPods,
       ]
         .map((m) => m.render())
         .concat(processMemory())

@@ -162,6 +162,27 @@ export class VerificationEngine implements ImageVerifier {
     }
   }
 
+  /**
+   * When what vouches for this image stops being trusted: the earliest expiry among the
+   * top-level roles and the roles that signed it, under each policy that accepts it, from
+   * warm trust data (call after verifying); undefined when nothing warm accepts it.
+   */
+  expiresAt(image: string, namespace: string | undefined): { at: Date; role: string; policy: PolicyRef } | undefined {
+    const plan = this.plan(image, namespace);
+    if (!('policies' in plan)) return undefined;
+    let best: { at: Date; role: string; policy: PolicyRef } | undefined;
+    for (const policy of plan.policies) {
+      const repo = this.peekPolicy(policy, plan.ref);
+      const outcome = repo && this.judge(policy, plan.ref, repo);
+      if (!repo || !outcome?.digest) continue;
+      const used = new Set(['root', 'timestamp', 'snapshot', 'targets', ...(outcome.roles ?? [])]);
+      for (const e of roleExpiries(repo)) {
+        if (used.has(e.role) && (!best || e.expires < best.at)) best = { at: e.expires, role: e.role, policy: policyRef(policy) };
+      }
+    }
+    return best;
+  }
+
   /** Warm trust data for this policy and repository, or undefined (also when anything is off: verifyImage then reports it). */
   private peekPolicy(policy: TrustPolicy, ref: ImageReference): TrustedRepository | undefined {
     try {

@@ -161,3 +161,64 @@ describe('kube: Events as series, rate-limited', () => {
     expect(names).to.include(first!.metadata.name);
   });
 });
+
+describe('kube: Events on policies', () => {
+  it('a rejected policy, the same policy fixed, and a trust server that cannot be reached each become an Event on the policy', async () => {
+    const { generateKeyPairSync } = await import('node:crypto');
+    const { FakeApiServer } = await import('../support/fake-apiserver.js');
+    const { KubernetesPolicySource } = await import('../../webhook/src/policy/kube-source.js');
+    const { PolicyStates } = await import('../../webhook/src/policy/policy-states.js');
+    const { PolicyStore } = await import('../../webhook/src/policy/store.js');
+    const { recordPolicyTransition, withTrustServerEvents } = await import('../../webhook/src/kube/policy-events.js');
+    const { VerificationEngine } = await import('../../webhook/src/verify/engine.js');
+    const { ForgedSource } = await import('../support/forged-source.js');
+    const { RepoForge, GUN } = await import('../support/forge.js');
+
+    const crds = await FakeApiServer.start();
+    const objects = await FakeKubeObjects.start();
+    const now = new Date('2031-06-01T12:00:00Z');
+    const forge = new RepoForge({ now });
+    const pem = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'pem' }) as string;
+    const spec = (keys: string[]) => ({ images: [GUN], trustServer: { url: 'https://notary.test:4443' }, root: { keys, threshold: 1 } });
+    const store = new PolicyStore();
+    const states = new PolicyStates();
+    const events = new EventRecorder({ kubeConfig: objects.kubeConfig(), instance: 'pod-a', clock: () => now });
+    states.onTransition((t) => recordPolicyTransition(events, t));
+    const source = new KubernetesPolicySource({ kubeConfig: crds.kubeConfig(), store, statusWriter: states });
+    try {
+      crds.create('trustpolicies', { metadata: { name: 'app', namespace: 'team' }, spec: { ...spec([pem]), root: { keys: ['not a key'], threshold: 1 } } });
+      void source.start();
+      const until = async (cond: () => boolean, what: string) => {
+        for (let i = 0; i < 1000 && !cond(); i++) await new Promise((r) => setTimeout(r, 5));
+        expect(cond(), what).to.equal(true);
+      };
+      await until(() => objects.list('events', 'team').length === 1, 'PolicyInvalid recorded');
+      crds.update('trustpolicies', { metadata: { name: 'app', namespace: 'team' }, spec: spec(forge.build().rootPems) });
+      await until(() => objects.list('events', 'team').length === 2, 'PolicyValid recorded');
+      await events.settled();
+      const byReason = new Map(objects.list('events', 'team').map((e) => [e.reason, e]));
+      expect(byReason.get('PolicyInvalid')).to.deep.include({ type: 'Warning', action: 'Load' });
+      expect(byReason.get('PolicyInvalid')!.note).to.contain('spec.root.keys[0]');
+      expect(byReason.get('PolicyInvalid')!.regarding).to.include({ apiVersion: 'trustgate.dev/v1alpha1', kind: 'TrustPolicy', name: 'app', namespace: 'team' });
+      expect(byReason.get('PolicyValid')).to.deep.include({ type: 'Normal', action: 'Load' });
+
+      const down = new ForgedSource(forge.build());
+      down.behaviour = 'down';
+      const engine = withTrustServerEvents(new VerificationEngine({ policies: store, sourceFor: () => down, clock: () => now }), events);
+      for (let i = 0; i < 5; i++) {
+        const v = await engine.verifyImage(`${GUN}:v2.0`, 'team', AbortSignal.timeout(5000));
+        expect(v.allowed).to.equal(false);
+      }
+      await events.settled();
+      const unreachable = objects.list('events', 'team').filter((e) => e.reason === 'TrustServerUnreachable');
+      expect(unreachable).to.have.length(1);
+      expect(unreachable[0]!.note).to.match(/^https:\/\/notary\.test:4443: /);
+      await events.flush();
+      expect(objects.get('events', 'team', unreachable[0]!.metadata.name)!.series.count).to.equal(5);
+    } finally {
+      source.stop();
+      await crds.close();
+      await objects.close();
+    }
+  });
+});

@@ -22,6 +22,7 @@ describe('cli: serve', () => {
         podNamespace: 'trustgate',
         auditIntervalMs: 0,
         expiryWarningMs: 604_800_000,
+        auditLease: 'trustgate-audit',
       });
     });
 
@@ -33,7 +34,7 @@ describe('cli: serve', () => {
       expect(o).to.deep.equal({
         kubernetes: true, port: 9443, host: '127.0.0.1', tlsCert: 'c.pem', tlsKey: 'k.pem', deadlineMs: 2500, allowUnmatched: true,
         exempt: ['registry.k8s.io/**', 'docker.io/library/pause:*'], stateFile: '/var/lib/tg/state.json', logLevel: 'debug',
-        refreshIntervalMs: 60_000, podNamespace: 'trustgate', auditIntervalMs: 0, expiryWarningMs: 604_800_000,
+        refreshIntervalMs: 60_000, podNamespace: 'trustgate', auditIntervalMs: 0, expiryWarningMs: 604_800_000, auditLease: 'trustgate-audit',
       } satisfies ServeOptions);
     });
 

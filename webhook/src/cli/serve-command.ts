@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import https from 'node:https';
 import { readFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { HttpSource } from '../notary/http-source.js';
 import { TokenCache, type Credentials } from '../notary/token-auth.js';
@@ -50,15 +51,18 @@ export async function createVerifier(options: ServeOptions, ctx: { log: Logger; 
   let readSecret: SecretReader;
   const state = stateStoreOf(options);
   let versions: VersionStore = state.kind === 'file' ? openStateFile(state.path) : new MemoryVersionStore();
+  let states: PolicyStates | undefined;
+  let kube: import('@kubernetes/client-node').KubeConfig | undefined;
+  ctx.metrics.countPolicies(() => policyCounts(store));
   if (options.kubernetes) {
     const k8s = await import('@kubernetes/client-node');
     const { KubernetesPolicySource } = await import('../policy/kube-source.js');
     const { KubernetesStatusWriter } = await import('../policy/status-writer.js');
     const kubeConfig = new k8s.KubeConfig();
     kubeConfig.loadFromDefault();
+    kube = kubeConfig;
     const statusWriter = new KubernetesStatusWriter({ kubeConfig, log: eventLogger(ctx.log, 'policy status') });
-    const states = new PolicyStates(statusWriter);
-    ctx.metrics.countPolicies(() => states.counts());
+    states = new PolicyStates(statusWriter);
     const source = new KubernetesPolicySource({ kubeConfig, store, statusWriter: states, log: eventLogger(ctx.log, 'policy source') });
     void source.start();
     stopSource = () => {
@@ -84,8 +88,6 @@ export async function createVerifier(options: ServeOptions, ctx: { log: Logger; 
       versions = shared;
     }
   } else {
-    // Files are rejected whole, not per policy: only the policies in force can be counted.
-    ctx.metrics.countPolicies(() => validCounts(store.all()));
     const source = new PolicyDirSource(options.policyDir!, store, eventLogger(ctx.log, 'policy source'));
     await source.start();
     stopSource = () => source.stop();
@@ -103,14 +105,60 @@ export async function createVerifier(options: ServeOptions, ctx: { log: Logger; 
     isExempt: compileExemptions(options.exempt),
     metrics: ctx.metrics,
   });
+  const operators = kube ? await startOperatorViews(kube, engine, states!, options, ctx) : undefined;
   return {
-    verifier: engine,
+    verifier: operators?.verifier ?? engine,
     ready: () => store.ready,
     close: async () => {
+      await operators?.close();
       await stopSource();
       sources.close();
     },
   };
+}
+
+/**
+ * In the cluster: Events on policies (state changes, trust server unreachable), and with
+ * --audit-interval the audit of running Pods on the replica holding the Lease.
+ */
+async function startOperatorViews(kubeConfig: import('@kubernetes/client-node').KubeConfig, engine: VerificationEngine, states: PolicyStates, options: ServeOptions, ctx: { log: Logger; metrics: Metrics }) {
+  const { EventRecorder } = await import('../kube/events.js');
+  const { recordPolicyTransition, withTrustServerEvents } = await import('../kube/policy-events.js');
+  const identity = options.podName ?? hostname();
+  const events = new EventRecorder({ kubeConfig, instance: identity, log: ctx.log });
+  states.onTransition((t) => recordPolicyTransition(events, t));
+  const flush = setInterval(() => void events.flush(), 60_000);
+  flush.unref();
+  let stopAudit = async () => {};
+  if (options.auditIntervalMs > 0) {
+    const { LeaderElector } = await import('../kube/lease.js');
+    const { AuditLoop } = await import('../kube/audit-loop.js');
+    const elector = new LeaderElector({ kubeConfig, namespace: options.podNamespace, name: options.auditLease, identity, log: ctx.log });
+    elector.start();
+    const loop = new AuditLoop({ kubeConfig, verifier: engine, intervalMs: options.auditIntervalMs, expiryWarningMs: options.expiryWarningMs, isLeader: () => elector.isLeader(), metrics: ctx.metrics, events, log: ctx.log });
+    loop.start();
+    stopAudit = async () => {
+      await loop.stop();
+      await elector.stop();
+    };
+  }
+  return {
+    verifier: withTrustServerEvents(engine, events),
+    close: async () => {
+      clearInterval(flush);
+      await stopAudit();
+      await events.flush();
+    },
+  };
+}
+
+function policyCounts(store: PolicyStore): PolicyCount[] {
+  const valid = store.all();
+  const invalid = store.invalid();
+  return (['ClusterTrustPolicy', 'TrustPolicy'] as const).flatMap((kind) => [
+    { kind, state: 'valid' as const, count: valid.filter((p) => p.kind === kind).length },
+    { kind, state: 'invalid' as const, count: invalid.filter((p) => p.kind === kind).length },
+  ]);
 }
 
 /**
@@ -151,10 +199,6 @@ class SourcePool {
   close(): void {
     for (const s of this.servers.values()) s.agent.destroy();
   }
-}
-
-function validCounts(policies: TrustPolicy[]): PolicyCount[] {
-  return (['ClusterTrustPolicy', 'TrustPolicy'] as const).map((kind) => ({ kind, state: 'valid' as const, count: policies.filter((p) => p.kind === kind).length }));
 }
 
 /** Marks from an earlier run; a file that cannot be read or parsed refuses the start, naming it. */

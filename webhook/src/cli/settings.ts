@@ -57,6 +57,10 @@ export interface ServeOptions {
   auditIntervalMs: number;
   /** Trust data expiring within this window is reported (audit findings, Events) before it is refused. */
   expiryWarningMs: number;
+  /** Cluster: this replica's name, for the audit Lease and as the Events' reportingInstance (default: the host name). */
+  podName?: string;
+  /** Cluster: the Lease through which one replica is chosen to run the audit. */
+  auditLease: string;
 }
 
 /** A value that does not parse: `reason` completes "<setting> <reason>, got <value>". */
@@ -173,6 +177,18 @@ export const SERVE_SETTINGS: readonly Setting[] = [
     help: "With --kubernetes: trustgate's own namespace, for its state ConfigMap and the credentials Secrets of ClusterTrustPolicies (the chart sets it).",
     parse: (raw) => {
       if (raw.length > 63 || !DNS_LABEL.test(raw)) throw new Invalid('must be a namespace name (lowercase DNS label, at most 63 characters)');
+      return raw;
+    } }),
+  setting({ key: 'podName', env: 'POD_NAME', value: 'NAME', example: 'trustgate-6d5f9c7b8-x2x4q',
+    help: "With --kubernetes: this replica's name, held in the audit Lease and named in Events (the chart sets it; default: the host name).",
+    parse: (raw) => {
+      if (raw.length > 253 || !DNS_SUBDOMAIN.test(raw)) throw new Invalid('must be a Pod name (lowercase DNS subdomain, at most 253 characters)');
+      return raw;
+    } }),
+  setting({ key: 'auditLease', env: 'TRUSTGATE_AUDIT_LEASE', value: 'NAME', default: 'trustgate-audit', example: 'trustgate-audit',
+    help: "With --audit-interval: the Lease (coordination.k8s.io) in trustgate's namespace through which one replica runs the audit (the chart sets it).",
+    parse: (raw) => {
+      if (raw.length > 253 || !DNS_SUBDOMAIN.test(raw)) throw new Invalid('must be a Lease name (lowercase DNS subdomain, at most 253 characters)');
       return raw;
     } }),
 ];

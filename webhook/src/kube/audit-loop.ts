@@ -12,6 +12,7 @@ import type { Metrics } from '../server/metrics.js';
 import type { EventRecorder } from './events.js';
 import { errorText } from './lease.js';
 import { listRunningPods } from './pods.js';
+import { policyTarget } from './policy-events.js';
 import { PolicyReportWriter } from './policy-reports.js';
 
 export interface AuditLoopOptions {
@@ -91,6 +92,17 @@ export class AuditLoop {
         reason: f.code === 'expiring' ? 'TrustDataExpiring' : f.result === 'fail' ? 'WouldBeDenied' : 'PolicyWarning',
         action: 'Audit',
         note: `${f.image ? `image ${f.image}: ` : ''}${f.message}`,
+      });
+    }
+    for (const f of report.findings) {
+      if (f.code !== 'expiring' || !f.policy) continue;
+      const [kind, a, b] = f.policy.split('/');
+      this.opts.events?.record({
+        regarding: policyTarget({ kind: kind as 'TrustPolicy', name: (b ?? a)!, ...(b ? { namespace: a } : {}) }),
+        type: 'Warning',
+        reason: 'TrustDataExpiring',
+        action: 'Audit',
+        note: f.message,
       });
     }
     this.opts.metrics?.audited(report, now);

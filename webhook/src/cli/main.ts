@@ -12,6 +12,7 @@ const USAGE = `usage:
   trustgate verify IMAGE --policy FILE [--metadata-dir DIR] [--at RFC3339] [--output text|json] [--timeout SECONDS]
   trustgate inspect IMAGE --policy FILE [--metadata-dir DIR] [--at RFC3339] [--output text|json]
   trustgate policy check FILE...
+  trustgate audit [--namespace NS] [--expiry-warning SECONDS] [--output text|json] [--timeout SECONDS]
   trustgate serve --policy-dir DIR | --kubernetes [--port 8443] [--tls-cert FILE --tls-key FILE] ...
   trustgate serve --help     every serve flag and environment variable`;
 
@@ -27,6 +28,10 @@ async function main(argv: string[]): Promise<number> {
     case 'policy':
       if (rest[0] !== 'check') throw new UsageError(`unknown policy subcommand "${rest[0] ?? ''}"`);
       return policyCheckCommand(rest.slice(1));
+    case 'audit': {
+      const { auditCommand } = await import('./audit.js');
+      return auditCommand(rest, env);
+    }
     case 'serve': {
       const { serveCommand } = await import('./serve-command.js');
       return serveCommand(rest, env);

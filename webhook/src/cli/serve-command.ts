@@ -165,7 +165,7 @@ function policyCounts(store: PolicyStore): PolicyCount[] {
  * One HttpSource per (server, CA, credentials, repository), kept so tokens and the last
  * challenge carry over between refreshes; one connection pool and token cache per server.
  */
-class SourcePool {
+export class SourcePool {
   private readonly sources = new Map<string, HttpSource>();
   private readonly servers = new Map<string, { agent: https.Agent; tokens: TokenCache }>();
 
@@ -239,7 +239,7 @@ function eventLogger(log: Logger, msg: string): (event: object) => void {
 }
 
 /** Cluster mode: the Secret in the policy's namespace (ClusterTrustPolicy: trustgate's own namespace). */
-function kubernetesSecrets(kubeConfig: import('@kubernetes/client-node').KubeConfig, k8s: typeof import('@kubernetes/client-node'), own: string): SecretReader {
+export function kubernetesSecrets(kubeConfig: import('@kubernetes/client-node').KubeConfig, k8s: typeof import('@kubernetes/client-node'), own: string): SecretReader {
   const api = kubeConfig.makeApiClient(k8s.CoreV1Api);
   const cache = new Map<string, { at: number; creds: Credentials }>();
   return async (policy, name) => {

@@ -101,12 +101,17 @@ describe('audit of running Pods', () => {
     expect(a.results[0].resources[0]).to.include({ kind: 'Pod', name: 'resigned-away', namespace: 'team-a' });
 
     const evs = api.list('events');
-    expect(evs.map((e) => `${e.regarding.namespace}/${e.regarding.name} ${e.reason}`).sort()).to.deep.equal([
+    const podEvents = evs.filter((e) => e.regarding.kind === 'Pod');
+    expect(podEvents.map((e) => `${e.regarding.namespace}/${e.regarding.name} ${e.reason}`).sort()).to.deep.equal([
       'team-a/resigned-away WouldBeDenied',
       'team-b/expiring TrustDataExpiring',
       'team-c/stray WouldBeDenied',
     ]);
-    expect(evs.every((e) => e.action === 'Audit' && e.type === 'Warning' && typeof e.regarding.uid === 'string')).to.equal(true);
+    expect(podEvents.every((e) => e.action === 'Audit' && e.type === 'Warning' && typeof e.regarding.uid === 'string')).to.equal(true);
+    // The policy whose trust data runs out hears of it too (cluster-scoped: its Events live in default).
+    const policyEvents = evs.filter((e) => e.regarding.kind !== 'Pod');
+    expect(policyEvents.map((e) => `${e.metadata.namespace} ${e.regarding.kind}/${e.regarding.name} ${e.reason}`)).to.deep.equal(['default ClusterTrustPolicy/demo-b TrustDataExpiring']);
+    expect(policyEvents[0]!.note).to.match(/^timestamp expires in 3 days/);
 
     const text = metrics.render();
     expect(text).to.contain('trustgate_audit_findings{namespace="team-a",result="fail"} 1');

@@ -33,12 +33,14 @@ export async function serveCommand(argv: string[], env: Env): Promise<number> {
     process.stdout.write(serveHelp() + '\n');
     return 0;
   }
-  const handle = await runServe(argv, { createVerifier, env });
-  await new Promise<void>((resolve) => {
-    const stop = () => resolve();
-    process.once('SIGTERM', stop);
-    process.once('SIGINT', stop);
+  // Listening for the signal before starting: a SIGTERM that arrives right after the start
+  // line must still close in order (release the Lease, flush Events), not kill outright.
+  const stopRequested = new Promise<void>((resolve) => {
+    process.once('SIGTERM', () => resolve());
+    process.once('SIGINT', () => resolve());
   });
+  const handle = await runServe(argv, { createVerifier, env });
+  await stopRequested;
   await handle.close();
   return 0;
 }
@@ -51,7 +53,7 @@ export async function createVerifier(options: ServeOptions, ctx: { log: Logger; 
   let readSecret: SecretReader;
   const state = stateStoreOf(options);
   let versions: VersionStore = state.kind === 'file' ? openStateFile(state.path) : new MemoryVersionStore();
-  let states: PolicyStates | undefined;
+  let events: import('../kube/events.js').EventRecorder | undefined;
   let kube: import('@kubernetes/client-node').KubeConfig | undefined;
   ctx.metrics.countPolicies(() => policyCounts(store));
   if (options.kubernetes) {
@@ -62,7 +64,13 @@ export async function createVerifier(options: ServeOptions, ctx: { log: Logger; 
     kubeConfig.loadFromDefault();
     kube = kubeConfig;
     const statusWriter = new KubernetesStatusWriter({ kubeConfig, log: eventLogger(ctx.log, 'policy status') });
-    states = new PolicyStates(statusWriter);
+    const states = new PolicyStates(statusWriter);
+    // Before the source starts, so the first list's rejections are not missed.
+    const { EventRecorder } = await import('../kube/events.js');
+    const { recordPolicyTransition } = await import('../kube/policy-events.js');
+    events = new EventRecorder({ kubeConfig, instance: options.podName ?? hostname(), log: ctx.log });
+    const recorder = events;
+    states.onTransition((t) => recordPolicyTransition(recorder, t));
     const source = new KubernetesPolicySource({ kubeConfig, store, statusWriter: states, log: eventLogger(ctx.log, 'policy source') });
     void source.start();
     stopSource = () => {
@@ -105,7 +113,7 @@ export async function createVerifier(options: ServeOptions, ctx: { log: Logger; 
     isExempt: compileExemptions(options.exempt),
     metrics: ctx.metrics,
   });
-  const operators = kube ? await startOperatorViews(kube, engine, states!, options, ctx) : undefined;
+  const operators = kube ? await startOperatorViews(kube, engine, events!, options, ctx) : undefined;
   return {
     verifier: operators?.verifier ?? engine,
     ready: () => store.ready,
@@ -121,12 +129,15 @@ export async function createVerifier(options: ServeOptions, ctx: { log: Logger; 
  * In the cluster: Events on policies (state changes, trust server unreachable), and with
  * --audit-interval the audit of running Pods on the replica holding the Lease.
  */
-async function startOperatorViews(kubeConfig: import('@kubernetes/client-node').KubeConfig, engine: VerificationEngine, states: PolicyStates, options: ServeOptions, ctx: { log: Logger; metrics: Metrics }) {
-  const { EventRecorder } = await import('../kube/events.js');
-  const { recordPolicyTransition, withTrustServerEvents } = await import('../kube/policy-events.js');
+async function startOperatorViews(
+  kubeConfig: import('@kubernetes/client-node').KubeConfig,
+  engine: VerificationEngine,
+  events: import('../kube/events.js').EventRecorder,
+  options: ServeOptions,
+  ctx: { log: Logger; metrics: Metrics },
+) {
+  const { withTrustServerEvents } = await import('../kube/policy-events.js');
   const identity = options.podName ?? hostname();
-  const events = new EventRecorder({ kubeConfig, instance: identity, log: ctx.log });
-  states.onTransition((t) => recordPolicyTransition(events, t));
   const flush = setInterval(() => void events.flush(), 60_000);
   flush.unref();
   let stopAudit = async () => {};

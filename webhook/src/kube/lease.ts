@@ -44,6 +44,8 @@ export class LeaderElector {
   private running = false;
   private readonly listeners = new Set<(leader: boolean) => void>();
   private leader = false;
+  /** The round in flight, so stop() releases a Lease that round has just taken. */
+  private round?: Promise<Attempt>;
 
   constructor(private readonly opts: LeaderElectorOptions) {
     this.api = opts.kubeConfig.makeApiClient(CoordinationV1Api);
@@ -82,6 +84,7 @@ export class LeaderElector {
   async stop(): Promise<void> {
     this.running = false;
     clearTimeout(this.timer);
+    await this.round;
     if (!this.leader) return;
     try {
       const lease = await this.api.readNamespacedLease({ name: this.opts.name, namespace: this.opts.namespace });
@@ -99,7 +102,13 @@ export class LeaderElector {
   }
 
   /** One round: create the Lease, renew it, or take it over once expired. Never throws. */
-  async tryAcquireOrRenew(): Promise<Attempt> {
+  tryAcquireOrRenew(): Promise<Attempt> {
+    const round = this.oneRound();
+    this.round = round;
+    return round;
+  }
+
+  private async oneRound(): Promise<Attempt> {
     const result = await this.attempt().catch((e: unknown) => {
       // 409: another replica wrote first; anything else: try again next round.
       if (statusCode(e) !== 409) this.log.warn('leader election round failed', { lease: this.where(), code: statusCode(e), error: errorText(e) });

@@ -105,18 +105,22 @@ export function unverifiedAnnotations(outcomes: ImageOutcome[]): Record<string, 
 const MODE_STRENGTH: Record<Mode, number> = { audit: 1, warn: 2, enforce: 3 };
 
 /**
- * The mode that decided an admission: the strongest among the policies that judged its
- * images, passed or failed ('enforce' when an enforcing policy verified them); 'none' when
- * no policy judged any image (exempt, unmatched).
+ * The mode that decided an admission. Denied: enforce. Allowed with failures of
+ * non-enforcing policies: the strongest of those (warn over audit), so dashboards still see
+ * what warn and audit policies caught. Otherwise the strongest mode among the policies that
+ * verified the images ('enforce' when an enforcing policy verified them); 'none' when no
+ * policy judged any image (exempt, unmatched, nothing to check).
  */
 export function decisionMode(outcomes: ImageOutcome[]): DecisionMode {
-  let best: Mode | undefined;
+  let failing: Mode | undefined;
+  let passing: Mode | undefined;
+  const stronger = (a: Mode | undefined, b: Mode) => (a === undefined || MODE_STRENGTH[b] > MODE_STRENGTH[a] ? b : a);
   for (const o of outcomes) {
     if (isDenied(o)) return 'enforce';
-    const modes = [...(o.verdict?.policyResults ?? []).map((r) => r.mode), ...(o.verdict?.failures ?? []).map((f) => f.mode)];
-    for (const m of modes) if (best === undefined || MODE_STRENGTH[m] > MODE_STRENGTH[best]) best = m;
+    for (const f of o.verdict?.failures ?? []) failing = stronger(failing, f.mode);
+    for (const r of o.verdict?.policyResults ?? []) if (r.result === 'pass') passing = stronger(passing, r.mode);
   }
-  return best ?? 'none';
+  return failing ?? passing ?? 'none';
 }
 
 /** A policy as a metric label and in logs: Kind/name or Kind/namespace/name. */

@@ -65,7 +65,7 @@ export interface Logger {
 
 /** 'unverified': allowed, with at least one image admitted without verification (--exempt, --allow-unmatched). */
 export type AdmissionResult = 'allowed' | 'denied' | 'invalid' | 'unverified';
-/** The strongest mode among the policies that judged the request's images; 'none' when no policy did. */
+/** What decided: see decisionMode in report.ts; 'none' when no policy judged the request's images. */
 export type DecisionMode = 'enforce' | 'warn' | 'audit' | 'none';
 export type WebhookName = 'mutate' | 'validate' | 'policy';
 

@@ -150,7 +150,7 @@ export class Metrics implements AdmissionMetrics {
   readonly auditRuns = new Counter('trustgate_audit_runs_total', 'Audit rounds by outcome (ok, error).');
   readonly auditLastRun = new Gauge('trustgate_audit_last_run_timestamp_seconds', 'When the last audit round finished (Unix seconds); absent before the first.', () => (this.auditLast ? [[{}, this.auditLast.at / 1000]] : []));
   readonly auditPods = new Gauge('trustgate_audit_pods', 'Running Pods the last audit checked.', () => (this.auditLast ? [[{}, this.auditLast.pods]] : []));
-  readonly admissions = new Counter('trustgate_admissions_total', 'Admission decisions by operation, result (allowed, denied, invalid, unverified: allowed without verification), strongest mode among the policies that judged it, and webhook.');
+  readonly admissions = new Counter('trustgate_admissions_total', 'Admission decisions by operation, result (allowed, denied, invalid, unverified: allowed without verification), mode that decided it (enforce for denials; for allows the strongest failing warn/audit policy, else the strongest verifying policy; none when no policy judged it), and webhook.');
   readonly admissionDuration = new Histogram('trustgate_admission_duration_seconds', 'Time to answer one AdmissionReview.', SECONDS_BUCKETS);
   readonly verificationDuration = new Histogram('trustgate_verification_duration_seconds', 'Time admission waited for one image verdict.', SECONDS_BUCKETS);
   readonly cacheHits = new Counter('trustgate_cache_hits_total', 'Verified trust data served from the cache.');

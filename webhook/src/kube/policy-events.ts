@@ -25,20 +25,18 @@ export function recordPolicyTransition(events: EventRecorder, t: PolicyTransitio
 }
 
 /** The verifier, plus an Event on the policy whenever its trust server cannot be reached. Same verdicts. */
-export function withTrustServerEvents<V extends ImageVerifier>(verifier: V, events: EventRecorder): V {
-  const observe = (v: ImageVerdict | undefined) => {
-    for (const f of v?.failures ?? []) {
+export function withTrustServerEvents(verifier: ImageVerifier, events: EventRecorder): ImageVerifier {
+  const observe = <T extends ImageVerdict | undefined>(v: T): T => {
+    if (v === undefined || v.failures.length === 0) return v;
+    for (const f of v.failures) {
       if (!UNREACHABLE.has(f.code) || f.policy.name === '(none)') continue;
       events.record({ regarding: policyTarget(f.policy), type: 'Warning', reason: 'TrustServerUnreachable', action: 'Verify', note: `${f.server ?? 'trust server'}: ${f.reason}` });
     }
     return v;
   };
-  return new Proxy(verifier, {
-    get(target, prop, receiver) {
-      if (prop === 'verifyImage') return async (image: string, ns: string | undefined, signal: AbortSignal) => observe(await target.verifyImage(image, ns, signal));
-      if (prop === 'verifyCached' && target.verifyCached) return (image: string, ns: string | undefined) => observe(target.verifyCached!(image, ns));
-      const value: unknown = Reflect.get(target, prop, receiver);
-      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
-    },
-  });
+  const cached = verifier.verifyCached?.bind(verifier);
+  return {
+    verifyImage: async (image, namespace, signal) => observe(await verifier.verifyImage(image, namespace, signal)),
+    ...(cached ? { verifyCached: (image: string, namespace: string | undefined) => observe(cached(image, namespace)) } : {}),
+  };
 }

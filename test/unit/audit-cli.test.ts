@@ -3,7 +3,7 @@
 import { expect } from 'chai';
 import { auditCommand } from '../../webhook/src/cli/audit.js';
 import { FakeApiServer } from '../support/fake-apiserver.js';
-import { FakeKubeObjects } from '../support/fake-kube-objects.js';
+import { FakeOperatorApi } from '../support/fake-operator-api.js';
 import { manifest, RepoForge, sha256hex } from '../support/forge.js';
 import { ForgedSource } from '../support/forged-source.js';
 
@@ -12,12 +12,12 @@ const V2 = 'sha256:' + sha256hex(manifest('v2.0'));
 
 describe('cli: trustgate audit', () => {
   let crds: FakeApiServer;
-  let api: FakeKubeObjects;
+  let api: FakeOperatorApi;
   let source: ForgedSource;
 
   before(async () => {
     crds = await FakeApiServer.start();
-    api = await FakeKubeObjects.start({ fallback: crds.url });
+    api = await FakeOperatorApi.start({ fallback: crds.url });
     const forge = new RepoForge({ now: new Date(), gun: GUN });
     source = new ForgedSource(forge.build());
     crds.create('clustertrustpolicies', { metadata: { name: 'demo' }, spec: { images: [GUN], trustServer: { url: 'https://notary.test:4443' }, root: { keys: forge.build().rootPems, threshold: 1 } } });

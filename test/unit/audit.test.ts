@@ -12,7 +12,7 @@ import { RepositoryCache } from '../../webhook/src/verify/repository-cache.js';
 import { captureLogger } from '../fixtures/admission/support.js';
 import { DAY, manifest, RepoForge, sha256hex } from '../support/forge.js';
 import { ForgedSource } from '../support/forged-source.js';
-import { FakeKubeObjects } from '../support/fake-kube-objects.js';
+import { FakeOperatorApi } from '../support/fake-operator-api.js';
 
 const NOW = new Date('2031-06-01T12:00:00Z');
 const SERVER = 'https://notary.test:4443';
@@ -26,7 +26,7 @@ function policy(name: string, gun: string, rootPems: string[]): TrustPolicy {
 }
 
 describe('audit of running Pods', () => {
-  let api: FakeKubeObjects;
+  let api: FakeOperatorApi;
   let engine: VerificationEngine;
   let sources: Map<string, ForgedSource>;
 
@@ -49,7 +49,7 @@ describe('audit of running Pods', () => {
   });
 
   beforeEach(async () => {
-    api = await FakeKubeObjects.start();
+    api = await FakeOperatorApi.start();
     api.policyReportsInstalled = true;
     api.addPod({ name: 'ok', namespace: 'team-a', containers: [{ name: 'app', image: `${A}:v2.0@${V2}` }] });
     api.addPod({ name: 'resigned-away', namespace: 'team-a', containers: [{ name: 'app', image: `${A}:v2.0@${OTHER}` }] });

@@ -3,12 +3,12 @@
 import { expect } from 'chai';
 import { EventRecorder } from '../../webhook/src/kube/events.js';
 import { LeaderElector } from '../../webhook/src/kube/lease.js';
-import { FakeKubeObjects } from '../support/fake-kube-objects.js';
+import { FakeOperatorApi } from '../support/fake-operator-api.js';
 
 describe('kube: leader election on a Lease', () => {
-  let api: FakeKubeObjects;
+  let api: FakeOperatorApi;
   beforeEach(async () => {
-    api = await FakeKubeObjects.start();
+    api = await FakeOperatorApi.start();
   });
   afterEach(async () => {
     await api.close();
@@ -94,9 +94,9 @@ describe('kube: leader election on a Lease', () => {
 });
 
 describe('kube: Events as series, rate-limited', () => {
-  let api: FakeKubeObjects;
+  let api: FakeOperatorApi;
   beforeEach(async () => {
-    api = await FakeKubeObjects.start();
+    api = await FakeOperatorApi.start();
   });
   afterEach(async () => {
     await api.close();
@@ -175,7 +175,7 @@ describe('kube: Events on policies', () => {
     const { RepoForge, GUN } = await import('../support/forge.js');
 
     const crds = await FakeApiServer.start();
-    const objects = await FakeKubeObjects.start();
+    const objects = await FakeOperatorApi.start();
     const now = new Date('2031-06-01T12:00:00Z');
     const forge = new RepoForge({ now });
     const pem = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'pem' }) as string;

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { spawnWebhook, type WebhookProcess } from '../support/e2e-webhook.js';
 import { FakeApiServer } from '../support/fake-apiserver.js';
-import { FakeKubeObjects } from '../support/fake-kube-objects.js';
+import { FakeOperatorApi } from '../support/fake-operator-api.js';
 
 async function until(cond: () => boolean, what: string): Promise<void> {
   for (let i = 0; i < 2000 && !cond(); i++) await new Promise((r) => setTimeout(r, 5));
@@ -18,7 +18,7 @@ async function until(cond: () => boolean, what: string): Promise<void> {
 describe('serve in the cluster: Lease and Events', () => {
   it('holds the audit Lease, records PolicyInvalid, and releases the Lease on SIGTERM', async () => {
     const crds = await FakeApiServer.start();
-    const api = await FakeKubeObjects.start({ fallback: crds.url });
+    const api = await FakeOperatorApi.start({ fallback: crds.url });
     const work = mkdtempSync(join(tmpdir(), 'tg-serve-ops-'));
     let webhook: WebhookProcess | undefined;
     try {

@@ -35,7 +35,7 @@ export interface Recorded {
 
 const REASONS: Record<number, string> = { 400: 'BadRequest', 404: 'NotFound', 405: 'MethodNotAllowed', 409: 'Conflict', 415: 'UnsupportedMediaType', 422: 'Invalid', 500: 'InternalError' };
 
-export class FakeKubeObjects {
+export class FakeOperatorApi {
   readonly requests: Recorded[] = [];
   /** Whether the wgpolicyk8s.io PolicyReport CRD is installed. */
   policyReportsInstalled = false;
@@ -50,8 +50,8 @@ export class FakeKubeObjects {
     this.server = createServer((req, res) => void this.handle(req, res));
   }
 
-  static async start(opts: { fallback?: string } = {}): Promise<FakeKubeObjects> {
-    const f = new FakeKubeObjects(opts.fallback);
+  static async start(opts: { fallback?: string } = {}): Promise<FakeOperatorApi> {
+    const f = new FakeOperatorApi(opts.fallback);
     await new Promise<void>((resolve) => f.server.listen(0, '127.0.0.1', () => resolve()));
     f.port = (f.server.address() as AddressInfo).port;
     return f;

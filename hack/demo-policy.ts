@@ -1,17 +1,19 @@
 // The ClusterTrustPolicy documents the demo hands the webhook: one per repository, each
-// pinning that repository's own root certificate and trusting the stack's CA for TLS.
+// pinning that repository's own root (a Notary root certificate, or a TUF root.json) and
+// trusting the CA of the server it comes from for TLS.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
-import type { DemoRepository } from './demo-setup.js';
 
 export interface DemoPolicy {
   /** metadata.name, also the file name. */
   name: string;
-  repository: DemoRepository;
-  notaryUrl: string;
-  caPem: string;
-  /** Roles that must have signed a tag; without it, docker pull's rule (releases, else targets). */
+  /** registry/repository: the image the policy covers. */
+  repository: string;
+  server: { url: string; caPem: string; protocol?: 'tuf' };
+  /** Notary: the repository's root certificate as a pinned key; TUF: the root.json its publisher hands out. */
+  root: { keys: string[] } | { trustedRoot: string };
+  /** Roles that must have signed a tag; without it, docker pull's rule (Notary) or the TUF delegation search. */
   roles?: readonly string[];
 }
 
@@ -21,9 +23,9 @@ export function policyDocument(p: DemoPolicy): Record<string, unknown> {
     kind: 'ClusterTrustPolicy',
     metadata: { name: p.name },
     spec: {
-      images: [p.repository.gun],
-      trustServer: { url: p.notaryUrl, caBundle: p.caPem },
-      root: { keys: [p.repository.rootPem], threshold: 1 },
+      images: [p.repository],
+      trustServer: { ...(p.server.protocol ? { protocol: p.server.protocol } : {}), url: p.server.url, caBundle: p.server.caPem },
+      root: 'keys' in p.root ? { keys: p.root.keys, threshold: 1 } : { trustedRoot: p.root.trustedRoot },
       ...(p.roles ? { delegations: { roles: [...p.roles] } } : {}),
       mode: 'enforce',
     },

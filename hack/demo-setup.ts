@@ -42,6 +42,23 @@ export interface DemoSetup {
   staleExpiresAt: Date;
 }
 
+// Denial reasons are matched by their stable parts (the tag, "not sign", the role and
+// "expired"), so that rewording a message does not turn a right answer into a wrong one.
+
+/** A denial because no accepted role signs `tag`. */
+export function notSigned(tag: string): RegExp {
+  return new RegExp(`^(?=[\\s\\S]*"${escape(tag)}")(?=[\\s\\S]*\\bnot sign)`);
+}
+
+/** A denial because `role`'s metadata has expired. */
+export function expiredRole(role: string): RegExp {
+  return new RegExp(`\\b${escape(role)}:? expired\\b`);
+}
+
+function escape(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+}
+
 /** Roles the demo policy requires; targets/ci exists in the repository but is not accepted. */
 export const REQUIRED_ROLES = ['targets/releases'] as const;
 
@@ -122,9 +139,9 @@ export async function prepareDemo(stack: Stack, log: (line: string) => void = ()
     images: [
       { label: 'signed in releases', image: `${appGun}:1.0`, expected: 'allowed', digest: app10.digest },
       { label: 'signed, by digest', image: `${appGun}@${app11.digest}`, expected: 'allowed', digest: app11.digest },
-      { label: 'pushed, never signed', image: `${appGun}:1.2-rc`, expected: 'denied', because: /does not sign "1\.2-rc"/, digest: app12rc.digest },
-      { label: 'signed by ci role only', image: `${appGun}:ci-build`, expected: 'denied', because: /does not sign "ci-build"/, digest: appCi.digest },
-      { label: 'releases role expired', image: `${staleGun}:1.0`, expected: 'denied', because: /targets\/releases: expired at /, digest: stale10.digest },
+      { label: 'pushed, never signed', image: `${appGun}:1.2-rc`, expected: 'denied', because: notSigned('1.2-rc'), digest: app12rc.digest },
+      { label: 'signed by ci role only', image: `${appGun}:ci-build`, expected: 'denied', because: notSigned('ci-build'), digest: appCi.digest },
+      { label: 'releases role expired', image: `${staleGun}:1.0`, expected: 'denied', because: expiredRole('targets/releases'), digest: stale10.digest },
     ],
   };
 }

@@ -45,7 +45,8 @@ export function shortReason(message: string): string {
   const colon = first.lastIndexOf(': ');
   const cause = colon < 0 ? first : first.slice(colon + 2);
   if (role === undefined) return cause;
-  if (/^does not sign /.test(cause)) return `not signed by ${role}`;
+  const unsigned = /^(?:tag "[^"]*"|digest \S+) is not signed by ([^(]+?) \(/.exec(cause);
+  if (unsigned) return `not signed by ${unsigned[1]}`;
   const expired = /^expired at \d{4}-\d\d-\d\dT(\d\d:\d\d:\d\d)/.exec(cause);
   if (expired) return `${role} expired ${expired[1]}Z`;
   return `${role}: ${cause}`;

@@ -1,6 +1,7 @@
-// `npm run demo` keeps working: the real demo (Notary stack, notary CLI, trustgate serve as a
-// child process, AdmissionReviews over HTTPS) must exit 0 with the expected verdict for every
-// case, and must leave nothing running or on disk, also when interrupted.
+// `npm run demo` keeps working: the real demo (Notary stack, notary CLI, a TUF 1.0 repository
+// behind nginx, trustgate serve as a child process, AdmissionReviews over HTTPS) must exit 0
+// with the expected verdict for every case, and must leave nothing running or on disk, also
+// when interrupted.
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
@@ -77,19 +78,30 @@ function processesUsing(path: string): number[] {
   return out;
 }
 
-function paths(stderr: string): { stackDir?: string; workDir?: string; webhookPid?: number } {
+function paths(stderr: string): { stackDir?: string; workDir?: string; webhookPid?: number; nginxPid?: number; nginxDir?: string } {
   const stackDir = /state in (\/\S+)/.exec(stderr)?.[1];
   const workDir = /^demo: policies: .* in (\/\S+)$/m.exec(stderr)?.[1];
   const pid = /webhook \(pid (\d+)\)/.exec(stderr)?.[1];
-  return { ...(stackDir ? { stackDir } : {}), ...(workDir ? { workDir } : {}), ...(pid ? { webhookPid: Number(pid) } : {}) };
+  const nginx = /\(nginx pid (\d+), prefix (\/\S+)\)/.exec(stderr);
+  return {
+    ...(stackDir ? { stackDir } : {}),
+    ...(workDir ? { workDir } : {}),
+    ...(pid ? { webhookPid: Number(pid) } : {}),
+    ...(nginx ? { nginxPid: Number(nginx[1]), nginxDir: nginx[2]! } : {}),
+  };
 }
 
 function expectNothingLeft(stderr: string): void {
-  const { stackDir, workDir, webhookPid } = paths(stderr);
-  // Both runs get as far as starting the webhook, so all three were printed.
+  const { stackDir, workDir, webhookPid, nginxPid, nginxDir } = paths(stderr);
+  // Both runs get as far as starting the webhook, so all of them were printed.
   expect(stackDir, 'the demo names its stack directory').to.be.a('string');
   expect(workDir, 'the demo names its work directory').to.be.a('string');
   expect(webhookPid, 'the demo names the webhook pid').to.be.a('number');
+  expect(nginxPid, 'the demo names the nginx pid').to.be.a('number');
+  expect(nginxDir, "the demo names nginx's prefix").to.be.a('string');
+  expect(pidAlive(nginxPid!), `nginx pid ${nginxPid} stopped`).to.equal(false);
+  expect(existsSync(nginxDir!), `${nginxDir} removed`).to.equal(false);
+  expect(processesUsing(`${nginxDir}/`), 'no nginx process left').to.deep.equal([]);
   expect(existsSync(stackDir!), `${stackDir} removed`).to.equal(false);
   expect(processesUsing(`${stackDir}/`), 'no stack process left').to.deep.equal([]);
   expect(existsSync(workDir!), `${workDir} removed`).to.equal(false);
@@ -112,7 +124,10 @@ describe('integration: npm run demo', function () {
       ['pushed, never signed', /^demo\/app:1\.2-rc$/, 'denied', /^not signed by targets\/releases$/],
       ['signed by ci role only', /^demo\/app:ci-build$/, 'denied', /^not signed by targets\/releases$/],
       ['releases role expired', /^demo\/stale:1\.0$/, 'denied', /^targets\/releases expired \d\d:\d\d:\d\dZ$/],
-      ['Deployment, /validate', /^demo\/app:1\.0 \+1$/, 'allowed', /^both signed/],
+      ['TUF: signed in release', /^demo\/tuf\/app:1\.0$/, 'allowed', /^pinned to sha256:[0-9a-f]{12}…$/],
+      ['TUF: never listed', /^demo\/tuf\/app:1\.1-rc$/, 'denied', /^not signed by demo-release$/],
+      ['TUF: role expired', /^demo\/tuf\/nightly:1\.0$/, 'denied', /^demo-nightly expired \d\d:\d\d:\d\dZ$/],
+      ['Deployment, /validate', /^demo\/app:1\.0 \+2$/, 'allowed', /^all 3 signed/],
     ];
     expect(rows.map((r) => r.label)).to.deep.equal(expected.map((e) => e[0]));
     for (const [label, image, result, detail] of expected) {
@@ -122,10 +137,16 @@ describe('integration: npm run demo', function () {
       expect(row.result, `result of ${label}`).to.equal(result);
       expect(row.detail, `detail of ${label}`).to.match(detail);
     }
-    expect(run.stdout).to.match(/All 6 answers as expected/);
+    expect(run.stdout).to.match(/All 9 answers as expected/);
+    expect(run.stdout).to.match(/^trust data: Notary https:\/\/127\.0\.0\.1:\d+, TUF 1\.0 https:\/\/127\.0\.0\.1:\d+\/ /m);
     // The full denial messages name the policy, the role and the cause.
     expect(run.stdout).to.match(/\[3\] pushed, never signed: container "app" image "[^"]+\/demo\/app:1\.2-rc":\s+ClusterTrustPolicy demo-app, role targets\/releases/);
     expect(run.stdout).to.match(/\[5\] releases role expired: .*\n.*ClusterTrustPolicy demo-stale, role targets\/releases, .*\n\s+targets\/releases: expired at /);
+    const tufServer = /TUF 1\.0 (https:\/\/127\.0\.0\.1:\d+)\//.exec(run.stdout)![1]!;
+    const flat = run.stdout.replace(/\n\s+/g, ' ');
+    expect(flat).to.contain(`ClusterTrustPolicy demo-tuf-app, role demo-release, server ${tufServer}`);
+    expect(flat).to.match(/\[7\] TUF: never listed: container "app" image "[^"]+\/demo\/tuf\/app:1\.1-rc": .*"1\.1-rc" .*not signed/);
+    expect(flat).to.match(/\[8\] TUF: role expired: container "app" image "[^"]+\/demo\/tuf\/nightly:1\.0": ClusterTrustPolicy demo-tuf-nightly, role demo-nightly, server https:\/\/\S+ demo-nightly: expired at /);
     for (const line of run.stdout.split('\n')) expect(line.length, line).to.be.at.most(100);
 
     expectNothingLeft(run.stderr);

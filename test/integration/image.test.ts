@@ -81,7 +81,9 @@ describe('container image (buildah build, podman run)', function () {
 
   it('answers --help with the usage and exit code 0', async () => {
     const out = await podman(runArgs(['--rm'], ['--help']));
-    expect(out).to.contain('trustgate serve').and.contain('trustgate verify IMAGE');
+    expect(out).to.contain('usage: trustgate COMMAND').and.match(/^\s+serve\s+Serve the admission webhook/m).and.match(/^\s+verify\s+Verify one image/m);
+    const serve = await podman(runArgs(['--rm'], ['serve', '--help']));
+    expect(serve).to.contain('--policy-dir').and.contain('--tls-secret');
   });
 
   it('serves: ready, /readyz and /metrics over HTTPS on 127.0.0.1, as uid 65532 on a read-only root, stops cleanly on SIGTERM', async () => {

@@ -1,8 +1,11 @@
-// A TUF 1.0 repository is static files: this serves a directory over HTTPS with Debian's
-// nginx on 127.0.0.1 (installed when missing and we are root), started in the foreground
-// with its own prefix, and stopped by PID.
+// A TUF 1.0 repository is static files: this serves a directory over HTTPS (or plain HTTP,
+// as the TUF conformance suite serves its clients) with Debian's nginx on 127.0.0.1
+// (installed when missing and we are root), started in the foreground with its own prefix,
+// and stopped by PID. Every request is logged, so tests can check which files a client fetched.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { get as httpGet } from 'node:http';
+import { get as httpsGet } from 'node:https';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,10 +13,14 @@ import { makeCa, issueServerCert, type CertAuthority } from '../fault/certs.js';
 import { freePorts, pidAlive } from './stack.js';
 
 export interface StaticServer {
-  /** https://127.0.0.1:PORT/ */
+  /** https://127.0.0.1:PORT/ (http:// with `tls: false`) */
   url: string;
   ca: CertAuthority;
   pid: number;
+  /** nginx's prefix (configuration, certificate, logs), removed by stop(). */
+  dir: string;
+  /** Request paths (as sent, still percent-encoded) since the last call, in order. */
+  takeRequests(): Promise<string[]>;
   stop(): Promise<void>;
 }
 
@@ -45,8 +52,9 @@ function waitForPort(port: number, child: ChildProcess, log: () => string): Prom
   });
 }
 
-/** Serves `root` (read-only) at https://127.0.0.1:PORT/ with a certificate of a fresh CA. */
-export async function startStaticServer(root: string, opts: { ca?: CertAuthority } = {}): Promise<StaticServer> {
+/** Serves `root` (read-only) at https://127.0.0.1:PORT/ with a certificate of a fresh CA, or over plain HTTP with `tls: false`. */
+export async function startStaticServer(root: string, opts: { ca?: CertAuthority; tls?: boolean } = {}): Promise<StaticServer> {
+  const tls = opts.tls ?? true;
   ensureNginx();
   const dir = mkdtempSync(join(tmpdir(), 'trustgate-nginx-'));
   const ca = opts.ca ?? makeCa(dir, 'trustgate test CA');
@@ -55,6 +63,8 @@ export async function startStaticServer(root: string, opts: { ca?: CertAuthority
   writeFileSync(join(dir, 'leaf.key'), leaf.key, { mode: 0o600 });
   const [port] = await freePorts(1);
   const user = process.getuid?.() === 0 ? 'user root root;' : '';
+  const accessLog = join(dir, 'access.log');
+  writeFileSync(accessLog, '');
   writeFileSync(
     join(dir, 'nginx.conf'),
     `${user}
@@ -63,7 +73,8 @@ pid ${dir}/nginx.pid;
 error_log ${dir}/error.log warn;
 events { worker_connections 256; }
 http {
-  access_log off;
+  log_format uri '$request_uri';
+  access_log ${accessLog} uri;
   client_body_temp_path ${dir}/body;
   proxy_temp_path ${dir}/proxy;
   fastcgi_temp_path ${dir}/fastcgi;
@@ -72,7 +83,7 @@ http {
   types { application/json json; }
   default_type application/octet-stream;
   server {
-    listen 127.0.0.1:${port} ssl;
+    listen 127.0.0.1:${port}${tls ? ' ssl' : ''};
     ssl_certificate ${dir}/leaf.crt;
     ssl_certificate_key ${dir}/leaf.key;
     root ${root};
@@ -86,13 +97,37 @@ http {
   child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
   await waitForPort(port!, child, () => stderr).catch((e) => {
     child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
     throw e;
   });
   const pid = child.pid!;
+  const url = `${tls ? 'https' : 'http'}://127.0.0.1:${port}/`;
+  let seen = 0;
+  let marks = 0;
   return {
-    url: `https://127.0.0.1:${port}/`,
+    url,
     ca,
     pid,
+    dir,
+    async takeRequests() {
+      // nginx logs a request once it is finished; one worker finishes requests in order, so a
+      // marker request that is in the log means every earlier request is too.
+      const mark = `/.mark-${++marks}`;
+      await new Promise<void>((resolve, reject) => {
+        const req = tls ? httpsGet(url + mark.slice(1), { ca: ca.certPem }, (res) => res.resume().on('end', resolve)) : httpGet(url + mark.slice(1), (res) => res.resume().on('end', resolve));
+        req.on('error', reject);
+      });
+      for (;;) {
+        const lines = readFileSync(accessLog, 'utf8').split('\n').filter((l) => l !== '');
+        const at = lines.indexOf(mark, seen);
+        if (at >= 0) {
+          const fresh = lines.slice(seen, at).filter((l) => !l.startsWith('/.mark-'));
+          seen = at + 1;
+          return fresh;
+        }
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    },
     async stop() {
       if (pidAlive(pid)) {
         // SIGQUIT: nginx's graceful stop; its master takes the worker with it.

@@ -8,7 +8,7 @@ import { Key, Metadata, MetaFile, Root, Signature, Snapshot, TargetFile, Targets
 
 const SPEC = '1.0.31';
 
-export type KeyKind = 'ed25519' | 'ecdsa-p256' | 'ecdsa-p384' | 'rsa';
+export type KeyKind = 'ed25519' | 'ecdsa-p256' | 'ecdsa-p384' | 'rsa' | 'rsa-pkcs1v15';
 
 export interface TestKey {
   readonly kind: KeyKind;
@@ -30,6 +30,7 @@ function keyPair(kind: KeyKind): { publicKey: KeyObject; privateKey: KeyObject }
     case 'ecdsa-p384':
       return generateKeyPairSync('ec', { namedCurve: 'P-384' });
     case 'rsa':
+    case 'rsa-pkcs1v15':
       // RSA key generation is slow; a small pool of distinct keys serves every test.
       if (rsaPool.length < 4) rsaPool.push(generateKeyPairSync('rsa', { modulusLength: 2048 }));
       return rsaPool[rsaNext++ % rsaPool.length]!;
@@ -43,6 +44,7 @@ export function keyFields(kind: KeyKind, publicKey: KeyObject): { keytype: strin
   }
   const pem = publicKey.export({ format: 'pem', type: 'spki' }).toString();
   if (kind === 'rsa') return { keytype: 'rsa', scheme: 'rsassa-pss-sha256', keyval: { public: pem } };
+  if (kind === 'rsa-pkcs1v15') return { keytype: 'rsa', scheme: 'rsa-pkcs1v15-sha256', keyval: { public: pem } };
   const scheme = kind === 'ecdsa-p256' ? 'ecdsa-sha2-nistp256' : 'ecdsa-sha2-nistp384';
   return { keytype: 'ecdsa', scheme, keyval: { public: pem } };
 }
@@ -62,6 +64,8 @@ export function rawSign(kind: KeyKind, privateKey: KeyObject, data: Buffer): Buf
       return nodeSign('sha384', data, privateKey);
     case 'rsa':
       return nodeSign('sha256', data, { key: privateKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 });
+    case 'rsa-pkcs1v15':
+      return nodeSign('sha256', data, { key: privateKey, padding: constants.RSA_PKCS1_PADDING });
   }
 }
 

@@ -14,6 +14,9 @@ import YAML from 'yaml';
 import { parseServeArgs } from '../../webhook/src/cli/serve.js';
 import { LOG_LEVELS } from '../../webhook/src/server/log.js';
 import { validateSchema } from '../../webhook/src/policy/schema.js';
+import { startSelfManagedTls } from '../../webhook/src/kube/self-managed-tls.js';
+import { captureLogger } from '../fixtures/admission/support.js';
+import { FakeKubeObjects, type Resource, type Rule } from '../support/fake-kube-objects.js';
 import {
   CHART,
   HelmError,
@@ -236,9 +239,15 @@ const BROKEN: [string, Obj, string, RegExp][] = [
   ['a CIDR that is not one', { networkPolicy: { egressCIDRs: ['10.0.0.0'] } }, 'networkPolicy.egressCIDRs[0]', /^networkPolicy\.egressCIDRs\[0\]: .* does not match/],
   ['crds.install that is not a boolean', { crds: { install: 'maybe' } }, 'crds.install', /^crds\.install: must be a boolean/],
 ];
+// Each sets the same value, so they are refused one at a time, not all at once.
+const BROKEN_DRAIN: [string, Obj, string, RegExp][] = [
+  ['a negative drain period', { server: { drainSeconds: -1 } }, 'server.drainSeconds', /^server\.drainSeconds: must be at least 0/],
+  ['a drain period above 300 s (the server refuses it)', { server: { drainSeconds: 301 } }, 'server.drainSeconds', /^server\.drainSeconds: must be at most 300/],
+  ['a drain period given as a string', { server: { drainSeconds: '10' } }, 'server.drainSeconds', /^server\.drainSeconds: must be an integer/],
+];
 
 describe('chart: values.schema.json (ajv, as trustgate reads it)', () => {
-  for (const [what, override, , expected] of BROKEN) {
+  for (const [what, override, , expected] of [...BROKEN, ...BROKEN_DRAIN]) {
     it(`reports ${what}, with its path`, () => {
       const found = problems(withDefaults(override));
       expect(found.some((p) => expected.test(p)), found.join('\n')).to.equal(true);
@@ -293,6 +302,14 @@ for (const h of HELMS) {
         expect(kinds(render())).to.deep.equal(
           [
             'ClusterRole', 'ClusterRoleBinding', 'ConfigMap', 'CustomResourceDefinition', 'CustomResourceDefinition', 'Deployment',
+            'MutatingWebhookConfiguration', 'PodDisruptionBudget', 'Role', 'Role', 'RoleBinding', 'RoleBinding', 'Service', 'ServiceAccount',
+            'ValidatingWebhookConfiguration',
+          ].sort(),
+        );
+        // generate: Helm's Secret instead of the selfManaged Role and RoleBinding.
+        expect(kinds(render({ tls: { mode: 'generate' } }))).to.deep.equal(
+          [
+            'ClusterRole', 'ClusterRoleBinding', 'ConfigMap', 'CustomResourceDefinition', 'CustomResourceDefinition', 'Deployment',
             'MutatingWebhookConfiguration', 'PodDisruptionBudget', 'Role', 'RoleBinding', 'Secret', 'Service', 'ServiceAccount',
             'ValidatingWebhookConfiguration',
           ].sort(),
@@ -306,7 +323,7 @@ for (const h of HELMS) {
     });
 
     describe('refusals', () => {
-      for (const [what, override, path] of BROKEN) {
+      for (const [what, override, path] of [...BROKEN, ...BROKEN_DRAIN]) {
         it(`refuses ${what} (values.schema.json), naming ${path}`, () => {
           const e = refusal(() => render(override));
           expect(e.stderr).to.include("values don't meet the specifications of the schema");
@@ -332,11 +349,19 @@ for (const h of HELMS) {
     });
 
     describe('names', () => {
+      // The certificate Helm makes (generate) and the one trustgate makes (selfManaged, from
+      // its --tls-dns-name arguments) both name the Service.
       const names = (values: Obj, release: string) => {
-        const docs = template(h, values, { release });
+        const docs = template(h, withDefaults(values, { tls: { mode: 'generate' } }), { release });
         const service = one(docs, 'Service').metadata.name as string;
         const hook = one(docs, 'ValidatingWebhookConfiguration').webhooks[0].clientConfig.service.name as string;
         const leaf = new X509Certificate(Buffer.from(one(docs, 'Secret').data['tls.crt'] as string, 'base64'));
+        const self = template(h, values, { release });
+        const selfArgs = parseServeArgs((one(self, 'Deployment').spec.template.spec.containers[0].args as string[]).slice(1));
+        expect(selfArgs.tlsDnsNames, 'selfManaged --tls-dns-name').to.deep.equal([`${service}.${RELEASE_NS}.svc`, `${service}.${RELEASE_NS}`]);
+        expect(selfArgs.tlsSecret, 'selfManaged --tls-secret').to.equal(`${service}-tls`);
+        expect(selfArgs.mutatingWebhooks).to.deep.equal([one(self, 'MutatingWebhookConfiguration').metadata.name]);
+        expect(selfArgs.validatingWebhooks).to.deep.equal([one(self, 'ValidatingWebhookConfiguration').metadata.name]);
         return { service, hook, certNamesService: leaf.checkHost(`${service}.${RELEASE_NS}.svc`) !== undefined };
       };
 
@@ -476,7 +501,7 @@ for (const h of HELMS) {
       };
 
       it("generate: Helm's CA and serving certificate for the Service name, the CA in both webhooks", () => {
-        const docs = render();
+        const docs = render({ tls: { mode: 'generate' } });
         const secret = one(docs, 'Secret');
         const { args, mount, secretName } = tlsVolume(docs);
         expect(secret.type).to.equal('kubernetes.io/tls');
@@ -498,10 +523,13 @@ for (const h of HELMS) {
         for (const kind of ['MutatingWebhookConfiguration', 'ValidatingWebhookConfiguration']) {
           expect(one(docs, kind).webhooks[0].clientConfig.caBundle, kind).to.equal(secret.data['ca.crt']);
         }
+        // The policy webhook, too: the same CA, so the API server can call /validate-policy.
+        expect(webhookConfigs(docs).map((w) => w.name)).to.include('policies.trustgate.dev');
+        for (const hk of webhookConfigs(docs)) expect(hk.clientConfig.caBundle, hk.name).to.equal(secret.data['ca.crt']);
       });
 
       it('generate: trustgate serves the pair from the Secret, and the CA bundle verifies it for the Service name', async () => {
-        const docs = render();
+        const docs = render({ tls: { mode: 'generate' } });
         const secret = one(docs, 'Secret');
         const { args, mount } = tlsVolume(docs);
         const dir = mkdtempSync(join(tmpdir(), 'tg-chart-serve-'));
@@ -574,6 +602,8 @@ for (const h of HELMS) {
           expect(cfg.metadata.annotations['cert-manager.io/inject-ca-from'], kind).to.equal(`${RELEASE_NS}/${serving.metadata.name}`);
           expect(cfg.webhooks[0].clientConfig.caBundle, kind).to.equal(undefined);
         }
+        // cainjector fills every webhook of an annotated configuration, the policy webhook included.
+        for (const hk of webhookConfigs(docs)) expect(hk.clientConfig, hk.name).to.not.have.property('caBundle');
 
         const given = render(VARIANTS[2]![1]);
         expect(ofKind(given, 'Issuer')).to.have.length(0);
@@ -584,7 +614,8 @@ for (const h of HELMS) {
         const docs = render({ tls: { mode: 'existing', existing: { secretName: 'my-tls', caBundle: 'Q0E=' } } });
         expect(tlsVolume(docs).secretName).to.equal('my-tls');
         expect(ofKind(docs, 'Secret')).to.have.length(0);
-        for (const hk of webhookConfigs(docs)) expect(hk.clientConfig.caBundle).to.equal('Q0E=');
+        expect(webhookConfigs(docs).map((w) => w.name)).to.include('policies.trustgate.dev');
+        for (const hk of webhookConfigs(docs)) expect(hk.clientConfig.caBundle, hk.name).to.equal('Q0E=');
       });
     });
 
@@ -652,7 +683,7 @@ for (const h of HELMS) {
       });
 
       it('writes only to emptyDirs (/tmp and the state directory); TLS is read-only', () => {
-        for (const d of [docs, render(VARIANTS[4]![1])]) {
+        for (const d of [docs, render(VARIANTS[4]![1]), render({ tls: { mode: 'generate' } })]) {
           const p = one(d, 'Deployment').spec.template.spec as Obj;
           const c = p.containers[0] as Obj;
           const mounts = new Map((c.volumeMounts as Obj[]).map((m) => [m.mountPath as string, m]));
@@ -696,9 +727,16 @@ for (const h of HELMS) {
         expect(opts.deadlineMs).to.equal(8000);
         const hook = one(docs, 'ValidatingWebhookConfiguration').webhooks[0] as Obj;
         expect(opts.deadlineMs).to.be.below(hook.timeoutSeconds * 1000);
-        const tlsMount = (container.volumeMounts as Obj[]).find((m) => m.name === 'tls') as Obj;
-        expect(opts.tlsCert).to.equal(`${tlsMount.mountPath}/tls.crt`);
-        expect(opts.tlsKey).to.equal(`${tlsMount.mountPath}/tls.key`);
+        // selfManaged (the default): the certificate comes from the Secret trustgate keeps.
+        expect(opts.tlsSecret).to.equal('trustgate-tls');
+        expect(opts.tlsCert).to.equal(undefined);
+        expect(opts.tlsKey).to.equal(undefined);
+        const generated = one(render({ tls: { mode: 'generate' } }), 'Deployment').spec.template.spec.containers[0] as Obj;
+        const tlsMount = (generated.volumeMounts as Obj[]).find((m) => m.name === 'tls') as Obj;
+        const generatedOpts = parseServeArgs((generated.args as string[]).slice(1));
+        expect(generatedOpts.tlsCert).to.equal(`${tlsMount.mountPath}/tls.crt`);
+        expect(generatedOpts.tlsKey).to.equal(`${tlsMount.mountPath}/tls.key`);
+        expect(generatedOpts.tlsSecret).to.equal(undefined);
         expect(dirname(opts.stateFile as string)).to.equal((container.volumeMounts as Obj[]).find((m) => m.name === 'state')?.mountPath);
         expect(opts.allowUnmatched).to.equal(false);
         expect(opts.exempt).to.deep.equal([]);
@@ -744,26 +782,46 @@ for (const h of HELMS) {
             `Role@${RELEASE_NS}  configmaps trustgate-state get,update,patch`,
             'Role@payments  secrets notary-creds get',
             `Role@${RELEASE_NS}  secrets cluster-creds get`,
+            // selfManaged TLS (the default): its one Secret and the caBundle of its own webhooks.
+            `Role@${RELEASE_NS}  secrets  create`,
+            `Role@${RELEASE_NS}  secrets trustgate-tls get,update,patch`,
+            'ClusterRole admissionregistration.k8s.io mutatingwebhookconfigurations,validatingwebhookconfigurations trustgate get,update,patch',
           ].sort(),
         );
         const named = rules(render(VARIANTS[4]![1])).find((r) => (r.resources as string[]).includes('configmaps'));
         expect(named?.resourceNames).to.deep.equal(['trust-marks']);
       });
 
-      it('has no wildcards, no Secret list/watch, and no Secret access unless named', () => {
-        for (const docs of [render(), withSecrets]) {
+      it('has no wildcards, no Secret list/watch, and no Secret access unless named (but selfManaged create)', () => {
+        const modes = [render(), withSecrets, render({ tls: { mode: 'generate' } }), render({ tls: { mode: 'certManager' } }), render(VARIANTS[3]![1])];
+        for (const docs of modes) {
           for (const r of rules(docs)) {
             for (const field of ['apiGroups', 'resources', 'verbs', 'resourceNames']) {
               expect(r[field] ?? [], `${field} of ${JSON.stringify(r)}`).to.not.include('*');
             }
             if ((r.resources as string[]).includes('secrets')) {
-              expect(r.verbs).to.deep.equal(['get']);
-              expect(r.resourceNames).to.be.an('array').that.is.not.empty;
               expect(r.kind).to.equal('Role');
+              expect(r.resources, 'a Secret rule is about Secrets alone').to.deep.equal(['secrets']);
+              expect(r.verbs).to.not.include.members(['list']);
+              expect(r.verbs).to.not.include.members(['watch']);
+              if (r.resourceNames === undefined) {
+                // RBAC cannot limit create by name: the one unnamed grant, in the release
+                // namespace, create alone, selfManaged only.
+                expect(r.verbs, JSON.stringify(r)).to.deep.equal(['create']);
+                expect(r.ns).to.equal(RELEASE_NS);
+              } else {
+                expect(r.resourceNames).to.be.an('array').that.is.not.empty;
+              }
             }
           }
         }
-        expect(rules(render()).some((r) => (r.resources as string[]).includes('secrets'))).to.equal(false);
+        const secretRules = (docs: Manifest[]) => rules(docs).filter((r) => (r.resources as string[]).includes('secrets'));
+        // Outside selfManaged, Secrets only as rbac.secrets names them, get only.
+        expect(secretRules(render({ tls: { mode: 'generate' } }))).to.deep.equal([]);
+        expect(secretRules(render({ tls: { mode: 'certManager' } }))).to.deep.equal([]);
+        expect(secretRules(render(VARIANTS[3]![1])).map((r) => `${r.ns} ${r.resourceNames.join(',')} ${r.verbs.join(',')}`).sort()).to.deep.equal(
+          ['payments notary-creds get', `${RELEASE_NS} a,b get`].sort(),
+        );
       });
 
       it('binds every Role to the webhook ServiceAccount and the ConfigMap role to the chart ConfigMap', () => {
@@ -781,6 +839,157 @@ for (const h of HELMS) {
         expect(cm.data).to.equal(undefined); // so upgrades keep what trustgate wrote
         expect(cm.metadata.annotations['helm.sh/resource-policy']).to.equal('keep');
       });
+    });
+
+    describe('selfManaged TLS (the default)', () => {
+      const release = 'prod';
+      const fullname = 'prod-trustgate';
+      let docs: Manifest[];
+      let container: Obj;
+      before(() => {
+        docs = template(h, {}, { release });
+        container = one(docs, 'Deployment').spec.template.spec.containers[0] as Obj;
+      });
+
+      it('renders no Secret and no caBundle: trustgate makes both', () => {
+        expect(ofKind(docs, 'Secret')).to.deep.equal([]);
+        const hooks = webhookConfigs(docs);
+        expect(hooks.map((w) => w.name).sort()).to.deep.equal(['mutate.trustgate.dev', 'policies.trustgate.dev', 'validate.trustgate.dev']);
+        // Not even an empty key: Helm's three-way merge would then wipe the live value.
+        for (const hk of hooks) expect(hk.clientConfig, hk.name).to.not.have.property('caBundle');
+        for (const kind of ['MutatingWebhookConfiguration', 'ValidatingWebhookConfiguration']) {
+          expect(one(docs, kind).metadata.annotations?.['cert-manager.io/inject-ca-from'], kind).to.equal(undefined);
+        }
+      });
+
+      it('starts trustgate with its Secret, the Service names and its own webhook configurations, and mounts no TLS volume', () => {
+        const args = container.args as string[];
+        const pairs = (flag: string) => args.filter((_, i) => args[i - 1] === flag);
+        expect(pairs('--tls-secret')).to.deep.equal([`${fullname}-tls`]);
+        expect(pairs('--tls-dns-name')).to.deep.equal([`${fullname}.${RELEASE_NS}.svc`, `${fullname}.${RELEASE_NS}`]);
+        expect(pairs('--mutating-webhook')).to.deep.equal([fullname]);
+        expect(pairs('--validating-webhook')).to.deep.equal([fullname]);
+        expect(one(docs, 'MutatingWebhookConfiguration').metadata.name).to.equal(fullname);
+        expect(one(docs, 'ValidatingWebhookConfiguration').metadata.name).to.equal(fullname);
+        expect(args).to.not.include.members(['--tls-cert']);
+        expect(args).to.not.include.members(['--tls-key']);
+        const pod = one(docs, 'Deployment').spec.template.spec as Obj;
+        expect((pod.volumes as Obj[]).map((v) => v.name)).to.not.include('tls');
+        expect((pod.volumes as Obj[]).filter((v) => v.secret)).to.deep.equal([]);
+        expect((container.volumeMounts as Obj[]).map((m) => m.name)).to.not.include('tls');
+        // The other modes still mount the Secret and give no selfManaged flags.
+        for (const mode of [{ mode: 'generate' }, { mode: 'certManager' }, { mode: 'existing', existing: { secretName: 'my-tls', caBundle: 'Q0E=' } }]) {
+          const other = one(template(h, { tls: mode }, { release }), 'Deployment').spec.template.spec as Obj;
+          const otherArgs = other.containers[0].args as string[];
+          expect((other.volumes as Obj[]).find((v) => v.name === 'tls')?.secret.secretName, mode.mode).to.equal(mode.mode === 'existing' ? 'my-tls' : `${fullname}-tls`);
+          for (const flag of ['--tls-secret', '--tls-dns-name', '--mutating-webhook', '--validating-webhook']) expect(otherArgs, `${mode.mode} ${flag}`).to.not.include(flag);
+        }
+      });
+
+      it('RBAC: create Secrets and get/update/patch its own Secret and webhook configurations by name, in this mode only', () => {
+        const tlsRole = ofKind(docs, 'Role').find((r) => r.metadata.name === `${fullname}-tls`) as Obj;
+        expect(tlsRole, `Role ${fullname}-tls`).to.not.equal(undefined);
+        expect(tlsRole.metadata.namespace).to.equal(RELEASE_NS);
+        expect(tlsRole.rules).to.deep.equal([
+          { apiGroups: [''], resources: ['secrets'], verbs: ['create'] },
+          { apiGroups: [''], resources: ['secrets'], resourceNames: [`${fullname}-tls`], verbs: ['get', 'update', 'patch'] },
+        ]);
+        const binding = ofKind(docs, 'RoleBinding').find((b) => b.metadata.name === `${fullname}-tls`) as Obj;
+        expect(binding.roleRef).to.deep.equal({ apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: `${fullname}-tls` });
+        expect(binding.subjects).to.deep.equal([{ kind: 'ServiceAccount', name: one(docs, 'ServiceAccount').metadata.name, namespace: RELEASE_NS }]);
+        const webhookRules = (one(docs, 'ClusterRole').rules as Obj[]).filter((r) => (r.apiGroups as string[]).includes('admissionregistration.k8s.io'));
+        expect(webhookRules).to.deep.equal([
+          { apiGroups: ['admissionregistration.k8s.io'], resources: ['mutatingwebhookconfigurations', 'validatingwebhookconfigurations'], resourceNames: [fullname], verbs: ['get', 'update', 'patch'] },
+        ]);
+        for (const mode of [{ mode: 'generate' }, { mode: 'certManager' }, { mode: 'existing', existing: { secretName: 'my-tls', caBundle: 'Q0E=' } }]) {
+          const other = template(h, { tls: mode }, { release });
+          expect([...ofKind(other, 'Role'), ...ofKind(other, 'RoleBinding')].map((r) => r.metadata.name), mode.mode).to.not.include(`${fullname}-tls`);
+          const otherRules = (one(other, 'ClusterRole').rules as Obj[]).flatMap((r) => r.apiGroups as string[]);
+          expect(otherRules, mode.mode).to.not.include('admissionregistration.k8s.io');
+        }
+      });
+
+      it('with the RBAC it renders, trustgate creates the Secret and sets the CA of every webhook, the policy webhook included', async function () {
+        this.timeout(30_000);
+        // The rendered Roles and ClusterRole, as the fake API server's authorizer.
+        const granted: Rule[] = [];
+        for (const role of [...ofKind(docs, 'Role'), ...ofKind(docs, 'ClusterRole')]) {
+          if (role.kind === 'Role' && role.metadata.namespace !== RELEASE_NS) continue;
+          for (const r of role.rules as Obj[]) {
+            for (const resource of r.resources as string[]) {
+              if (!['secrets', 'mutatingwebhookconfigurations', 'validatingwebhookconfigurations'].includes(resource)) continue;
+              granted.push({ resource: resource as Resource, verbs: r.verbs as string[], ...(r.resourceNames ? { resourceNames: r.resourceNames as string[] } : {}) });
+            }
+          }
+        }
+        const opts = parseServeArgs((container.args as string[]).slice(1));
+        const fake = await FakeKubeObjects.start();
+        let tls: Awaited<ReturnType<typeof startSelfManagedTls>> | undefined;
+        try {
+          fake.rules = granted;
+          fake.put('mutatingwebhookconfigurations', structuredClone(one(docs, 'MutatingWebhookConfiguration')) as never);
+          fake.put('validatingwebhookconfigurations', structuredClone(one(docs, 'ValidatingWebhookConfiguration')) as never);
+          tls = await startSelfManagedTls({
+            secretName: opts.tlsSecret as string,
+            namespace: RELEASE_NS,
+            dnsNames: opts.tlsDnsNames as string[],
+            mutatingWebhooks: opts.mutatingWebhooks as string[],
+            validatingWebhooks: opts.validatingWebhooks as string[],
+            log: captureLogger(),
+            kubeConfig: fake.kubeConfig(),
+            resyncMs: 3_600_000,
+          });
+          const data = fake.get('secrets', `${fullname}-tls`, RELEASE_NS)?.['data'] as Record<string, string>;
+          expect(data, 'the Secret trustgate created').to.not.equal(undefined);
+          const leaf = new X509Certificate(Buffer.from(data['tls.crt'] as string, 'base64'));
+          expect(leaf.checkHost(`${fullname}.${RELEASE_NS}.svc`)).to.equal(`${fullname}.${RELEASE_NS}.svc`);
+          const bundles = new Map<string, string | undefined>();
+          for (const r of ['mutatingwebhookconfigurations', 'validatingwebhookconfigurations'] as const) {
+            for (const w of fake.get(r, fullname)?.['webhooks'] as Obj[]) bundles.set(w.name as string, w.clientConfig.caBundle as string | undefined);
+          }
+          expect([...bundles.keys()].sort()).to.deep.equal(['mutate.trustgate.dev', 'policies.trustgate.dev', 'validate.trustgate.dev']);
+          for (const [name, bundle] of bundles) expect(bundle, name).to.equal(data['ca.crt']);
+          // Nothing was refused: the rendered RBAC is enough.
+          expect(fake.requests.filter((r) => r.status === 403)).to.deep.equal([]);
+        } finally {
+          tls?.close();
+          await fake.close();
+        }
+      });
+    });
+
+    describe('shutdown and start-up, in every TLS mode', () => {
+      const MODES: Obj[] = [{}, { tls: { mode: 'generate' } }, { tls: { mode: 'certManager' } }, VARIANTS[3]![1]];
+      const pod = (values: Obj) => one(render(values), 'Deployment').spec.template.spec as Obj;
+
+      for (const mode of MODES) {
+        const name = (mode.tls?.mode as string | undefined) ?? 'selfManaged';
+        it(`${name}: --drain-seconds is server.drainSeconds, the grace period covers drain + deadline, and the parser accepts the arguments`, () => {
+          for (const [drain, deadline] of [[defaults.server.drainSeconds as number, defaults.server.deadlineSeconds as number], [0, 3], [300, 9]] as const) {
+            const values = withDefaults({ server: { drainSeconds: drain, deadlineSeconds: deadline } }, mode);
+            const spec = pod(values);
+            const args = spec.containers[0].args as string[];
+            expect(argValue(args, '--drain-seconds'), `${name} drain ${drain}`).to.equal(String(drain));
+            expect(spec.terminationGracePeriodSeconds, `${name} drain ${drain}`).to.equal(drain + deadline + 5);
+            expect(spec.terminationGracePeriodSeconds).to.be.above(drain);
+            const opts = parseServeArgs(args.slice(1));
+            expect(opts.drainMs).to.equal(drain * 1000);
+            expect(opts.deadlineMs).to.equal(deadline * 1000);
+            expect(opts.kubernetes).to.equal(true);
+            expect(opts.tlsSecret !== undefined, `${name}: --tls-secret`).to.equal(name === 'selfManaged');
+            expect(opts.tlsCert !== undefined, `${name}: --tls-cert`).to.equal(name !== 'selfManaged');
+          }
+          expect(defaults.server.drainSeconds).to.equal(10);
+          expect(pod(mode).terminationGracePeriodSeconds).to.equal(10 + 8 + 5);
+        });
+
+        it(`${name}: a startup probe on /healthz every 2 s, up to 30 failures, before liveness applies`, () => {
+          const c = pod(mode).containers[0] as Obj;
+          expect(c.startupProbe.httpGet).to.deep.equal({ path: '/healthz', port: 'https', scheme: 'HTTPS' });
+          expect(c.startupProbe).to.include({ periodSeconds: 2, failureThreshold: 30 });
+          expect((c.ports as Obj[]).map((p) => p.name)).to.include(c.startupProbe.httpGet.port);
+        });
+      }
     });
 
     describe('NetworkPolicy and ServiceMonitor', () => {
@@ -812,7 +1021,10 @@ for (const h of HELMS) {
         expect(ep).to.include({ port: 'https', path: '/metrics', scheme: 'https' });
         expect(ep.tlsConfig.insecureSkipVerify).to.equal(undefined);
         expect(ep.tlsConfig.serverName).to.equal(`trustgate.${RELEASE_NS}.svc`);
-        expect(ep.tlsConfig.ca.secret).to.deep.equal({ name: one(docs, 'Secret').metadata.name, key: 'ca.crt' });
+        // selfManaged: the Secret trustgate writes its CA into (ca.crt, the --tls-secret it is given).
+        expect(ep.tlsConfig.ca.secret).to.deep.equal({ name: argValue(one(docs, 'Deployment').spec.template.spec.containers[0].args, '--tls-secret'), key: 'ca.crt' });
+        const generated = render({ tls: { mode: 'generate' }, serviceMonitor: { enabled: true } });
+        expect(one(generated, 'ServiceMonitor').spec.endpoints[0].tlsConfig.ca.secret).to.deep.equal({ name: one(generated, 'Secret').metadata.name, key: 'ca.crt' });
       });
     });
 

@@ -1,13 +1,21 @@
 // The demo's own logic, without the stack: the reviews it sends are ones the webhook's parser
 // accepts, its verdict check fails on every wrong answer, and its table fits the terminal.
 import { expect } from 'chai';
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { cases, judge, type Case } from '../../hack/demo-cases.js';
+import { writePolicies } from '../../hack/demo-policy.js';
 import { deploymentCreate, podCreate, readAnswer, type Answer } from '../../hack/demo-reviews.js';
-import type { DemoImage } from '../../hack/demo-setup.js';
+import { expiredRole, notSigned, type DemoImage } from '../../hack/demo-setup.js';
 import { formatReasons, formatTable, shortDigest, shortImage, shortReason, type Row } from '../../hack/demo-table.js';
 import { parseReview } from '../../webhook/src/admission/review.js';
 import { imagesOf } from '../../webhook/src/images/workloads.js';
+import { isInvalidPolicy, readPolicyYaml } from '../../webhook/src/policy/model.js';
+import { makeCa } from '../fault/certs.js';
 import { repoRoot } from '../support/stack.js';
+import { TufRepo } from '../support/tuf1-repo.js';
 
 const ROOT = repoRoot();
 const HOST = '127.0.0.1:5000';
@@ -16,7 +24,7 @@ const D2 = `sha256:${'2b'.repeat(32)}`;
 
 const signedTag: DemoImage = { label: 'signed', image: `${HOST}/demo/app:1.0`, expected: 'allowed', digest: D1 };
 const signedDigest: DemoImage = { label: 'by digest', image: `${HOST}/demo/app@${D2}`, expected: 'allowed', digest: D2 };
-const unsigned: DemoImage = { label: 'unsigned', image: `${HOST}/demo/app:rc`, expected: 'denied', because: /does not sign "rc"/, digest: D2 };
+const unsigned: DemoImage = { label: 'unsigned', image: `${HOST}/demo/app:rc`, expected: 'denied', because: notSigned('rc'), digest: D2 };
 const [podSigned, podDigest, podUnsigned, deployment] = cases([signedTag, signedDigest, unsigned]) as [Case, Case, Case, Case];
 
 const allowed = (pinned?: string): Answer => ({ allowed: true, warnings: [], ...(pinned ? { pinned } : {}) });
@@ -24,7 +32,14 @@ const denied = (message: string): Answer => ({ allowed: false, warnings: [], mes
 
 const UNSIGNED_MESSAGE =
   `container "app" image "${HOST}/demo/app:rc": ClusterTrustPolicy demo-app, role targets/releases, server https://127.0.0.1:4443: ` +
-  'tag "rc" is signed by 0 of the required roles (targets/releases), 1 needed; missing targets/releases: targets/releases: does not sign "rc"';
+  'tag "rc" is not signed by targets/releases (required)';
+// Denials from a TUF 1.0 policy.
+const TUF_UNSIGNED_MESSAGE =
+  `container "app" image "${HOST}/demo/tuf/app:rc": ClusterTrustPolicy demo-tuf-app, role demo-release, server https://127.0.0.1:4443/: ` +
+  'tag "rc" is not signed by demo-release (required)';
+const TUF_EXPIRED_MESSAGE =
+  `container "app" image "${HOST}/demo/tuf/nightly:1.0": ClusterTrustPolicy demo-tuf-nightly, role demo-nightly, server https://127.0.0.1:4443/: ` +
+  'demo-nightly: expired at 2026-12-03T10:16:12Z';
 
 describe('demo: cases and the check of each answer', () => {
   it('makes one Pod per image and one Deployment of the images that should pass', () => {
@@ -56,9 +71,64 @@ describe('demo: cases and the check of each answer', () => {
     expect(judge(podUnsigned, allowed(`${unsigned.image}@${D2}`)).ok, 'allowed').to.equal(false);
   });
 
+  it('matches a reason by its stable parts, in either protocol and wording, and no other reason', () => {
+    expect(notSigned('rc').test(UNSIGNED_MESSAGE)).to.equal(true);
+    expect(notSigned('rc').test(TUF_UNSIGNED_MESSAGE)).to.equal(true);
+    // Notary's earlier wording: the same reason, other words.
+    expect(notSigned('rc').test(`image "${HOST}/demo/app:rc": targets/releases: does not sign "rc"`)).to.equal(true);
+    expect(notSigned('rc').test(TUF_UNSIGNED_MESSAGE.replaceAll('"rc"', '"rc2"')), 'another tag').to.equal(false);
+    expect(notSigned('rc').test(`tag "rc": ${TUF_EXPIRED_MESSAGE}`), 'another cause').to.equal(false);
+    expect(notSigned('1.2-rc').test('tag "1x2-rc" is not signed'), 'the dot is literal').to.equal(false);
+
+    expect(expiredRole('demo-nightly').test(TUF_EXPIRED_MESSAGE)).to.equal(true);
+    expect(expiredRole('targets/releases').test('role targets/releases, server https://h:1: targets/releases: expired at 2026-11-22T22:15:45.168Z')).to.equal(true);
+    expect(expiredRole('demo-release').test(TUF_EXPIRED_MESSAGE), 'another role expired').to.equal(false);
+    expect(expiredRole('demo-nightly').test(TUF_EXPIRED_MESSAGE.replace('demo-nightly: expired', 'timestamp: expired')), 'the timestamp expired').to.equal(false);
+  });
+
+  it('judges TUF 1.0 denials like Notary ones', () => {
+    const tufUnsigned: DemoImage = { label: 'TUF: never listed', image: `${HOST}/demo/tuf/app:rc`, expected: 'denied', because: notSigned('rc'), digest: D2 };
+    const tufExpired: DemoImage = { label: 'TUF: role expired', image: `${HOST}/demo/tuf/nightly:1.0`, expected: 'denied', because: expiredRole('demo-nightly'), digest: D1 };
+    const [unsignedPod, expiredPod] = cases([tufUnsigned, tufExpired]) as [Case, Case];
+    expect(judge(unsignedPod, denied(TUF_UNSIGNED_MESSAGE))).to.deep.equal({ ok: true, detail: 'not signed by demo-release' });
+    expect(judge(expiredPod, denied(TUF_EXPIRED_MESSAGE))).to.deep.equal({ ok: true, detail: 'demo-nightly expired 10:16:12Z' });
+    expect(judge(unsignedPod, denied(TUF_EXPIRED_MESSAGE)).ok, 'denied for the other reason').to.equal(false);
+    expect(judge(expiredPod, denied(TUF_UNSIGNED_MESSAGE)).ok, 'denied for the other reason').to.equal(false);
+  });
+
   it('accepts the Deployment allowed on /validate, and fails it when denied', () => {
     expect(judge(deployment, allowed())).to.deep.equal({ ok: true, detail: 'both signed (validate: no patch)' });
     expect(judge(deployment, denied(UNSIGNED_MESSAGE)).ok).to.equal(false);
+  });
+});
+
+describe('demo: policies', () => {
+  it('writes a Notary and a TUF 1.0 policy that the webhook reads as valid, each with its own root and server', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tg-demo-policy-'));
+    try {
+      const rootPem = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'pem' }) as string;
+      const repo = new TufRepo();
+      repo.publishRoot();
+      const trustedRoot = repo.roots.get(1)!.toString('utf8');
+      const caPem = makeCa(dir, 'demo test CA').certPem;
+      const files = writePolicies(dir, [
+        { name: 'demo-app', repository: `${HOST}/demo/app`, server: { url: 'https://127.0.0.1:4443', caPem }, root: { keys: [rootPem] }, roles: ['targets/releases'] },
+        { name: 'demo-tuf-app', repository: `${HOST}/demo/tuf/app`, server: { url: 'https://127.0.0.1:4444/', caPem, protocol: 'tuf' }, root: { trustedRoot }, roles: ['demo-release'] },
+      ]);
+      expect(files).to.deep.equal([join(dir, 'demo-app.yaml'), join(dir, 'demo-tuf-app.yaml')]);
+      const [notary, tuf] = files.map((f) => readPolicyYaml(readFileSync(f, 'utf8'), f)[0]!);
+      if (isInvalidPolicy(notary!) || isInvalidPolicy(tuf!)) expect.fail(`invalid: ${JSON.stringify([notary, tuf])}`);
+      expect(notary!.spec.trustServer).to.deep.equal({ url: 'https://127.0.0.1:4443', caBundle: caPem });
+      expect(notary!.spec.root.keys).to.deep.equal([rootPem]);
+      expect(notary!.spec.delegations?.roles).to.deep.equal(['targets/releases']);
+      expect(tuf!.spec.trustServer).to.deep.equal({ protocol: 'tuf', url: 'https://127.0.0.1:4444', caBundle: caPem });
+      expect(tuf!.spec.root.trustedRoot).to.equal(trustedRoot);
+      expect(tuf!.spec.images).to.deep.equal([`${HOST}/demo/tuf/app`]);
+      expect(tuf!.spec.delegations?.roles).to.deep.equal(['demo-release']);
+      expect([notary!.spec.mode, tuf!.spec.mode]).to.deep.equal(['enforce', 'enforce']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
@@ -111,6 +181,8 @@ describe('demo: the table', () => {
     expect(
       shortReason(`container "app" image "x": ClusterTrustPolicy demo-stale, role targets/releases, server https://h:1: targets/releases: expired at 2026-11-22T22:15:45.168Z`),
     ).to.equal('targets/releases expired 22:15:45Z');
+    expect(shortReason(TUF_UNSIGNED_MESSAGE)).to.equal('not signed by demo-release');
+    expect(shortReason(TUF_EXPIRED_MESSAGE)).to.equal('demo-nightly expired 10:16:12Z');
     expect(shortReason('container "app" image "x": no policy matches this image')).to.equal('no policy matches this image');
   });
 
@@ -134,6 +206,6 @@ describe('demo: the table', () => {
     const reasons = formatReasons(rows, 100);
     expect(reasons[0]).to.match(/^\[3\] unsigned: container "app"/);
     for (const l of reasons) expect(l.length, l).to.be.at.most(100);
-    expect(reasons.join(' ').replace(/\s+/g, ' ')).to.contain('does not sign "rc"');
+    expect(reasons.join(' ').replace(/\s+/g, ' ')).to.contain('tag "rc" is not signed by targets/releases (required)');
   });
 });

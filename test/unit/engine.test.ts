@@ -124,6 +124,15 @@ describe('verification engine', () => {
       expect(v.failures[0]).to.include({ mode: 'warn', role: 'targets/qa' });
     });
 
+    it('says each fact of an unmet delegation requirement once: which role is missing, what is required', async () => {
+      const one = await rig([policy('qa', forge.build(), { roles: ['targets/qa'] })], new ForgedSource(forge.build())).engine.verifyImage(IMAGE, undefined, signal());
+      expect(one.failures.map((f) => f.reason)).to.deep.equal(['tag "v2.0" is not signed by targets/qa (required)']);
+      const both = await rig([policy('both', forge.build(), { roles: ['targets/releases', 'targets/qa'] })], new ForgedSource(forge.build())).engine.verifyImage(IMAGE, undefined, signal());
+      expect(both.failures.map((f) => [f.code, f.role, f.reason])).to.deep.equal([
+        ['unsigned', 'targets/qa', 'tag "v2.0" is not signed by targets/qa (required: all of targets/releases, targets/qa)'],
+      ]);
+    });
+
     it('a namespaced policy cannot loosen a cluster policy: its warn mode does not soften an enforced failure', async () => {
       const policies = [
         policy('cluster', forge.build(), { roles: ['targets/qa'] }),
@@ -275,9 +284,10 @@ describe('verification engine', () => {
       // Policy a's repository is warm, b's is not: no synchronous answer, and no half verdict.
       expect(engine.verifyCached(IMAGE, undefined)).to.equal(undefined);
       other.behaviour = 'serve';
+      clock.now = new Date(NOW.getTime() + 10_000); // past the backoff of b's failed load
       await engine.verifyImage(IMAGE, undefined, signal());
       expect(engine.verifyCached(IMAGE, undefined)).to.deep.include({ allowed: true, digest: v2Digest });
-      clock.now = new Date(NOW.getTime() + 1001); // past b's max age of 1 s, inside the refresh interval
+      clock.now = new Date(NOW.getTime() + 11_001); // past b's max age of 1 s, inside the refresh interval
       expect(engine.verifyCached(IMAGE, undefined)).to.equal(undefined);
     });
 

@@ -87,7 +87,11 @@ describe('policy CRDs', () => {
     expect(at(s, 'spec.root.threshold')).to.deep.include({ default: 1, minimum: 1 });
     expect(at(s, 'spec.delegations.threshold')).to.deep.include({ minimum: 1 });
     expect(at(s, 'spec.delegations.threshold')).to.not.have.property('default');
-    expect(at(s, 'spec.delegations.roles.[]').pattern).to.equal('^targets/[-a-z0-9_]+(/[-a-z0-9_]+)*$');
+    // Notary roles are targets/NAME (rule notary-roles); TUF 1.0 role names are free-form.
+    expect(at(s, 'spec.delegations.roles.[]').pattern).to.equal('^[A-Za-z0-9_][-A-Za-z0-9_.]*(/[-A-Za-z0-9_.]+)*$');
+    expect(at(s, 'spec.trustServer.protocol')).to.deep.include({ enum: ['notary', 'tuf'], default: 'notary' });
+    expect(at(s, 'spec.root.trustedRoot')).to.deep.include({ type: 'string' });
+    expect(at(s, 'spec.root')).to.not.have.property('required');
     expect(at(s, 'spec')).to.deep.include({ required: ['images', 'trustServer', 'root'] });
   });
 
@@ -172,7 +176,27 @@ describe('policy CRDs', () => {
         [{ url: 'http://a' }, true],
         [{ url: 'http://a', caBundle: 'x' }, false],
       ],
+      'root-one-of': [
+        [{ keys: ['a'], threshold: 1 }, true],
+        [{ trustedRoot: '{}', threshold: 1 }, true],
+        [{ keys: ['a'], trustedRoot: '{}', threshold: 1 }, false],
+        [{ threshold: 1 }, false],
+      ],
+      'trusted-root-tuf': [
+        [{ trustServer: { protocol: 'tuf' }, root: { trustedRoot: '{}' } }, true],
+        [{ trustServer: { protocol: 'notary' }, root: { keys: ['a'] } }, true],
+        [{ trustServer: { protocol: 'notary' }, root: { trustedRoot: '{}' } }, false],
+        [{ trustServer: {}, root: { trustedRoot: '{}' } }, false],
+      ],
+      'notary-roles': [
+        [{ trustServer: { protocol: 'notary' } }, true],
+        [{ trustServer: { protocol: 'notary' }, delegations: { roles: ['targets/releases', 'targets/a/b'] } }, true],
+        [{ trustServer: { protocol: 'tuf' }, delegations: { roles: ['payments-release'] } }, true],
+        [{ trustServer: { protocol: 'notary' }, delegations: { roles: ['releases'] } }, false],
+        [{ trustServer: { protocol: 'notary' }, delegations: { roles: ['targets/Releases'] } }, false],
+      ],
       'root-threshold': [
+        [{ threshold: 1, trustedRoot: '{}' }, true],
         [{ keys: ['a'], threshold: 1 }, true],
         [{ keys: ['a', 'b'], threshold: 2 }, true],
         [{ keys: ['a'], threshold: 2 }, false],
@@ -208,7 +232,7 @@ describe('policy CRDs', () => {
         images: ['nginx'],
         trustServer: { url: 'http://n', caBundle: 'x', credentials: { secretName: 's' } },
         root: { keys: ['k'], threshold: 2 },
-        delegations: { roles: ['targets/a'], threshold: 2 },
+        delegations: { roles: ['a'], threshold: 2 },
         freshness: { maxMetadataAge: '0s' },
       };
       const ps = celProblems(tp.schema, applyDefaults(tp.schema, { spec }));
@@ -218,6 +242,7 @@ describe('policy CRDs', () => {
         'credentials-https': 'spec.trustServer',
         'cabundle-https': 'spec.trustServer',
         'root-threshold': 'spec.root',
+        'notary-roles': 'spec',
         'delegation-threshold': 'spec.delegations',
         'freshness-range': 'spec.freshness.maxMetadataAge',
       });

@@ -128,7 +128,7 @@ describe('invalid policies fail closed (store + engine + admission, attacker sid
       const a = await admit('team');
       expect(a.allowed).to.equal(false);
       expect(a.message).to.include(`image "${IMAGE}"`).and.include('TrustPolicy team/narrow: the policy is invalid and it covers this image');
-      expect(a.message).to.include('spec.root.keys[0]: not a usable PEM public key or certificate');
+      expect(a.message).to.include('spec.root.keys[0]: not a PEM public key or certificate');
       expect(a.message).to.not.include('no TrustPolicy or ClusterTrustPolicy matches');
       // Its scope is its namespace: elsewhere the broad policy still decides.
       expect((await admit('other')).allowed).to.equal(true);

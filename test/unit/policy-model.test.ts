@@ -5,6 +5,7 @@ import { expect } from 'chai';
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { TufRepo } from '../support/tuf1-repo.js';
 import { join } from 'node:path';
 import {
   loadCrds,
@@ -135,8 +136,10 @@ describe('policy model', () => {
           'f.yaml',
         ),
       );
-      expect(e.problems.map((p) => p.path).sort()).to.deep.equal(['spec.delegations.roles[0]', 'spec.extra', 'spec.images[0]', 'spec.mode', 'spec.root.threshold']);
-      expect(e.message).to.match(/^f\.yaml: invalid policy: 5 problems: /);
+      // The Notary role name is judged by the notary-roles rule on the whole spec (it depends on
+      // the protocol), which, like an API server's CEL, does not run on a spec whose fields failed the schema.
+      expect(e.problems.map((p) => p.path).sort()).to.deep.equal(['spec.extra', 'spec.images[0]', 'spec.mode', 'spec.root.threshold']);
+      expect(e.message).to.match(/^f\.yaml: invalid policy: 4 problems: /);
     });
     it('a non-object, a missing or unknown kind, missing metadata', () => {
       expect(rejection(() => parsePolicy('x', 't')).problems[0]!.message).to.match(/must be a mapping/);
@@ -248,5 +251,55 @@ spec:
       expect(JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).name).to.equal('trustgate');
       expect([...loadCrds().keys()]).to.deep.equal(['TrustPolicy', 'ClusterTrustPolicy']);
     });
+  });
+});
+
+describe('policy model: TUF 1.0 policies (protocol tuf)', () => {
+  const tufSpec = (root: Record<string, unknown>, extra: Record<string, unknown> = {}) => ({
+    images: ['registry.example.com/payments/**'],
+    trustServer: { protocol: 'tuf', url: 'https://tuf.example.com/metadata/' },
+    root,
+    ...extra,
+  });
+
+  it('accepts a trusted root.json that signs itself, and free-form TUF role names', () => {
+    const repo = new TufRepo();
+    const rootJson = repo.publish().get('1.root.json')!.toString('utf8');
+    const p = parsePolicy(base({}, tufSpec({ trustedRoot: rootJson }, { delegations: { roles: ['payments-release'] } })), 't');
+    expect(p.spec.trustServer.protocol).to.equal('tuf');
+    expect(p.spec.root.trustedRoot).to.equal(rootJson);
+    expect(p.spec.root.keys).to.deep.equal([]);
+    expect(p.spec.delegations).to.deep.equal({ roles: ['payments-release'], threshold: 1 });
+  });
+
+  it('accepts pinned keys instead, and leaves Notary policies without a protocol', () => {
+    expect(parsePolicy(base({}, tufSpec({ keys: [KEY] })), 't').spec.trustServer.protocol).to.equal('tuf');
+    expect(parsePolicy(base(), 't').spec.trustServer).to.not.have.property('protocol');
+  });
+
+  it('refuses a trusted root that is not a self-signed TUF 1.0 root, naming why', () => {
+    const repo = new TufRepo();
+    const doc = JSON.parse(repo.publish().get('1.root.json')!.toString('utf8'));
+    doc.signatures = [];
+    for (const [text, why] of [
+      [JSON.stringify(doc), /not a usable TUF 1.0 root.json: root: the trusted root \(version 1\) is not signed by its own root keys/],
+      ['{"signed": {}}', /not a usable TUF 1.0 root.json/],
+      ['not json', /not valid JSON/],
+    ] as const) {
+      const e = rejection(() => parsePolicy(base({}, tufSpec({ trustedRoot: text })), 't'));
+      expect(e.problems.map((p) => p.path)).to.deep.equal(['spec.root.trustedRoot']);
+      expect(e.problems[0]!.message).to.match(why);
+    }
+  });
+
+  it('refuses both or neither of keys and trustedRoot, a trustedRoot for Notary, Notary role names that are not targets/NAME, and credentials for tuf', () => {
+    const rootJson = new TufRepo().publish().get('1.root.json')!.toString('utf8');
+    expect(rejection(() => parsePolicy(base({}, tufSpec({ keys: [KEY], trustedRoot: rootJson })), 't')).message).to.contain('exactly one of keys and trustedRoot');
+    expect(rejection(() => parsePolicy(base({}, tufSpec({})), 't')).message).to.contain('exactly one of keys and trustedRoot');
+    const notary = rejection(() => parsePolicy(base({}, { root: { trustedRoot: rootJson } }), 't'));
+    expect(notary.message).to.contain('needs trustServer.protocol tuf');
+    expect(rejection(() => parsePolicy(base({}, { delegations: { roles: ['releases'] } }), 't')).message).to.contain('Notary delegation roles are named targets/NAME');
+    const creds = rejection(() => parsePolicy(base({}, tufSpec({ keys: [KEY] }, { trustServer: { protocol: 'tuf', url: 'https://t.example.com/m/', credentials: { secretName: 's' } } })), 't'));
+    expect(creds.problems.map((p) => p.path)).to.deep.equal(['spec.trustServer.credentials']);
   });
 });

@@ -170,7 +170,7 @@ describe('policy webhook: /validate-policy over HTTPS, and every invalid example
     const res = await admit(policyReview(truncated, 'UPDATE'));
     expect(res.allowed).to.equal(false);
     const meta = good['metadata'] as { name: string; namespace: string };
-    expect(res.status!.message).to.include(`TrustPolicy ${meta.namespace}/${meta.name} is invalid`).and.include('spec.root.keys[0]: not a usable PEM public key or certificate');
+    expect(res.status!.message).to.include(`TrustPolicy ${meta.namespace}/${meta.name} is invalid`).and.include('spec.root.keys[0]: not a PEM public key or certificate');
   });
 
   it('lets through what is not a trustgate policy, and answers a review without uid with 400', async () => {

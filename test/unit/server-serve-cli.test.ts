@@ -3,8 +3,17 @@ import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
 import { parseServeArgs, runServe, type ServeOptions } from '../../webhook/src/cli/serve.js';
 import { UsageError } from '../../webhook/src/cli/usage.js';
+import { loadLimitsOf } from '../../webhook/src/cli/settings.js';
 import { call, postJson } from '../fixtures/admission/https-client.js';
 import { captureLogger, failed, failure, fixture, TableVerifier } from '../fixtures/admission/support.js';
+
+const MiB = 1024 * 1024;
+
+/** The load-limit fields of a ServeOptions, for comparing whole objects. */
+const LIMIT_KEYS = ['verifyWorkers', 'workerMemoryMb', 'maxTotalMibInFlight', 'clusterServerMaxLoads', 'clusterServerMaxMibInFlight', 'clusterServerMaxMetadataMib', 'namespacedServerMaxLoads', 'namespacedServerMaxMibInFlight', 'namespacedServerMaxMetadataMib'] as const;
+function limitsOf(o: ServeOptions): Pick<ServeOptions, (typeof LIMIT_KEYS)[number]> {
+  return Object.fromEntries(LIMIT_KEYS.map((k) => [k, o[k]])) as Pick<ServeOptions, (typeof LIMIT_KEYS)[number]>;
+}
 
 describe('cli: serve', () => {
   describe('parseServeArgs', () => {
@@ -23,6 +32,41 @@ describe('cli: serve', () => {
         auditIntervalMs: 0,
         expiryWarningMs: 604_800_000,
         auditLease: 'trustgate-audit',
+        drainMs: 0,
+        tlsDnsNames: [],
+        mutatingWebhooks: [],
+        validatingWebhooks: [],
+        verifyWorkers: 1,
+        workerMemoryMb: 64,
+        maxTotalMibInFlight: 48,
+        clusterServerMaxLoads: 16,
+        clusterServerMaxMibInFlight: 48,
+        clusterServerMaxMetadataMib: 32,
+        namespacedServerMaxLoads: 2,
+        namespacedServerMaxMibInFlight: 16,
+        namespacedServerMaxMetadataMib: 8,
+      });
+      expect(loadLimitsOf(parseServeArgs(['--kubernetes']))).to.deep.equal({
+        workers: 1,
+        workerMemoryMb: 64,
+        maxTotalBytesInFlight: 48 * MiB,
+        cluster: { maxConcurrentLoads: 16, maxBytesInFlight: 48 * MiB, maxMetadataBytes: 32 * MiB },
+        namespaced: { maxConcurrentLoads: 2, maxBytesInFlight: 16 * MiB, maxMetadataBytes: 8 * MiB },
+      });
+    });
+
+    it('reads the limits on loading trust data, in MiB', () => {
+      const o = parseServeArgs([
+        '--kubernetes', '--verify-workers', '2', '--worker-memory-mb', '48', '--max-total-mib-in-flight', '100',
+        '--cluster-server-max-loads', '4', '--cluster-server-max-mib-in-flight', '80', '--cluster-server-max-metadata-mib', '32',
+        '--namespaced-server-max-loads', '1', '--namespaced-server-max-mib-in-flight', '10', '--namespaced-server-max-metadata-mib', '2',
+      ]);
+      expect(loadLimitsOf(o)).to.deep.equal({
+        workers: 2,
+        workerMemoryMb: 48,
+        maxTotalBytesInFlight: 100 * MiB,
+        cluster: { maxConcurrentLoads: 4, maxBytesInFlight: 80 * MiB, maxMetadataBytes: 32 * MiB },
+        namespaced: { maxConcurrentLoads: 1, maxBytesInFlight: 10 * MiB, maxMetadataBytes: 2 * MiB },
       });
     });
 
@@ -34,7 +78,9 @@ describe('cli: serve', () => {
       expect(o).to.deep.equal({
         kubernetes: true, port: 9443, host: '127.0.0.1', tlsCert: 'c.pem', tlsKey: 'k.pem', deadlineMs: 2500, allowUnmatched: true,
         exempt: ['registry.k8s.io/**', 'docker.io/library/pause:*'], stateFile: '/var/lib/tg/state.json', logLevel: 'debug',
-        refreshIntervalMs: 60_000, podNamespace: 'trustgate', auditIntervalMs: 0, expiryWarningMs: 604_800_000, auditLease: 'trustgate-audit',
+        refreshIntervalMs: 60_000, podNamespace: 'trustgate', drainMs: 0, tlsDnsNames: [], mutatingWebhooks: [], validatingWebhooks: [],
+        auditIntervalMs: 0, expiryWarningMs: 604_800_000, auditLease: 'trustgate-audit',
+        ...limitsOf(parseServeArgs(['--kubernetes'])),
       } satisfies ServeOptions);
     });
 
@@ -54,12 +100,33 @@ describe('cli: serve', () => {
       [['--kubernetes', '--metrics-port', '0'], /--metrics-port must be an integer 1-65535/],
       [['--kubernetes', '--port', '9000', '--metrics-port', '9000'], /--metrics-port 9000 is the HTTPS port/],
       [['--kubernetes', '--audit-interval=-5'], /--audit-interval must be seconds in 0-604800/],
+      [['--kubernetes', '--drain-seconds=-1'], /--drain-seconds must be seconds in 0-300/],
+      [['--kubernetes', '--drain-seconds', '301'], /--drain-seconds/],
+      [['--policy-dir', '/p', '--tls-secret', 'tg-tls', '--tls-dns-name', 'a.b.svc'], /needs --kubernetes/],
+      [['--kubernetes', '--tls-secret', 'tg-tls'], /at least one --tls-dns-name/],
+      [['--kubernetes', '--tls-secret', 'Bad_Name', '--tls-dns-name', 'a.b.svc'], /must be a Secret name/],
+      [['--kubernetes', '--tls-secret', 'tg-tls', '--tls-dns-name', 'a', '--tls-cert', 'c', '--tls-key', 'k'], /either --tls-secret or --tls-cert/],
+      [['--kubernetes', '--mutating-webhook', 'tg'], /--mutating-webhook goes with --tls-secret/],
+      [['--kubernetes', '--worker-memory-mb', '8'], /--worker-memory-mb must be an integer from 16 to 4096, got "8"/],
+      [['--kubernetes', '--namespaced-server-max-metadata-mib', '65'], /--namespaced-server-max-metadata-mib must be an integer from 1 to 64/],
+      [['--kubernetes', '--namespaced-server-max-loads', '1.5'], /--namespaced-server-max-loads must be an integer/],
     ];
     for (const [argv, msg] of bad) {
       it(`rejects ${JSON.stringify(argv)}`, () => {
         expect(() => parseServeArgs(argv)).to.throw(UsageError, msg);
       });
     }
+
+    it('reads self-managed TLS and the drain period', () => {
+      const o = parseServeArgs([
+        '--kubernetes', '--tls-secret', 'tg-tls', '--tls-dns-name', 'tg.ns.svc', '--tls-dns-name', 'tg.ns.svc.cluster.local',
+        '--mutating-webhook', 'tg', '--validating-webhook', 'tg', '--validating-webhook', 'tg-policies', '--drain-seconds', '12.5',
+      ]);
+      expect(o).to.include({ tlsSecret: 'tg-tls', drainMs: 12_500 });
+      expect(o.tlsDnsNames).to.deep.equal(['tg.ns.svc', 'tg.ns.svc.cluster.local']);
+      expect(o.mutatingWebhooks).to.deep.equal(['tg']);
+      expect(o.validatingWebhooks).to.deep.equal(['tg', 'tg-policies']);
+    });
 
     it('rejects unknown flags', () => {
       expect(() => parseServeArgs(['--kubernetes', '--verbose'])).to.throw(/Unknown option '--verbose'/);

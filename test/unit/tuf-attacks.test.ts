@@ -644,7 +644,11 @@ describe('tuf attacks: root and pinning', () => {
   it('refuses a root in which the pinned key is absent', async () => {
     const r = fresh().build();
     const other = certKey(ForgeKey.ecdsa(), GUN, NOW);
-    await expectRefused(() => verifyPinnedRoot(r.get('root'), pinFromPem([other.certPem!]), GUN), 'untrusted-root', 'root', 'none of the pinned keys is a root key of root v1');
+    const e = await expectRefused(() => verifyPinnedRoot(r.get('root'), pinFromPem([other.certPem!]), GUN), 'untrusted-root', 'root', 'none of the pinned keys is a root key of root v1');
+    // Names the keys the served root does have, so a person can tell a wrong pin from a wrong server.
+    const ids = (JSON.parse(Buffer.from(r.get('root')).toString('utf8')) as { signed: { roles: { root: { keyids: string[] } } } }).signed.roles.root.keyids;
+    expect(ids.length).to.be.greaterThan(0);
+    for (const id of ids) expect(e.message).to.contain(id);
   });
 
   it('refuses a root pinned by a key that root lists for another role', async () => {

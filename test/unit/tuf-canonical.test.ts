@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { canonicalize } from '@tufjs/canonical-json';
 import { canonicalBytes } from '../../webhook/src/tuf/canonical.js';
 import { TufError } from '../../webhook/src/tuf/errors.js';
 import { parseJson, type JsonValue } from '../../webhook/src/tuf/json.js';
@@ -72,6 +73,20 @@ describe('tuf canonical JSON (docker/go canonical/json rules)', () => {
     expect(a.equals(b)).to.equal(true);
     expect(a.toString('utf8')).to.match(/^\{"_type":"Targets","expires":"x","targets":\{"t000":/);
     expect(a.toString('utf8')).to.include('"sha256":"h0\\"\\\\"');
+  });
+
+  it('writes metadata in the key order tuf-js and go-tuf use (out of order at every level) exactly as @tufjs/canonical-json does', () => {
+    const targets: Record<string, unknown> = {};
+    // Insertion order v0, v1, ... v10 is not byte order; each entry's keys are out of order too.
+    for (let i = 0; i < 200; i++) targets[`reg.example/app:v${i}`] = { length: i, hashes: { sha512: `b${i}`, sha256: `a${i}` }, custom: { z: [{ d: i, c: 'q"\\' }], a: null } };
+    const signed = { _type: 'targets', spec_version: '1.0.31', version: 2, expires: '2030-01-01T00:00:00Z', targets, delegations: { keys: {}, roles: [{ name: 'r', keyids: [], threshold: 1, terminating: false, paths: ['*'] }] } };
+    const text = JSON.stringify(signed).replace('"delegations":', '"__proto__":{"y":1,"x":2},"delegations":');
+    const parsed = parseJson(Buffer.from(text), 'targets');
+    expect(canon(parsed).toString('utf8')).to.equal(canonicalize(parsed));
+    expect(canon(parsed).toString('utf8')).to.match(/^\{"__proto__":\{"x":2,"y":1\},"_type":"targets","delegations":/);
+    // A control character takes the careful path: still the same bytes.
+    const control = parseJson(Buffer.from(text.replace('"_type":"targets"', '"_type":"targets","note":"a\\u0001b"')), 'targets');
+    expect(canon(control).toString('utf8')).to.equal(canonicalize(control));
   });
 
   it('keeps array order and writes literals', () => {

@@ -2,7 +2,7 @@
 // @tufjs/models, an independent implementation: every key type, the client workflow's
 // checks in spec order, and the delegation walk.
 import { expect } from 'chai';
-import { SpecTrustedSet } from '../../webhook/src/tuf/tuf1/trusted-set.js';
+import { epochKey, SpecTrustedSet, targetsMarkKey } from '../../webhook/src/tuf/tuf1/trusted-set.js';
 import { preorderWalk } from '../../webhook/src/tuf/tuf1/walk.js';
 import { matchesPathPattern, succinctRoleFor } from '../../webhook/src/tuf/tuf1/delegation.js';
 import { TufError } from '../../webhook/src/tuf/errors.js';
@@ -10,7 +10,7 @@ import type { SpecTargets } from '../../webhook/src/tuf/tuf1/metadata.js';
 import { DAY, TufRepo, keyFields, makeKey, type KeyKind } from '../support/tuf1-repo.js';
 import { Metadata, Targets } from '@tufjs/models';
 import { canonicalize } from '@tufjs/canonical-json';
-import { generateKeyPairSync } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync } from 'node:crypto';
 
 function fileOf(files: Map<string, Buffer>, role: string): Buffer {
   const exact = files.get(`${role}.json`);
@@ -54,7 +54,7 @@ function refusal(fn: () => unknown): TufError {
   throw new Error('expected a TufError, nothing was thrown');
 }
 
-const KINDS: KeyKind[] = ['ed25519', 'ecdsa-p256', 'ecdsa-p384', 'rsa'];
+const KINDS: KeyKind[] = ['ed25519', 'ecdsa-p256', 'ecdsa-p384', 'rsa', 'rsa-pkcs1v15'];
 
 describe('TUF 1.0 core: a repository built by @tufjs/models', function () {
   this.timeout(60_000);
@@ -70,6 +70,17 @@ describe('TUF 1.0 core: a repository built by @tufjs/models', function () {
       expect(found?.length).to.equal(t.length);
     });
   }
+
+  it('holds each RSA key to its declared scheme: a PSS signature does not pass for rsa-pkcs1v15-sha256, nor the reverse', () => {
+    for (const [declared, signer] of [['rsa-pkcs1v15', 'rsa'], ['rsa', 'rsa-pkcs1v15']] as const) {
+      const repo = new TufRepo({ kinds: { timestamp: declared } });
+      const key = repo.signers.get('timestamp')![0]!;
+      const wrong = makeKey(signer, { publicKey: createPublicKey(key.privateKey), privateKey: key.privateKey }, keyFields(declared, createPublicKey(key.privateKey)));
+      repo.signers.set('timestamp', [wrong]);
+      const e = refusal(() => loadTop(repo, repo.publish()));
+      expect([e.code, e.role]).to.deep.equal(['signature', 'timestamp']);
+    }
+  });
 
   it('reads unversioned file names when the root does not use consistent snapshots', () => {
     const repo = new TufRepo({ consistentSnapshot: false });
@@ -156,32 +167,124 @@ describe('TUF 1.0 core: a repository built by @tufjs/models', function () {
     it('refuses rolled back timestamp and snapshot versions (§5.4.3)', () => {
       const repo = new TufRepo();
       const files = repo.publish();
-      const e = refusal(() => loadTop(repo, files, { floor: new Map([['timestamp', 5]]) }));
+      const root = new SpecTrustedSet(repo.roots.get(1)!, repo.now).root;
+      const e = refusal(() => loadTop(repo, files, { floor: new Map([[epochKey('timestamp', root), 5]]) }));
       expect([e.code, e.role]).to.deep.equal(['rollback', 'timestamp']);
-      const e2 = refusal(() => loadTop(repo, files, { floor: new Map([['snapshot', 2]]) }));
+      const e2 = refusal(() => loadTop(repo, files, { floor: new Map([[epochKey('snapshot', root), 2]]) }));
       expect([e2.code, e2.role]).to.deep.equal(['rollback', 'timestamp']);
     });
 
-    it('resets the timestamp and snapshot floors after their keys rotate: recovery from a fast-forward attack (§5.3.11)', () => {
+    it('forgets the timestamp and snapshot marks when their keys rotate: recovery from a fast-forward attack (§5.3.11)', () => {
       const repo = new TufRepo();
       repo.publishRoot();
-      const floor = new Map([['root', 1], ['timestamp', 1000], ['snapshot', 1000]]);
+      const v1 = new SpecTrustedSet(repo.roots.get(1)!, repo.now).root;
+      // A stolen timestamp key signed version 1000 under root v1.
+      const floor = new Map([['root', 1], [epochKey('timestamp', v1), 1000], [epochKey('snapshot', v1), 1000]]);
+      expect(refusal(() => loadTop(repo, repo.publish(), { floor })).code).to.equal('rollback');
       const oldRoot = repo.signers.get('root')!;
       repo.signers.set('timestamp', repo.rotate('timestamp'));
       repo.publishRoot(oldRoot);
       const set = loadTop(repo, repo.publish(), { floor });
       expect(set.timestamp!.version).to.equal(1);
-      expect(set.versionFloor().get('timestamp')).to.equal(1);
+      expect(epochKey('timestamp', set.root)).to.not.equal(epochKey('timestamp', v1));
+      expect(set.versionFloor().get(epochKey('timestamp', set.root))).to.equal(1);
+      // The marks only ever rise: the old epoch's mark stays, and binds nothing any more.
+      expect(set.versionFloor().get(epochKey('timestamp', v1))).to.equal(1000);
     });
 
-    it('keeps the floors when the rotation happened before the root already trusted', () => {
+    it('drops the targets floors too when the snapshot key rotates: the trusted snapshot they came from is deleted (§5.3.11, §5.5.5)', () => {
+      const repo = new TufRepo();
+      repo.publishRoot();
+      // A stolen snapshot key listed targets at version 100; the mark remembers it.
+      const v1 = new SpecTrustedSet(repo.roots.get(1)!, repo.now).root;
+      const floor = new Map([['root', 1], [targetsMarkKey('targets', v1), 100]]);
+      expect(refusal(() => loadTop(repo, repo.publish(), { floor })).code).to.equal('rollback');
+      const oldRoot = repo.signers.get('root')!;
+      repo.signers.set('snapshot', repo.rotate('snapshot'));
+      repo.publishRoot(oldRoot);
+      const set = loadTop(repo, repo.publish(), { floor });
+      expect(set.targets()!.version).to.equal(1);
+      expect(set.versionFloor().get(targetsMarkKey('targets', set.root))).to.equal(1);
+    });
+
+    it('keeps the marks of the current keys: without a rotation the fast-forwarded version stays binding', () => {
       const repo = new TufRepo();
       repo.publishRoot();
       const oldRoot = repo.signers.get('root')!;
       repo.signers.set('timestamp', repo.rotate('timestamp'));
       repo.publishRoot(oldRoot);
-      const e = refusal(() => loadTop(repo, repo.publish(), { floor: new Map([['root', 2], ['timestamp', 1000]]) }));
+      const v2 = new SpecTrustedSet(repo.roots.get(2)!, repo.now).root;
+      const e = refusal(() => loadTop(repo, repo.publish(), { floor: new Map([['root', 2], [epochKey('timestamp', v2), 1000]]) }));
       expect(e.code).to.equal('rollback');
+    });
+
+    describe('stored files of a persistent client (python-tuf\'s metadata directory)', () => {
+      function storedThenNew(repo: TufRepo, stored: Map<string, Buffer>, files: Map<string, Buffer>): SpecTrustedSet {
+        const set = new SpecTrustedSet(repo.roots.get(repo.roots.size)!, repo.now);
+        set.finishRootUpdates();
+        set.storedTimestampFile(stored.get('timestamp.json')!);
+        set.updateTimestamp(files.get('timestamp.json')!);
+        set.storedSnapshotFile(fileOf(stored, 'snapshot'));
+        set.updateSnapshot(fileOf(files, 'snapshot'));
+        return set;
+      }
+
+      it('a stored timestamp is the floor of the new one and of the snapshot version it names (§5.4.3)', () => {
+        const repo = new TufRepo({ consistentSnapshot: false });
+        const old = repo.publish();
+        const newer = repo.publish({ bump: ['snapshot', 'timestamp'] });
+        expect(storedThenNew(repo, newer, newer).timestamp!.version).to.equal(2);
+        expect([refusal(() => storedThenNew(repo, newer, old)).code, refusal(() => storedThenNew(repo, newer, old)).role]).to.deep.equal(['rollback', 'timestamp']);
+        // A new timestamp that names an older snapshot than the stored one does.
+        (repo.timestamp.signed as { version: number }).version = 5;
+        (repo.snapshot.signed as { version: number }).version = 0;
+        const sneaky = repo.publish({ bump: ['snapshot'] });
+        expect(refusal(() => storedThenNew(repo, newer, sneaky)).message).to.contain('names snapshot version 1, older than version 2');
+      });
+
+      it('a new timestamp of the stored version is no news: the stored one stays trusted', () => {
+        const repo = new TufRepo({ consistentSnapshot: false });
+        const stored = repo.publish();
+        (repo.timestamp.signed as { expires: string }).expires = repo.expiresIn(2);
+        const resigned = repo.publish();
+        expect(resigned.get('timestamp.json')!.equals(stored.get('timestamp.json')!)).to.equal(false);
+        const set = storedThenNew(repo, stored, resigned);
+        expect(set.timestamp!.expiresText).to.equal(repo.expiresIn(1));
+      });
+
+      it('the stored snapshot sets a floor for every targets file it lists (§5.5.5)', () => {
+        const repo = new TufRepo({ consistentSnapshot: false });
+        repo.delegate('payments');
+        const stored = repo.publish({ bump: ['payments'] });
+        (repo.targets.get('payments')!.signed as { version: number }).version = 1;
+        const rolledBack = repo.publish({ bump: ['snapshot', 'timestamp'] });
+        const e = refusal(() => storedThenNew(repo, stored, rolledBack));
+        expect([e.code, e.role]).to.deep.equal(['rollback', 'snapshot']);
+        expect(e.message).to.contain('payments.json at version 1, older than version 2');
+      });
+
+      it('stored files the final root\'s keys do not sign set no floor; after a key rotation none do (§5.3.11)', () => {
+        const repo = new TufRepo({ consistentSnapshot: false });
+        (repo.timestamp.signed as { version: number }).version = 1000;
+        const fastForwarded = repo.publish();
+        repo.publishRoot();
+        const oldRoot = repo.signers.get('root')!;
+        repo.signers.set('timestamp', repo.rotate('timestamp'));
+        repo.publishRoot(oldRoot);
+        (repo.timestamp.signed as { version: number }).version = 1;
+        const recovered = repo.publish();
+        // Bootstrapped from the new root: the stored timestamp is not signed by its timestamp keys.
+        const set = new SpecTrustedSet(repo.roots.get(3)!, repo.now);
+        expect(refusal(() => set.storedTimestampFile(fastForwarded.get('timestamp.json')!)).code).to.equal('signature');
+        expect(set.updateTimestamp(recovered.get('timestamp.json')!).version).to.equal(1);
+        // Walking the rotation from the old root: stored timestamp and snapshot are ignored.
+        const walked = new SpecTrustedSet(repo.roots.get(1)!, repo.now);
+        walked.updateRoot(repo.roots.get(2)!);
+        walked.updateRoot(repo.roots.get(3)!);
+        expect(walked.storedTimestampFile(fastForwarded.get('timestamp.json')!)).to.equal(undefined);
+        expect(walked.updateTimestamp(recovered.get('timestamp.json')!).version).to.equal(1);
+        expect(walked.storedSnapshotFile(fastForwarded.get('snapshot.json')!)).to.equal(undefined);
+      });
     });
 
     it('refuses a snapshot whose bytes differ from the timestamp declaration (§5.5.2)', () => {
@@ -197,10 +300,11 @@ describe('TUF 1.0 core: a repository built by @tufjs/models', function () {
       const repo = new TufRepo();
       repo.delegate('payments', { paths: ['r.example/payments/*'] });
       const files = repo.publish();
-      const e = refusal(() => loadTop(repo, files, { floor: new Map([['payments', 3]]) }));
+      const root = new SpecTrustedSet(repo.roots.get(1)!, repo.now).root;
+      const e = refusal(() => loadTop(repo, files, { floor: new Map([[targetsMarkKey('payments', root), 3]]) }));
       expect([e.code, e.role]).to.deep.equal(['rollback', 'snapshot']);
       expect(e.message).to.contain('payments.json');
-      const e2 = refusal(() => loadTop(repo, files, { floor: new Map([['gone', 1]]) }));
+      const e2 = refusal(() => loadTop(repo, files, { floor: new Map([[targetsMarkKey('gone', root), 1]]) }));
       expect(e2.message).to.contain('no longer lists gone.json');
     });
 

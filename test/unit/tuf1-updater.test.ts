@@ -2,11 +2,12 @@
 // compromised server alters, driven through the real updater (tufrepo/updater.ts) as
 // python-tuf's tests drive Updater through their RepositorySimulator.
 import { expect } from 'chai';
-import { refreshSpecRepository, type SpecRefreshOptions } from '../../webhook/src/tufrepo/updater.js';
+import { refreshSpecRepository, type SpecLocalMetadata, type SpecRefreshOptions } from '../../webhook/src/tufrepo/updater.js';
 import { quoteRoleName } from '../../webhook/src/tufrepo/file-names.js';
 import { pinFromPem } from '../../webhook/src/tuf/pinning.js';
 import { TufError } from '../../webhook/src/tuf/errors.js';
-import { FetchError } from '../../webhook/src/tufrepo/source.js';
+import { epochKey, SpecTrustedSet } from '../../webhook/src/tuf/tuf1/trusted-set.js';
+import { FetchError, type SpecFileRequest } from '../../webhook/src/tufrepo/source.js';
 import { DAY, TufRepo, makeKey } from '../support/tuf1-repo.js';
 import { MemorySpecSource } from '../support/tuf1-memory-source.js';
 import { createPublicKey } from 'node:crypto';
@@ -41,6 +42,76 @@ describe('TUF 1.0 updater against a hostile repository', function () {
     expect(found?.target.hashes['sha256']).to.equal(t.hashes['sha256']);
     expect(source.requests).to.deep.equal(['2.root.json', 'timestamp.json', '1.snapshot.json', '1.targets.json', '1.payments.json']);
     expect(await r.findTarget('registry.example.com/payments/app:2.0')).to.equal(undefined);
+  });
+
+  it('requests timestamp.json during the root walk but verifies it with the final root: a rotated-out timestamp key is refused', async () => {
+    const repo = new TufRepo();
+    repo.addTarget('targets', APP, 'm');
+    repo.publish();
+    const oldTimestamp = repo.signers.get('timestamp')!;
+    repo.signers.set('timestamp', repo.rotate('timestamp'));
+    repo.publishRoot();
+    // A source that holds the first root answer until timestamp.json is asked for (at most 2 s).
+    class Overlapping extends MemorySpecSource {
+      overlapped = false;
+      private release!: () => void;
+      private readonly asked = new Promise<void>((r) => (this.release = r));
+      override async fetch(req: SpecFileRequest): Promise<Uint8Array> {
+        const answer = super.fetch(req);
+        if (req.file === 'timestamp.json') this.release();
+        else if (req.file === '2.root.json') this.overlapped = await Promise.race([this.asked.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 2000))]);
+        return answer;
+      }
+    }
+    const good = new Overlapping(repo.publish({ bump: ['timestamp'] }));
+    const r = await refresh(repo, good);
+    expect(r.trusted.root.version).to.equal(2);
+    expect(good.overlapped, 'timestamp.json requested while 2.root.json was in flight').to.equal(true);
+    expect(good.requests.slice(0, 3)).to.deep.equal(['2.root.json', 'timestamp.json', '3.root.json']);
+    expect((await r.findTarget(APP))?.role).to.equal('targets');
+
+    // The attacker serves a timestamp signed by the key root 2 removed; root 1 (trusted when
+    // it was requested) would have accepted it.
+    repo.signers.set('timestamp', oldTimestamp);
+    const bad = new Overlapping(repo.publish({ bump: ['timestamp'] }));
+    const e = await refresh(repo, bad).then(
+      () => expect.fail('a timestamp signed by a rotated-out key was accepted'),
+      (err: unknown) => err as TufError,
+    );
+    expect(e).to.be.instanceOf(TufError);
+    expect(e.role).to.equal('timestamp');
+  });
+
+  it('asked to, requests the sibling roles its search visits next together, but verifies them in order, and only those it reaches', async () => {
+    const repo = new TufRepo();
+    const payments = ['registry.example.com/payments/*'];
+    repo.delegate('qa', { paths: payments });
+    repo.delegate('web', { paths: ['registry.example.com/web/*'] });
+    repo.delegate('ops', { paths: payments });
+    repo.delegate('releases', { paths: payments, terminating: true });
+    repo.delegate('late', { paths: payments });
+    repo.addTarget('qa', APP, 'qa');
+    repo.addTarget('releases', 'registry.example.com/payments/app:2.0', 'r');
+    repo.signers.set('ops', [makeKey()]); // ops.json carries no valid signature
+    const source = new MemorySpecSource(repo.publish());
+    const r = await refresh(repo, source);
+    // Found in qa: ops and releases were requested alongside it, and ops's bad file decided nothing.
+    expect((await r.withRoles(() => r.findTargetLoaded(APP), undefined, APP))?.role).to.equal('qa');
+    expect(source.requests.slice(4)).to.deep.equal(['1.qa.json', '1.ops.json', '1.releases.json']);
+    // Not web (not trusted for the path), not late (after a terminating role).
+    // A path only releases lists: the walk reaches ops first, and ops fails it.
+    const other = 'registry.example.com/payments/app:2.0';
+    const e = await r.withRoles(() => r.findTargetLoaded(other), undefined, other).then(
+      () => expect.fail('a lookup passed a role with an invalid signature'),
+      (err: unknown) => err as TufError,
+    );
+    expect(e).to.be.instanceOf(TufError);
+    expect(e.role).to.equal('ops');
+    expect(r.trusted.targets('releases'), 'releases is never verified before ops').to.equal(undefined);
+    // Not asked to (the specification's client, the conformance adapter): only what the walk visits.
+    const plain = new MemorySpecSource(repo.publish());
+    expect((await (await refresh(repo, plain)).findTarget(APP))?.role).to.equal('qa');
+    expect(plain.requests.slice(4)).to.deep.equal(['1.qa.json']);
   });
 
   it('bootstraps from pinned keys that sign 1.root.json, and names the signers when they do not', async () => {
@@ -82,7 +153,7 @@ describe('TUF 1.0 updater against a hostile repository', function () {
     repo.addTarget('targets', APP, 'v2');
     const newer = await refresh(repo, new MemorySpecSource(repo.publish({ bump: ['targets', 'snapshot', 'timestamp'] })), { floor: first.versionFloor() });
     const floor = newer.versionFloor();
-    expect(floor.get('timestamp')).to.equal(2);
+    expect(floor.get(epochKey('timestamp', newer.trusted.root))).to.equal(2);
     // The attacker replays the old, validly signed, unexpired files.
     const e = await refusal(refresh(repo, new MemorySpecSource(old), { floor }));
     expect((e as TufError).code).to.equal('rollback');
@@ -116,11 +187,67 @@ describe('TUF 1.0 updater against a hostile repository', function () {
     expect((e as FetchError).kind).to.equal('too-large');
   });
 
+  describe('with a local metadata store (a persistent client, python-tuf\'s metadata directory)', () => {
+    class MemoryStore implements SpecLocalMetadata {
+      readonly files = new Map<string, Uint8Array>();
+      readonly writes: string[] = [];
+      async read(role: string) {
+        return this.files.get(role);
+      }
+      async write(role: string, bytes: Uint8Array) {
+        this.writes.push(role);
+        this.files.set(role, bytes);
+      }
+    }
+
+    it('writes each file right after it verifies, reuses stored files that are still current, and never writes a refused one', async () => {
+      const repo = new TufRepo();
+      repo.delegate('payments', { paths: ['registry.example.com/payments/*'] });
+      repo.addTarget('payments', APP, 'm');
+      repo.publishRoot();
+      repo.publishRoot(); // a second root version, so there is a root for the walk to store
+      const store = new MemoryStore();
+      const source = new MemorySpecSource(repo.publish());
+      const first = await refresh(repo, source, { local: store });
+      await first.findTarget(APP);
+      expect(store.writes).to.deep.equal(['root', 'timestamp', 'snapshot', 'targets', 'payments']);
+      expect(Buffer.from(store.files.get('root')!).equals(repo.roots.get(2)!)).to.equal(true);
+
+      store.writes.length = 0;
+      source.requests.length = 0;
+      const bootstrap = { trustedRoot: store.files.get('root')! };
+      const again = await refreshSpecRepository(source, { bootstrap, now: repo.now, local: store });
+      expect((await again.findTarget(APP))?.role).to.equal('payments');
+      expect(source.requests).to.deep.equal(['3.root.json', 'timestamp.json']);
+      expect(store.writes).to.deep.equal([]);
+
+      // A new snapshot that fails (expired) is not written; the verified timestamp before it is.
+      (repo.snapshot.signed as { expires: string }).expires = repo.expiresIn(-1);
+      source.files = repo.publish({ bump: ['snapshot', 'timestamp'] });
+      const e = await refusal(refreshSpecRepository(source, { bootstrap, now: repo.now, local: store }));
+      expect([(e as TufError).code, (e as TufError).role]).to.deep.equal(['expired', 'snapshot']);
+      expect(store.writes).to.deep.equal(['timestamp']);
+    });
+
+    it('treats a stored file that no longer verifies as absent, and a stored timestamp as the floor of the next', async () => {
+      const repo = new TufRepo({ consistentSnapshot: false });
+      const store = new MemoryStore();
+      const v1 = repo.publish();
+      await refresh(repo, new MemorySpecSource(v1), { local: store });
+      store.files.set('snapshot', Buffer.from('not json'));
+      const source = new MemorySpecSource(repo.publish({ bump: ['timestamp'] }));
+      await refresh(repo, source, { local: store });
+      expect(source.requests).to.deep.equal(['2.root.json', 'timestamp.json', 'snapshot.json']);
+      const e = await refusal(refresh(repo, new MemorySpecSource(v1), { local: store }));
+      expect([(e as TufError).code, (e as TufError).role]).to.deep.equal(['rollback', 'timestamp']);
+    });
+  });
+
   it('recovers from a fast-forward attack once the timestamp key is rotated', async () => {
     const repo = new TufRepo();
     const files = repo.publish();
     // A stolen timestamp key signed version 1000; the floor remembers it.
-    const fastForwarded = new Map([['root', 1], ['timestamp', 1000]]);
+    const fastForwarded = new Map([['root', 1], [epochKey('timestamp', new SpecTrustedSet(repo.roots.get(1)!, repo.now).root), 1000]]);
     expect(((await refusal(refresh(repo, new MemorySpecSource(files), { floor: fastForwarded }))) as TufError).code).to.equal('rollback');
     const oldRoot = repo.signers.get('root')!;
     repo.signers.set('timestamp', repo.rotate('timestamp'));

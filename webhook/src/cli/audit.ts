@@ -4,13 +4,13 @@
  * Prints a table (or JSON). Exit 0 when nothing running would be denied now, 1 when
  * something would, 2 on usage or cluster errors.
  */
-import { parseArgs } from 'node:util';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { auditPods, type AuditReport } from '../audit/audit.js';
 import type { MetadataSource } from '../notary/source.js';
 import type { TrustPolicy } from '../policy/model.js';
 import { PolicyStore } from '../policy/store.js';
 import { VerificationEngine } from '../verify/engine.js';
+import { commandSpec, parseCommand } from './commands.js';
 import { cliTimeoutMs, type Env } from './settings.js';
 import { UsageError } from './usage.js';
 
@@ -23,15 +23,10 @@ export interface AuditCommandDeps {
   err?: (text: string) => void;
 }
 
-const OPTIONS = {
-  output: { type: 'string', default: 'text' },
-  'expiry-warning': { type: 'string', default: '604800' },
-  timeout: { type: 'string', default: '60' },
-  namespace: { type: 'string' },
-} as const;
-
 export async function auditCommand(argv: string[], _env: Env, deps: AuditCommandDeps = {}): Promise<number> {
-  const { values, positionals } = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true });
+  const parsed = parseCommand(commandSpec('audit')!, argv);
+  const positionals = parsed.positionals;
+  const values = parsed.values as { output: string; 'expiry-warning': string; timeout: string; namespace?: string };
   if (positionals.length > 0) throw new UsageError(`audit takes no positional arguments, got ${JSON.stringify(positionals[0])}`);
   if (values.output !== 'text' && values.output !== 'json') throw new UsageError('--output must be text or json');
   const windowMs = secondsFlag('--expiry-warning', values['expiry-warning']);

@@ -8,7 +8,10 @@ import https from 'node:https';
 import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { httpGet } from '../notary/http-get.js';
 import { HttpSource } from '../notary/http-source.js';
+import { TrustServerLimits } from '../notary/server-limits.js';
+import { LoadWorkers } from '../verify/load-workers.js';
 import { TokenCache, type Credentials } from '../notary/token-auth.js';
 import { PolicyDirSource } from '../policy/dir-source.js';
 import { PolicyStates } from '../policy/policy-states.js';
@@ -20,29 +23,45 @@ import { RepositoryCache } from '../verify/repository-cache.js';
 import { ConfigMapVersionStore } from '../verify/configmap-version-store.js';
 import { FileVersionStore, MemoryVersionStore, type VersionStore } from '../verify/version-store.js';
 import { runServe, type ServeOptions, type VerifierWiring } from './serve.js';
-import { serveHelp, stateStoreOf, type Env } from './settings.js';
+import { loadLimitsOf, serveHelp, stateStoreOf, type Env } from './settings.js';
 import type { Logger } from '../admission/types.js';
 import type { Metrics, PolicyCount } from '../server/metrics.js';
 
 // Sources are cheap to make (agent and tokens are shared per server); kept only so a
 // repository's Bearer challenge is remembered. A few hundred cover the busy repositories.
 const MAX_SOURCES = 256;
+/** Longest a start waits on a trust server that does not answer before reporting ready anyway. */
+const CONNECT_TIMEOUT_MS = 2000;
+const PRECONNECT_SOCKETS = 4;
 
 export async function serveCommand(argv: string[], env: Env): Promise<number> {
   if (argv.includes('--help') || argv.includes('-h')) {
     process.stdout.write(serveHelp() + '\n');
     return 0;
   }
-  // Listening for the signal before starting: a SIGTERM that arrives right after the start
-  // line must still close in order (release the Lease, flush Events), not kill outright.
-  const stopRequested = new Promise<void>((resolve) => {
-    process.once('SIGTERM', () => resolve());
-    process.once('SIGINT', () => resolve());
+  // Listening for the signals before starting: one that arrives right after the start line
+  // must still close in order (release the Lease, flush Events), not kill outright.
+  // SIGTERM is how Kubernetes stops a pod: drain first. SIGINT is a person at a terminal: stop now.
+  const signal = new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
   });
-  const handle = await runServe(argv, { createVerifier, env });
-  await stopRequested;
-  await handle.close();
+  const handle = await runServe(argv, { createVerifier, createManagedTls, env });
+  if ((await signal) === 'SIGTERM') await handle.shutdown();
+  else await handle.close();
   return 0;
+}
+
+async function createManagedTls(options: ServeOptions, ctx: { log: Logger }) {
+  const { startSelfManagedTls } = await import('../kube/self-managed-tls.js');
+  return startSelfManagedTls({
+    secretName: options.tlsSecret!,
+    namespace: options.podNamespace,
+    dnsNames: options.tlsDnsNames ?? [],
+    mutatingWebhooks: options.mutatingWebhooks ?? [],
+    validatingWebhooks: options.validatingWebhooks ?? [],
+    log: ctx.log,
+  });
 }
 
 type SecretReader = (policy: TrustPolicy, secretName: string) => Promise<Credentials>;
@@ -104,6 +123,20 @@ export async function createVerifier(options: ServeOptions, ctx: { log: Logger; 
   store.onChange(() => ctx.log.info('policies changed', { policies: store.all().length, invalid: store.invalid().length }));
 
   const sources = new SourcePool(readSecret);
+  // Ready only once the trust servers the policies name have connections open: the first
+  // admission after a start then costs what one in a running replica does.
+  // From a directory the policies are loaded by now, so this happens before the server
+  // listens; from the cluster they arrive later, and readiness waits for it.
+  let connected = false;
+  const connect = async () => {
+    const t0 = performance.now();
+    await sources.connect(store.all());
+    connected = true;
+    ctx.log.info('connected to the trust servers', { servers: sources.serverCount, ms: Math.round(performance.now() - t0) });
+  };
+  if (options.kubernetes) void store.whenReady().then(connect);
+  else await connect();
+  const loadLimits = loadLimitsOf(options);
   const engine = new VerificationEngine({
     policies: store,
     sourceFor: (policy, gun) => sources.get(policy, gun),
@@ -112,15 +145,18 @@ export async function createVerifier(options: ServeOptions, ctx: { log: Logger; 
     allowUnmatched: options.allowUnmatched,
     isExempt: compileExemptions(options.exempt),
     metrics: ctx.metrics,
+    limits: new TrustServerLimits({ cluster: loadLimits.cluster, namespaced: loadLimits.namespaced, maxTotalBytesInFlight: loadLimits.maxTotalBytesInFlight }),
+    workers: new LoadWorkers({ size: loadLimits.workers, maxOldGenerationSizeMb: loadLimits.workerMemoryMb }),
   });
   const operators = kube ? await startOperatorViews(kube, engine, events!, options, ctx) : undefined;
   return {
     verifier: operators?.verifier ?? engine,
-    ready: () => store.ready,
+    ready: () => store.ready && connected,
     close: async () => {
       await operators?.close();
       await stopSource();
       sources.close();
+      await engine.close();
     },
   };
 }
@@ -189,11 +225,7 @@ export class SourcePool {
     const key = `${serverKey}|${creds ? hash(`${creds.username}:${creds.password}`) : ''}|${gun}`;
     const existing = this.sources.get(key);
     if (existing) return existing;
-    let server = this.servers.get(serverKey);
-    if (!server) {
-      server = { agent: new https.Agent({ keepAlive: true, maxSockets: 32, scheduling: 'lifo', timeout: 30_000 }), tokens: new TokenCache() };
-      this.servers.set(serverKey, server);
-    }
+    const server = this.server(serverKey);
     const source = new HttpSource({
       url,
       gun,
@@ -209,6 +241,49 @@ export class SourcePool {
 
   close(): void {
     for (const s of this.servers.values()) s.agent.destroy();
+  }
+
+  get serverCount(): number {
+    return this.servers.size;
+  }
+
+  /**
+   * Opens a few pooled connections to each HTTPS trust server (TLS handshake done, CA bundle
+   * parsed); best effort, bounded in time: a server that is down is reported by the
+   * admissions that need it, not here.
+   */
+  async connect(policies: TrustPolicy[]): Promise<void> {
+    const seen = new Set<string>();
+    await Promise.all(
+      policies.map(async (policy) => {
+        const { url, caBundle } = policy.spec.trustServer;
+        const key = `${url}|${hash(caBundle ?? '')}`;
+        if (!url.startsWith('https:') || seen.has(key)) return;
+        seen.add(key);
+        const server = this.server(key);
+        // Several at once: a cold repository's delegations are fetched in parallel.
+        await Promise.all(
+          Array.from({ length: PRECONNECT_SOCKETS }, () =>
+            httpGet({
+              url: new URL('/v2/', url),
+              agent: server.agent,
+              ...(caBundle ? { ca: caBundle } : {}),
+              signal: AbortSignal.timeout(CONNECT_TIMEOUT_MS),
+              maxBytes: 64 * 1024,
+            }).catch(() => undefined),
+          ),
+        );
+      }),
+    );
+  }
+
+  private server(serverKey: string): { agent: https.Agent; tokens: TokenCache } {
+    let server = this.servers.get(serverKey);
+    if (!server) {
+      server = { agent: new https.Agent({ keepAlive: true, maxSockets: 32, scheduling: 'lifo', timeout: 30_000 }), tokens: new TokenCache() };
+      this.servers.set(serverKey, server);
+    }
+    return server;
   }
 }
 

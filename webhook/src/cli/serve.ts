@@ -8,7 +8,7 @@ import { startMetricsServer, type MetricsServer } from '../server/metrics-server
 import type { Logger } from '../admission/types.js';
 import { createJsonLogger } from '../server/log.js';
 import { Metrics } from '../server/metrics.js';
-import { startServer, type RunningServer } from '../server/start.js';
+import { startServer, type ManagedTls, type RunningServer } from '../server/start.js';
 import type { ImageVerifier } from '../verify/types.js';
 import { parseServeArgs, stateStoreOf, type Env, type ServeOptions } from './settings.js';
 
@@ -24,6 +24,8 @@ export interface VerifierWiring {
 export interface ServeDeps {
   /** Builds the engine and its policy store from the options; receives the metrics for the engine to report into. */
   createVerifier(options: ServeOptions, ctx: { log: Logger; metrics: Metrics }): VerifierWiring | Promise<VerifierWiring>;
+  /** Self-managed TLS (--tls-secret): the pair from the Secret, kept current; called before the server listens. */
+  createManagedTls?(options: ServeOptions, ctx: { log: Logger }): Promise<ManagedTls & { close(): void }>;
   log?: Logger;
   /** Where the human-readable start line goes (default stdout). */
   print?: (line: string) => void;
@@ -37,7 +39,14 @@ export interface ServeHandle {
   metricsPort?: number;
   server: RunningServer;
   metrics: Metrics;
+  /** Closes now; requests in flight get up to 2 s. */
   close(): Promise<void>;
+  /**
+   * What SIGTERM does: /readyz fails at once while admissions are still answered for the
+   * drain period (endpoints and the API server's connections move to other replicas), then
+   * the server closes, letting requests in flight finish within their deadline.
+   */
+  shutdown(): Promise<void>;
 }
 
 export async function runServe(argv: string[], deps: ServeDeps): Promise<ServeHandle> {
@@ -59,8 +68,14 @@ export async function runServe(argv: string[], deps: ServeDeps): Promise<ServeHa
   const wiring = await deps.createVerifier(options, { log, metrics });
   const common = { verifier: wiring.verifier, deadlineMs: options.deadlineMs, log, metrics };
   let server: RunningServer;
+  let managed: (ManagedTls & { close(): void }) | undefined;
   try {
+    if (options.tlsSecret !== undefined) {
+      if (!deps.createManagedTls) throw new Error('--tls-secret is not available in this build of serve');
+      managed = await deps.createManagedTls(options, { log });
+    }
     server = await startServer({
+      ...(managed ? { managedTls: managed } : {}),
       port: options.port,
       host: options.host,
       ...(options.tlsCert !== undefined ? { tlsCertFile: options.tlsCert } : {}),
@@ -69,8 +84,10 @@ export async function runServe(argv: string[], deps: ServeDeps): Promise<ServeHa
       ready: wiring.ready,
       log,
       metrics,
+      selfCheck: true,
     });
   } catch (e) {
+    managed?.close();
     await wiring.close?.();
     throw e;
   }
@@ -79,6 +96,7 @@ export async function runServe(argv: string[], deps: ServeDeps): Promise<ServeHa
     try {
       metricsServer = await startMetricsServer({ port: options.metricsPort, host: options.host, metrics, log });
     } catch (e) {
+      managed?.close();
       await server.close();
       await wiring.close?.();
       throw new Error(`--metrics-port ${options.metricsPort} cannot be used: ${(e as Error).message}`);
@@ -96,8 +114,21 @@ export async function runServe(argv: string[], deps: ServeDeps): Promise<ServeHa
     metrics,
     async close() {
       await metricsServer?.close();
+      managed?.close();
       await server.close();
       await wiring.close?.();
+    },
+    async shutdown() {
+      log.info('shutting down', { drainMs: options.drainMs });
+      server.startDraining();
+      await new Promise((resolve) => setTimeout(resolve, options.drainMs));
+      managed?.close();
+      // Scrapes keep working through the drain; the metrics port goes with the rest.
+      await metricsServer?.close();
+      // A request that arrived at the end of the drain still gets its whole deadline.
+      await server.close(options.deadlineMs + 1000);
+      await wiring.close?.();
+      log.info('stopped');
     },
   };
 }

@@ -10,7 +10,10 @@
  */
 import { statSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { DEFAULT_SERVER_LIMITS, DEFAULT_TOTAL_BYTES_IN_FLIGHT, type ServerLimits } from '../notary/server-limits.js';
 import { exemptionProblems } from '../policy/exemption.js';
+import { MAX_TARGETS_BYTES } from '../tuf/index.js';
+import { DEFAULT_WORKER_MEMORY_MB } from '../verify/load-workers.js';
 import { isLogLevel, LOG_LEVELS, type LogLevel } from '../server/log.js';
 import { UsageError } from './usage.js';
 
@@ -51,6 +54,28 @@ export interface ServeOptions {
   stateConfigMap?: string;
   /** Cluster: trustgate's own namespace (its ConfigMap, and the Secrets of ClusterTrustPolicies). */
   podNamespace: string;
+  /**
+   * After SIGTERM: how long /readyz fails while admissions are still answered, before the
+   * server closes. 0 by default (nothing routes to a lone process); the chart sets it.
+   */
+  drainMs: number;
+  /** Self-managed TLS: CA and serving certificate kept in this Secret (of POD_NAMESPACE), renewed by the server. */
+  tlsSecret?: string;
+  /** DNS names (and IPs) of the serving certificate in self-managed mode. */
+  tlsDnsNames: string[];
+  /** Webhook configurations whose caBundle the server keeps current in self-managed mode. */
+  mutatingWebhooks: string[];
+  validatingWebhooks: string[];
+  /** Loading trust data (see loadLimitsOf): verification workers and per-trust-server limits. */
+  verifyWorkers: number;
+  workerMemoryMb: number;
+  maxTotalMibInFlight: number;
+  clusterServerMaxLoads: number;
+  clusterServerMaxMibInFlight: number;
+  clusterServerMaxMetadataMib: number;
+  namespacedServerMaxLoads: number;
+  namespacedServerMaxMibInFlight: number;
+  namespacedServerMaxMetadataMib: number;
   /** Also serve /metrics over plain HTTP on this port. */
   metricsPort?: number;
   /** Cluster: how often running Pods are re-verified (0: never). */
@@ -61,6 +86,27 @@ export interface ServeOptions {
   podName?: string;
   /** Cluster: the Lease through which one replica is chosen to run the audit. */
   auditLease: string;
+}
+
+/** What loading trust data may take, from the flags --verify-workers ... --namespaced-server-max-metadata-mib. */
+export interface LoadLimitOptions {
+  workers: number;
+  workerMemoryMb: number;
+  maxTotalBytesInFlight: number;
+  cluster: ServerLimits;
+  namespaced: ServerLimits;
+}
+
+const MiB = 1024 * 1024;
+
+export function loadLimitsOf(o: ServeOptions): LoadLimitOptions {
+  return {
+    workers: o.verifyWorkers,
+    workerMemoryMb: o.workerMemoryMb,
+    maxTotalBytesInFlight: o.maxTotalMibInFlight * MiB,
+    cluster: { maxConcurrentLoads: o.clusterServerMaxLoads, maxBytesInFlight: o.clusterServerMaxMibInFlight * MiB, maxMetadataBytes: o.clusterServerMaxMetadataMib * MiB },
+    namespaced: { maxConcurrentLoads: o.namespacedServerMaxLoads, maxBytesInFlight: o.namespacedServerMaxMibInFlight * MiB, maxMetadataBytes: o.namespacedServerMaxMetadataMib * MiB },
+  };
 }
 
 /** A value that does not parse: `reason` completes "<setting> <reason>, got <value>". */
@@ -104,6 +150,35 @@ function seconds(min: number, max: number, open: boolean): (raw: string) => numb
     if (!/^\d+(\.\d+)?$/.test(raw) || (open ? !(n > min) : !(n >= min)) || n > max) throw new Invalid(`must be seconds in ${range}`);
     return Math.round(n * 1000);
   };
+}
+
+/** Whole numbers in [min, max]. */
+function integer(min: number, max: number): (raw: string) => number {
+  return (raw) => {
+    const n = Number(raw);
+    if (!/^\d+$/.test(raw) || n < min || n > max) throw new Invalid(`must be an integer from ${min} to ${max}`);
+    return n;
+  };
+}
+
+/** The limits on loading trust data; the defaults keep peak memory inside the chart's 256Mi. */
+function loadLimitSettings(): Setting[] {
+  const c = DEFAULT_SERVER_LIMITS.cluster;
+  const ns = DEFAULT_SERVER_LIMITS.namespaced;
+  const row = (key: keyof ServeOptions, flag: string, def: number, min: number, max: number, help: string) =>
+    setting({ key, flag, value: 'N', default: String(def), example: String(def), parse: integer(min, max) as never, help: `${help} (${min}-${max}).` });
+  const maxMib = MAX_TARGETS_BYTES / MiB;
+  return [
+    row('verifyWorkers', 'verify-workers', 1, 1, 16, 'Worker threads that verify large trust data off the admission thread'),
+    row('workerMemoryMb', 'worker-memory-mb', DEFAULT_WORKER_MEMORY_MB, 16, 4096, 'Heap limit (MB) of each verification worker; a load past it is refused and the worker replaced'),
+    row('maxTotalMibInFlight', 'max-total-mib-in-flight', DEFAULT_TOTAL_BYTES_IN_FLIGHT / MiB, 1, 4096, 'MiB of trust data held by loads at once, over all trust servers'),
+    row('clusterServerMaxLoads', 'cluster-server-max-loads', c.maxConcurrentLoads, 1, 1024, 'Loads at once from one trust server named by ClusterTrustPolicies'),
+    row('clusterServerMaxMibInFlight', 'cluster-server-max-mib-in-flight', c.maxBytesInFlight / MiB, 1, 4096, 'MiB held at once by loads from one such server'),
+    row('clusterServerMaxMetadataMib', 'cluster-server-max-metadata-mib', c.maxMetadataBytes / MiB, 1, maxMib, 'Largest metadata file (MiB) accepted from one such server'),
+    row('namespacedServerMaxLoads', 'namespaced-server-max-loads', ns.maxConcurrentLoads, 1, 1024, 'Loads at once from one trust server named only by TrustPolicies (a tenant)'),
+    row('namespacedServerMaxMibInFlight', 'namespaced-server-max-mib-in-flight', ns.maxBytesInFlight / MiB, 1, 4096, 'MiB held at once by loads from one such server'),
+    row('namespacedServerMaxMetadataMib', 'namespaced-server-max-metadata-mib', ns.maxMetadataBytes / MiB, 1, maxMib, 'Largest metadata file (MiB) accepted from one such server'),
+  ];
 }
 
 export const SERVE_SETTINGS: readonly Setting[] = [
@@ -153,6 +228,21 @@ export const SERVE_SETTINGS: readonly Setting[] = [
     help: 'With --kubernetes: every this many seconds one replica (a Lease) re-verifies the images of running Pods and reports what would be denied now, 0-604800 (0: no audit).' }),
   setting({ key: 'expiryWarningMs', flag: 'expiry-warning', value: 'SECONDS', default: '604800', example: '604800', parse: seconds(0, 31536000, false),
     help: 'Trust data expiring within this many seconds is reported ahead (audit findings, Events), 0-31536000.' }),
+  setting({ key: 'drainMs', flag: 'drain-seconds', value: 'SECONDS', default: '0', example: '10', parse: seconds(0, 300, false),
+    help: 'On SIGTERM, fail /readyz but keep answering admissions this many seconds (0-300) before closing, so traffic moves to other replicas first.' }),
+  setting({ key: 'tlsSecret', flag: 'tls-secret', value: 'NAME', example: 'trustgate-tls',
+    help: "With --kubernetes: keep a CA and serving certificate in this Secret of trustgate's namespace, renew them before expiry and keep the webhooks' caBundle current (self-managed TLS).",
+    parse: (raw) => {
+      if (raw.length > 253 || !DNS_SUBDOMAIN.test(raw)) throw new Invalid('must be a Secret name (lowercase DNS subdomain, at most 253 characters)');
+      return raw;
+    } }),
+  setting({ key: 'tlsDnsNames', flag: 'tls-dns-name', value: 'NAME', multiple: true, example: 'trustgate.trustgate-system.svc', parse: nonEmpty,
+    help: 'With --tls-secret: a DNS name (or IP) of the serving certificate, the Service name the API server calls; repeatable.' }),
+  setting({ key: 'mutatingWebhooks', flag: 'mutating-webhook', value: 'NAME', multiple: true, example: 'trustgate', parse: nonEmpty,
+    help: 'With --tls-secret: a MutatingWebhookConfiguration whose caBundle the server keeps current; repeatable.' }),
+  setting({ key: 'validatingWebhooks', flag: 'validating-webhook', value: 'NAME', multiple: true, example: 'trustgate', parse: nonEmpty,
+    help: 'With --tls-secret: a ValidatingWebhookConfiguration whose caBundle the server keeps current; repeatable.' }),
+  ...loadLimitSettings(),
   setting({ key: 'refreshIntervalMs', env: 'TRUSTGATE_REFRESH_SECONDS', value: 'SECONDS', default: '60', example: '60', parse: seconds(0, 86400, false),
     help: 'Verified trust data is refreshed from the trust server once it is older than this many seconds, 0-86400 (0: on every admission). A revoked tag stays admitted until then.' }),
   setting({ key: 'secretsDir', env: 'TRUSTGATE_SECRETS_DIR', value: 'DIR', example: '/etc/trustgate/secrets',
@@ -202,6 +292,16 @@ const serveRules: ReadonlyArray<(o: Partial<ServeOptions>) => string | undefined
       ? `TRUSTGATE_STATE_CONFIGMAP=${o.stateConfigMap} applies only with --kubernetes: standalone, use --state-file FILE (or unset it)`
       : undefined,
   (o) => (o.metricsPort !== undefined && o.metricsPort === o.port ? `--metrics-port ${o.metricsPort} is the HTTPS port: give another port` : undefined),
+  (o) => {
+    const selfManagedOnly = ([['tls-dns-name', o.tlsDnsNames], ['mutating-webhook', o.mutatingWebhooks], ['validating-webhook', o.validatingWebhooks]] as const).find(([, v]) => (v?.length ?? 0) > 0);
+    return o.tlsSecret === undefined && selfManagedOnly ? `--${selfManagedOnly[0]} goes with --tls-secret` : undefined;
+  },
+  (o) => (o.tlsSecret !== undefined && !o.kubernetes ? '--tls-secret keeps the certificate in a Kubernetes Secret: it needs --kubernetes' : undefined),
+  (o) => (o.tlsSecret !== undefined && o.tlsCert !== undefined ? 'give either --tls-secret or --tls-cert/--tls-key, not both' : undefined),
+  (o) =>
+    o.tlsSecret !== undefined && (o.tlsDnsNames?.length ?? 0) === 0
+      ? '--tls-secret needs at least one --tls-dns-name (the Service DNS name the API server calls)'
+      : undefined,
   (o) =>
     o.secretsDir !== undefined && o.kubernetes
       ? `TRUSTGATE_SECRETS_DIR=${o.secretsDir} applies only with --policy-dir: with --kubernetes, credentials come from Secrets (unset it)`
@@ -282,6 +382,9 @@ export function serveHelp(): string {
     '      With --kubernetes outside a pod: the kubeconfig file (read by the Kubernetes client).',
     '',
     'An invalid setting refuses the start with exit code 2.',
+    '',
+    'Example:',
+    '  trustgate serve --policy-dir ./policies --port 8443 --state-file /var/lib/trustgate/state.json',
   ].join('\n');
 }
 

@@ -1,137 +1,194 @@
-import { parseArgs } from 'node:util';
-import { readFileSync } from 'node:fs';
+/**
+ * `trustgate verify IMAGE` and `trustgate inspect IMAGE`: one image under the policies of
+ * some files, with the webhook's engine and its matching rules (spec.images; all matching
+ * policies apply).
+ */
+import { describeFailure } from '../admission/report.js';
 import { parseReference, formatReference } from '../images/reference.js';
-import { DirSource } from '../notary/dir-source.js';
-import { HttpSource } from '../notary/http-source.js';
-import type { MetadataSource } from '../notary/source.js';
 import { loadRepository } from '../notary/updater.js';
-import { parsePolicyYaml, type TrustPolicy } from '../policy/model.js';
+import { policyId, type TrustPolicy } from '../policy/model.js';
 import { pinFromPem, TufError } from '../tuf/index.js';
 import { VerificationEngine } from '../verify/engine.js';
-import { expiryForecast, roleExpiries } from '../verify/expiry.js';
+import { TrustServerLimits } from '../notary/server-limits.js';
+import { describeExpiry, roleExpiries } from '../verify/expiry.js';
 import type { ImageVerdict } from '../verify/types.js';
-import { cliCredentials, cliTimeoutMs, type Env } from './settings.js';
-import { UsageError } from './usage.js';
+import { commandSpec, parseCommand } from './commands.js';
+import { InputError, parseAt, parseOutput } from './inputs.js';
+import { fileLookup, loadPolicyFiles } from './policy-files.js';
+import { cliTimeoutMs, type Env } from './settings.js';
+import { cliSourceFor, tufSource } from './trust-sources.js';
+import { tufReport, tufReportText, type TufReport } from './inspect-tuf.js';
+import { SpecDirSource } from '../tufrepo/dir-source.js';
 
-const OPTIONS = {
-  policy: { type: 'string' },
-  'metadata-dir': { type: 'string' },
-  at: { type: 'string' },
-  output: { type: 'string', default: 'text' },
-  timeout: { type: 'string', default: '30' },
-} as const;
+function tufSourceOf(metadataDir: string | undefined): SpecDirSource | undefined {
+  return metadataDir !== undefined ? new SpecDirSource(metadataDir) : undefined;
+}
+import { UsageError } from './usage.js';
 
 interface Common {
   image: string;
   policies: TrustPolicy[];
+  files: string[];
+  namespace: string | undefined;
+  ignoreImageMatch: boolean;
   clock: () => Date;
-  sourceFor: (policy: TrustPolicy, gun: string) => MetadataSource;
+  metadataDir: string | undefined;
   output: 'text' | 'json';
   timeoutMs: number;
+  env: Env;
 }
 
-const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
-
-function common(argv: string[], env: Env): Common {
-  const { values, positionals } = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true });
-  if (positionals.length !== 1) throw usage('exactly one IMAGE is required');
-  if (!values.policy) throw usage('--policy FILE is required');
-  const policies = parsePolicyYaml(readFileSync(values.policy, 'utf8'), values.policy);
-  if (policies.length === 0) throw usage(`${values.policy} holds no policy`);
-  let clock = () => new Date();
-  if (values.at !== undefined) {
-    const at = new Date(values.at);
-    if (!RFC3339.test(values.at) || Number.isNaN(at.getTime())) throw usage(`--at "${values.at}" is not an RFC 3339 time`);
-    clock = () => at;
-  }
-  const output = values.output;
-  if (output !== 'text' && output !== 'json') throw usage('--output must be text or json');
-  const timeoutMs = cliTimeoutMs(values.timeout);
-  const dir = values['metadata-dir'];
-  const credentials = cliCredentials(env);
-  const sourceFor = (policy: TrustPolicy, gun: string): MetadataSource =>
-    dir !== undefined
-      ? new DirSource({ dir, gun })
-      : new HttpSource({
-          url: policy.spec.trustServer.url,
-          gun,
-          ...(policy.spec.trustServer.caBundle ? { caBundle: policy.spec.trustServer.caBundle } : {}),
-          ...(credentials ? { credentials } : {}),
-        });
-  return { image: positionals[0]!, policies, clock, sourceFor, output, timeoutMs };
+function common(command: 'verify' | 'inspect', argv: string[], env: Env): Common {
+  const { values, positionals } = parseCommand(commandSpec(command)!, argv);
+  if (positionals.length !== 1) throw new UsageError(`${command} takes exactly one IMAGE, got ${positionals.length === 0 ? 'none' : positionals.map((p) => JSON.stringify(p)).join(' ')}`);
+  const files = (values['policy'] as string[] | undefined) ?? [];
+  if (files.length === 0) throw new UsageError(`${command} needs --policy FILE (e.g. trustgate ${command} ${positionals[0]} --policy policy.yaml)`);
+  const output = parseOutput(values['output']);
+  const timeoutMs = cliTimeoutMs(values['timeout'] as string);
+  const at = values['at'] === undefined ? undefined : parseAt(values['at'] as string);
+  const { policies } = loadPolicyFiles(files, { requireNamespace: false });
+  return {
+    image: positionals[0]!,
+    policies,
+    files,
+    namespace: values['namespace'] as string | undefined,
+    ignoreImageMatch: values['ignore-image-match'] === true,
+    clock: at ? () => at : () => new Date(),
+    metadataDir: values['metadata-dir'] as string | undefined,
+    output,
+    timeoutMs,
+    env,
+  };
 }
 
-function usage(msg: string): Error {
-  return new UsageError(msg);
+/** Why no policy applies, with what would make one apply. */
+function unmatched(c: Common, reference: string): string {
+  const scope = c.namespace !== undefined ? ` in namespace ${c.namespace}` : '';
+  const patterns = [...new Set(c.policies.flatMap((p) => p.spec.images))].join(', ');
+  return (
+    `${c.image}: no policy in ${c.files.join(', ')} matches ${reference}${scope} (their spec.images: ${patterns}), ` +
+    'so the webhook would deny it: add a matching pattern to spec.images, or pass --ignore-image-match to apply every policy anyway'
+  );
 }
 
 export async function verifyCommand(argv: string[], env: Env): Promise<number> {
-  const c = common(argv, env);
+  const c = common('verify', argv, env);
   const engine = new VerificationEngine({
-    // `spec.images` is not consulted here: the file's policies are the ones to check.
-    policies: { policiesFor: () => c.policies },
-    sourceFor: c.sourceFor,
+    policies: fileLookup(c.policies, { ...(c.namespace !== undefined ? { namespace: c.namespace } : {}), ignoreImageMatch: c.ignoreImageMatch }),
+    sourceFor: cliSourceFor({ ...(c.metadataDir !== undefined ? { metadataDir: c.metadataDir } : {}) }, env),
+    ...tufSource(c.metadataDir),
     clock: c.clock,
+    // One image for the person at the terminal: no other admissions to keep answering.
+    workers: false,
+    limits: TrustServerLimits.none(),
   });
-  const verdict = await engine.verifyImage(c.image, undefined, AbortSignal.timeout(c.timeoutMs));
+  const verdict = await engine.verifyImage(c.image, c.namespace, AbortSignal.timeout(c.timeoutMs));
   // The CLI is a check: any failing policy fails it, whatever the policy's mode.
   const ok = verdict.failures.length === 0 && verdict.pinned !== undefined;
-  if (c.output === 'json') process.stdout.write(JSON.stringify(verdict) + '\n');
-  if (ok) {
-    if (c.output === 'text') {
-      process.stderr.write(`verified ${verdict.reference} under ${verdict.passed.map((p) => `${p.kind}/${p.name}`).join(', ')}\n`);
-    }
+  const reason = ok ? undefined : oneLine(c, verdict);
+  if (c.output === 'json') {
+    process.stdout.write(JSON.stringify({ verified: ok, ...verdict, ...(reason ? { reason } : {}) }, null, 2) + '\n');
+  } else if (ok) {
+    process.stderr.write(`verified ${verdict.reference} under ${verdict.passed.map((p) => `${p.kind}/${p.name}`).join(', ')}\n`);
     process.stdout.write(verdict.pinned + '\n');
-    return 0;
   }
-  process.stderr.write(oneLine(verdict) + '\n');
+  if (ok) return 0;
+  process.stderr.write(reason + '\n');
   return 1;
 }
 
-function oneLine(v: ImageVerdict): string {
+function oneLine(c: Common, v: ImageVerdict): string {
+  if (v.failures.some((f) => f.code === 'no-policy')) return unmatched(c, v.reference);
   if (v.failures.length === 0) return `${v.image}: not verified`;
-  return v.failures
-    .map((f) => `${v.image}: ${f.policy.kind}/${f.policy.name}${f.role ? ` role ${f.role}` : ''}${f.server ? ` at ${f.server}` : ''}: ${f.reason}`)
-    .join(' | ')
-    .replace(/\s*\n\s*/g, ' ');
+  return `${v.image}: ${v.failures.map(describeFailure).join('; ')}`.replace(/\s*\n\s*/g, ' ');
 }
 
 export async function inspectCommand(argv: string[], env: Env): Promise<number> {
-  const c = common(argv, env);
-  const ref = parseReference(c.image);
-  const policy = c.policies[0]!;
-  const source = c.sourceFor(policy, ref.name);
-  let repo;
+  const c = common('inspect', argv, env);
+  let ref;
   try {
-    repo = await loadRepository(source, {
-      pin: pinFromPem(policy.spec.root.keys, policy.spec.root.threshold),
-      now: c.clock(),
-      signal: AbortSignal.timeout(c.timeoutMs),
-    });
+    ref = parseReference(c.image);
   } catch (e) {
-    const where = e instanceof TufError ? `role ${e.role} at ${source.server}` : source.server;
-    process.stderr.write(`${formatReference(ref)}: ${where}: ${(e as Error).message}\n`);
+    throw new InputError(`${c.image}: ${(e as Error).message}`);
+  }
+  const reference = formatReference(ref);
+  const applying = fileLookup(c.policies, { ...(c.namespace !== undefined ? { namespace: c.namespace } : {}), ignoreImageMatch: c.ignoreImageMatch }).policiesFor(reference, c.namespace);
+  if (applying.length === 0) {
+    process.stderr.write(unmatched(c, reference) + '\n');
     return 1;
   }
-  const now = c.clock();
+  const sourceFor = cliSourceFor({ ...(c.metadataDir !== undefined ? { metadataDir: c.metadataDir } : {}) }, env);
+  // Policies that read the same server with the same root keys see the same trust data: one report for them.
+  const groups = new Map<string, TrustPolicy[]>();
+  for (const p of applying) {
+    const root = p.spec.root.trustedRoot ?? [...p.spec.root.keys].sort().join('|');
+    const key = `${p.spec.trustServer.protocol ?? 'notary'}|${p.spec.trustServer.url}|${root}|${p.spec.root.threshold}`;
+    groups.set(key, [...(groups.get(key) ?? []), p]);
+  }
+  const reports: Array<Report | TufReport> = [];
+  let failed = false;
+  for (const policies of groups.values()) {
+    const policy = policies[0]!;
+    if (policy.spec.trustServer.protocol === 'tuf') {
+      const tufSource = tufSourceOf(c.metadataDir);
+      try {
+        reports.push(await tufReport(ref, policies, tufSource, c.clock(), AbortSignal.timeout(c.timeoutMs)));
+      } catch (e) {
+        failed = true;
+        const where = e instanceof TufError ? `role ${e.role} at ${tufSource?.server ?? policy.spec.trustServer.url}` : tufSource?.server ?? policy.spec.trustServer.url;
+        process.stderr.write(`${reference}: ${policies.map(policyId).join(', ')}: ${where}: ${(e as Error).message.replace(/\s*\n\s*/g, ' ')}\n`);
+      }
+      continue;
+    }
+    const source = sourceFor(policy, ref.name);
+    try {
+      const repo = await loadRepository(source, {
+        pin: pinFromPem(policy.spec.root.keys, policy.spec.root.threshold),
+        now: c.clock(),
+        signal: AbortSignal.timeout(c.timeoutMs),
+      });
+      reports.push(report(ref.name, source.server, policies, repo, c.clock()));
+    } catch (e) {
+      failed = true;
+      const where = e instanceof TufError ? `role ${e.role} at ${source.server}` : source.server;
+      process.stderr.write(`${reference}: ${policies.map(policyId).join(', ')}: ${where}: ${(e as Error).message.replace(/\s*\n\s*/g, ' ')}\n`);
+    }
+  }
+  if (c.output === 'json') {
+    // One document: the report itself in the common case of one trust source.
+    if (reports.length > 0) process.stdout.write(JSON.stringify(reports.length === 1 ? reports[0] : { name: ref.name, reports }, null, 2) + '\n');
+  } else {
+    process.stdout.write(reports.map((r) => ('protocol' in r ? tufReportText(r) : text(r, c.clock()))).join('\n'));
+  }
+  return failed ? 1 : 0;
+}
+
+type Repo = Awaited<ReturnType<typeof loadRepository>>;
+type Report = ReturnType<typeof report>;
+
+function report(name: string, server: string, policies: TrustPolicy[], repo: Repo, now: Date) {
   const root = repo.parts.root.meta;
-  const roles = repo.roleNames().map((name) => {
-    const listed = repo.listRole(name, now);
-    return listed instanceof TufError
-      ? { role: name, error: listed.message }
-      : {
-          role: name,
-          expires: listed[0]?.expires ?? (name === 'targets' ? repo.parts.targets.meta.expiresText : repo.parts.delegations.get(name)?.meta.expiresText),
-          signers: repo.role(name, now) instanceof TufError ? [] : (repo.role(name, now) as { signers: string[] }).signers,
-          targets: listed.map((t) => ({ name: t.name, digest: t.digest, length: t.length })),
-        };
+  const roles = repo.roleNames().map((role) => {
+    const listed = repo.listRole(role, now);
+    if (listed instanceof TufError) return { role, error: listed.message };
+    const verified = repo.role(role, now);
+    return {
+      role,
+      expires: listed[0]?.expires ?? (role === 'targets' ? repo.parts.targets.meta.expiresText : repo.parts.delegations.get(role)?.meta.expiresText),
+      signers: verified instanceof TufError ? [] : (verified as { signers: string[] }).signers,
+      targets: listed.map((t) => ({ name: t.name, digest: t.digest, length: t.length })),
+    };
   });
-  for (const [name, err] of repo.parts.skipped) roles.push({ role: name, error: err.message });
-  const report = {
-    name: ref.name,
-    server: source.server,
+  for (const [role, err] of repo.parts.skipped) roles.push({ role, error: err.message });
+  return {
+    name,
+    server,
+    policies: policies.map(policyId),
     expires: repo.expires.toISOString(),
-    forecast: roleExpiries(repo).map((e) => ({ role: e.role, expires: e.expires.toISOString() })),
+    // When each role stops being trusted (a delegation counts its parents), soonest first.
+    forecast: roleExpiries(repo)
+      .sort((a, b) => a.expires.getTime() - b.expires.getTime() || a.role.localeCompare(b.role))
+      .map((e) => ({ role: e.role, expires: e.expires.toISOString() })),
     roles,
     administrativeKeys: {
       root: root.roles.root.keyids,
@@ -146,27 +203,26 @@ export async function inspectCommand(argv: string[], env: Env): Promise<number> 
       targets: repo.parts.targets.meta.version,
     },
   };
-  if (c.output === 'json') {
-    process.stdout.write(JSON.stringify(report, null, 2) + '\n');
-    return 0;
-  }
-  const lines = [`Signatures for ${report.name} (trust server ${report.server}, metadata valid until ${report.expires})`, ''];
-  lines.push('Expiry forecast (soonest first):', ...expiryForecast(repo, now).map((l) => `  ${l}`), '');
-  for (const r of report.roles) {
-    if ('error' in r) {
-      lines.push(`Role ${r.role}: NOT TRUSTED: ${r.error}`, '');
+}
+
+function text(r: Report, now: Date): string {
+  const lines = [`Signatures for ${r.name} (trust server ${r.server}, metadata valid until ${r.expires}; policies ${r.policies.join(', ')})`, ''];
+  lines.push('Expiry forecast (soonest first):', ...r.forecast.map((f) => `  ${describeExpiry({ role: f.role, expires: new Date(f.expires) }, now)}`), '');
+  for (const role of r.roles) {
+    if ('error' in role) {
+      lines.push(`Role ${role.role}: NOT TRUSTED: ${role.error}`, '');
       continue;
     }
-    lines.push(`Role ${r.role} (expires ${r.expires ?? '-'}; signers ${r.signers.join(', ') || '-'})`);
-    if (r.targets.length === 0) lines.push('  (no signed tags)');
-    for (const t of r.targets) lines.push(`  ${t.name.padEnd(24)} ${t.digest}  ${t.length} B`);
+    lines.push(`Role ${role.role} (expires ${role.expires ?? '-'}; signers ${role.signers.join(', ') || '-'})`);
+    if (role.targets.length === 0) lines.push('  (no signed tags)');
+    for (const t of role.targets) lines.push(`  ${t.name.padEnd(24)} ${t.digest}  ${t.length} B`);
     lines.push('');
   }
   lines.push('Administrative keys:');
-  lines.push(`  Root:       ${report.administrativeKeys.root.join(', ')}`);
-  lines.push(`  Repository: ${report.administrativeKeys.repository.join(', ')}`);
-  lines.push(`  Snapshot:   ${report.administrativeKeys.snapshot.join(', ')}`);
-  lines.push(`  Timestamp:  ${report.administrativeKeys.timestamp.join(', ')}`);
-  process.stdout.write(lines.join('\n') + '\n');
-  return 0;
+  lines.push(`  Root:       ${r.administrativeKeys.root.join(', ')}`);
+  lines.push(`  Repository: ${r.administrativeKeys.repository.join(', ')}`);
+  lines.push(`  Snapshot:   ${r.administrativeKeys.snapshot.join(', ')}`);
+  lines.push(`  Timestamp:  ${r.administrativeKeys.timestamp.join(', ')}`);
+  return lines.join('\n') + '\n';
 }
+

@@ -6,6 +6,8 @@
  */
 import * as http from 'node:http';
 import * as https from 'node:https';
+import * as net from 'node:net';
+import * as tls from 'node:tls';
 
 export interface GetRequest {
   url: URL;
@@ -101,19 +103,29 @@ export function httpGet(req: GetRequest): Promise<GetResponse> {
         else finishWithout(res, head);
         return;
       }
-      const chunks: Buffer[] = [];
+      // One buffer, copied into: socket chunks are views of larger allocations, and keeping
+      // them until a concat held several times the body (200 MB for a 63 MiB file).
+      let body = Buffer.allocUnsafe(Math.min(declared !== undefined ? Number(declared) || 0 : 64 * 1024, cap));
       let received = 0;
       res.on('data', (chunk: Buffer) => {
         if (settled) return;
-        received += chunk.length;
-        if (received > cap) {
+        if (received + chunk.length > cap) {
+          received += chunk.length;
           if (ok) finish(new GetFailure('too-large', `more than ${cap} bytes (the limit) sent`));
           else finishWithout(res, head);
           return;
         }
-        chunks.push(chunk);
+        if (received + chunk.length > body.length) {
+          const grown = Buffer.allocUnsafe(Math.min(cap, Math.max(2 * body.length, received + chunk.length)));
+          body.copy(grown, 0, 0, received);
+          body = grown;
+        }
+        chunk.copy(body, received);
+        received += chunk.length;
       });
-      res.on('end', () => finish(undefined, { ...head, body: new Uint8Array(Buffer.concat(chunks, received)) }));
+      res.on('end', () => {
+        if (!settled) finish(undefined, { ...head, body: new Uint8Array(body.buffer, body.byteOffset, received) });
+      });
       res.on('error', (e) => finish(classify(e)));
       res.on('close', () => {
         if (!res.complete) finish(new GetFailure('unreachable', `connection closed after ${received} bytes, before the response was complete`));
@@ -149,14 +161,63 @@ const NETWORK_CODES: Record<string, string> = {
 // OpenSSL's X509_V_ERR_* names as Node reports them in err.code.
 const CERT_CODE = /^(?:ERR_TLS_|ERR_SSL_|CERT_|DEPTH_ZERO_|SELF_SIGNED_|UNABLE_TO_|INVALID_CA$|PATH_LENGTH_EXCEEDED$|INVALID_PURPOSE$|HOSTNAME_MISMATCH$|ERROR_IN_CERT_)/;
 
+// The certificate checks people meet, in words; others keep OpenSSL's own message.
+const CERT_WORDS: Record<string, string> = {
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: 'is not issued by a CA trusted here',
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: 'is not issued by a CA trusted here',
+  UNABLE_TO_GET_ISSUER_CERT: 'is not issued by a CA trusted here',
+  SELF_SIGNED_CERT_IN_CHAIN: 'chains to a self-signed CA not trusted here',
+  DEPTH_ZERO_SELF_SIGNED_CERT: 'is self-signed and not trusted here',
+  CERT_HAS_EXPIRED: 'has expired',
+  CERT_NOT_YET_VALID: 'is not valid yet',
+  ERR_TLS_CERT_ALTNAME_INVALID: 'is not issued for this host name',
+  CERT_SIGNATURE_FAILURE: 'has a signature that does not verify',
+};
+
+/**
+ * Which certificate a server presents ("CN=notary.example.com (issued by CN=Example CA)"),
+ * for the message after a failed handshake: Node drops the peer certificate with the
+ * rejected socket, so this looks again without verifying. Nothing read here is trusted or
+ * used beyond the message; undefined when the server cannot be asked within `timeoutMs`.
+ */
+export function presentedCertificate(url: URL, timeoutMs: number, signal?: AbortSignal): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const host = url.hostname.replace(/^\[|\]$/g, '');
+    const socket = tls.connect({
+      host,
+      port: Number(url.port || 443),
+      ...(net.isIP(host) === 0 ? { servername: host } : {}),
+      // Only to read the certificate for the message; the connection carries no request.
+      rejectUnauthorized: false,
+    });
+    const done = (v: string | undefined) => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', stop);
+      socket.destroy();
+      resolve(v);
+    };
+    const stop = () => done(undefined);
+    const timer = setTimeout(stop, timeoutMs);
+    signal?.addEventListener('abort', stop, { once: true });
+    socket.once('error', () => done(undefined));
+    socket.once('secureConnect', () => {
+      const cert = socket.getPeerCertificate();
+      const name = (n: object | undefined) => (n ? Object.entries(n).map(([k, v]) => `${k}=${String(v)}`).join(', ') : '?');
+      done(cert && cert.subject ? `${name(cert.subject)} (issued by ${name(cert.issuer)})` : undefined);
+    });
+  });
+}
+
 /** Node/OpenSSL error -> kind plus a sentence keeping the library's own reason. */
-export function classify(e: unknown): GetFailure {
+export function classify(e: unknown, certificate?: string): GetFailure {
   const err = e as NodeJS.ErrnoException & { reason?: string; library?: string };
   const code = typeof err?.code === 'string' ? err.code : '';
   const message = err instanceof Error ? err.message : String(e);
   // EPROTO carries OpenSSL handshake failures (wrong version number: not a TLS port, alerts).
   if (CERT_CODE.test(code) || err?.library === 'SSL routines' || code === 'EPROTO' || /SSL routines/.test(message)) {
-    return new GetFailure('tls', `TLS failure: ${message}${code ? ` (${code})` : ''}`);
+    const words = CERT_WORDS[code];
+    if (words) return new GetFailure('tls', `TLS failure: the server's certificate ${certificate ? `${certificate} ` : ''}${words}`);
+    return new GetFailure('tls', `TLS failure: ${message}${code ? ` (${code})` : ''}${certificate ? `; the server presented ${certificate}` : ''}`);
   }
   if (code.startsWith('HPE_')) return new GetFailure('protocol', `malformed HTTP response: ${message} (${code})`);
   const friendly = NETWORK_CODES[code];

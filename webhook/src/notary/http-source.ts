@@ -10,7 +10,7 @@ import { X509Certificate } from 'node:crypto';
 import { FetchError, type MetadataRequest, type MetadataSource } from './source.js';
 import { metadataFileName, validateGun } from './paths.js';
 import { startDeadline, type Deadline } from './deadline.js';
-import { GetFailure, httpGet, type GetRequest, type GetResponse } from './http-get.js';
+import { GetFailure, httpGet, presentedCertificate, type GetRequest, type GetResponse } from './http-get.js';
 import { bearerChallenge, requestToken, TokenCache, TokenError, type BearerChallenge, type Credentials } from './token-auth.js';
 
 export interface HttpSourceOptions {
@@ -174,8 +174,12 @@ export class HttpSource implements MetadataSource {
           throw fail('timeout', e.message);
         case 'too-large':
           throw fail('too-large', e.message);
-        case 'tls':
-          throw fail('tls', e.message);
+        case 'tls': {
+          // Whether our own CA was in play decides the fix: a wrong bundle, or none given.
+          const cert = deadline.signal.aborted ? undefined : await presentedCertificate(url, 1000, deadline.signal);
+          const message = cert ? e.message.replace("the server's certificate ", `the server's certificate ${cert} `) : e.message;
+          throw fail('tls', `${message} (${this.ca !== undefined ? 'checked against the caBundle given, which does not vouch for it' : 'no caBundle given, so only the system CAs were trusted: set spec.trustServer.caBundle to the CA that issued it'})`);
+        }
         case 'protocol':
           throw fail('http', e.message);
         default:

@@ -12,7 +12,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isScalar, parseAllDocuments } from 'yaml';
 import { X509Certificate } from '../tuf/crypto.js';
-import { pinFromPem } from '../tuf/index.js';
+import { pinFromPem, TufError } from '../tuf/index.js';
+import { SpecTrustedSet } from '../tuf/tuf1/trusted-set.js';
 import { splitPemCertificates } from '../tuf/keys.js';
 import { imagePatternProblems } from './match.js';
 import { assertTwinsFor, celProblems, durationSeconds } from './rules.js';
@@ -21,10 +22,14 @@ import { applyDefaults, displayPath, isObject, validateSchema, type SchemaProble
 export type Mode = 'enforce' | 'warn' | 'audit';
 export type PolicyKind = 'TrustPolicy' | 'ClusterTrustPolicy';
 
+export type Protocol = 'notary' | 'tuf';
+
 export interface TrustPolicySpec {
   images: string[];
-  trustServer: { url: string; caBundle?: string; credentials?: { secretName: string } };
-  root: { keys: string[]; threshold: number };
+  /** `protocol` is absent for notary (the default), so Notary policies read as before. */
+  trustServer: { protocol?: Protocol; url: string; caBundle?: string; credentials?: { secretName: string } };
+  /** `keys` is empty when a TUF 1.0 policy gives `trustedRoot` instead (the schema allows exactly one). */
+  root: { keys: string[]; threshold: number; trustedRoot?: string };
   delegations?: { roles: string[]; threshold: number };
   freshness?: { maxMetadataAgeSeconds?: number };
   mode: Mode;
@@ -270,7 +275,7 @@ function specProblems(spec: Record<string, unknown>, failed: Set<string>): Polic
       try {
         der = pinFromPem([pem], 1).keys[0]!;
       } catch (e) {
-        problems.push({ path, message: `not a usable PEM public key or certificate: ${(e as Error).message.replace(/^.*pinned root key cannot be parsed: /, '')}` });
+        problems.push({ path, message: `not a PEM public key or certificate: ${(e as Error).message.replace(/^.*pinned root key cannot be parsed: /, '')}` });
         return;
       }
       const dup = seen.find((s) => s.der.equals(der));
@@ -280,7 +285,25 @@ function specProblems(spec: Record<string, unknown>, failed: Set<string>): Polic
       else seen.push({ der, index: i });
     });
   }
+  if (ts && ts.protocol === 'tuf' && isObject(ts.credentials)) {
+    problems.push({ path: 'spec.trustServer.credentials', message: 'protocol tuf reads static metadata files and sends no credentials: remove them (or use protocol notary)' });
+  }
+  if (root && typeof root.trustedRoot === 'string' && ok('spec.root.trustedRoot')) {
+    const problem = trustedRootProblem(root.trustedRoot);
+    if (problem) problems.push({ path: 'spec.root.trustedRoot', message: problem });
+  }
   return problems;
+}
+
+/** A trusted root.json must be a TUF 1.0 root that its own keys sign (§5.2); it may be expired. */
+function trustedRootProblem(text: string): string | undefined {
+  try {
+    new SpecTrustedSet(Buffer.from(text, 'utf8'), new Date(0));
+    return undefined;
+  } catch (e) {
+    if (e instanceof TufError) return `not a usable TUF 1.0 root.json: ${e.message}`;
+    throw e;
+  }
 }
 
 function urlProblem(text: string): string | undefined {
@@ -300,13 +323,18 @@ function urlProblem(text: string): string | undefined {
 function toSpec(s: Record<string, unknown>): TrustPolicySpec {
   const ts = s.trustServer as Record<string, unknown>;
   const trustServer: TrustPolicySpec['trustServer'] = { url: (ts.url as string).replace(/\/+$/, '') };
+  if (ts.protocol === 'tuf') trustServer.protocol = 'tuf';
   if (typeof ts.caBundle === 'string' && ts.caBundle !== '') trustServer.caBundle = ts.caBundle;
   if (isObject(ts.credentials)) trustServer.credentials = { secretName: ts.credentials.secretName as string };
   const root = s.root as Record<string, unknown>;
   const spec: TrustPolicySpec = {
     images: [...(s.images as string[])],
     trustServer,
-    root: { keys: [...(root.keys as string[])], threshold: root.threshold as number },
+    root: {
+      keys: Array.isArray(root.keys) ? [...(root.keys as string[])] : [],
+      threshold: root.threshold as number,
+      ...(typeof root.trustedRoot === 'string' ? { trustedRoot: root.trustedRoot } : {}),
+    },
     mode: s.mode as Mode,
   };
   if (isObject(s.delegations)) {

@@ -13,6 +13,9 @@ type Twin = (self: unknown) => boolean;
 /** Same regular expression as the CEL rule `image-qualified` (a test compares the two). */
 export const QUALIFIED_IMAGE = /^(localhost|\[[a-fA-F0-9:]+\]|[a-z0-9-]+(\.[a-z0-9-]+)+|[a-z0-9-]+:[0-9]+)(:[0-9]+)?\//;
 
+/** Same regular expression as the CEL rule `notary-roles`. */
+export const NOTARY_ROLE = /^targets\/[-a-z0-9_]+(\/[-a-z0-9_]+)*$/;
+
 const DURATION = /^(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?$/;
 
 /** Seconds in a Go-style `1h30m5s` duration (hours, minutes, seconds only), or undefined. */
@@ -37,10 +40,24 @@ export const CEL_TWINS: Readonly<Record<string, Twin>> = Object.freeze({
     const o = self as Record<string, unknown>;
     return !has(self, 'caBundle') || o.caBundle === '' || str(o.url).startsWith('https://');
   },
-  // self.threshold <= size(self.keys)
+  // has(self.keys) != has(self.trustedRoot)
+  'root-one-of': (self) => has(self, 'keys') !== has(self, 'trustedRoot'),
+  // !has(self.keys) || self.threshold <= size(self.keys)
   'root-threshold': (self) => {
     const o = self as Record<string, unknown>;
-    return typeof o.threshold === 'number' && o.threshold <= size(o.keys);
+    return !has(self, 'keys') || (typeof o.threshold === 'number' && o.threshold <= size(o.keys));
+  },
+  // !has(self.root.trustedRoot) || (has(self.trustServer.protocol) && self.trustServer.protocol == 'tuf')
+  'trusted-root-tuf': (self) => {
+    const o = self as Record<string, unknown>;
+    return !has(o.root, 'trustedRoot') || (has(o.trustServer, 'protocol') && (o.trustServer as Record<string, unknown>).protocol === 'tuf');
+  },
+  // !has(self.delegations) || (protocol == 'tuf') || self.delegations.roles.all(r, r.matches(NOTARY_ROLE))
+  'notary-roles': (self) => {
+    const o = self as Record<string, unknown>;
+    if (!has(o, 'delegations') || (has(o.trustServer, 'protocol') && (o.trustServer as Record<string, unknown>).protocol === 'tuf')) return true;
+    const roles = (o.delegations as Record<string, unknown>).roles;
+    return Array.isArray(roles) && roles.every((r) => NOTARY_ROLE.test(str(r)));
   },
   // !has(self.threshold) || self.threshold <= size(self.roles)
   'delegation-threshold': (self) => {

@@ -23,6 +23,12 @@ export interface AppOptions {
   handlers: { mutate: AdmissionHandler; validate: AdmissionHandler };
   /** True once policies are loaded; /readyz reports it. */
   ready: () => boolean;
+  /**
+   * True once the replica is shutting down: /readyz fails so it leaves the Service, and
+   * admission answers ask the client to close the connection, so the API server's next
+   * call opens one to a replica that stays.
+   */
+  draining?: () => boolean;
   log?: Logger;
   metrics?: Metrics;
   bodyLimitBytes?: number;
@@ -61,6 +67,7 @@ export function createApp(opts: AppOptions): RequestListener {
     if (!handler) return void rest(req, res);
 
     const answer = (code: number, value: unknown) => {
+      if (opts.draining?.() === true) res.setHeader('Connection', 'close');
       send(res, code, value);
       metrics?.httpRequest(path, res.statusCode);
     };
@@ -132,6 +139,10 @@ function otherRoutes(opts: AppOptions, log: Logger): express.Express {
   });
 
   app.get('/readyz', (_req, res) => {
+    if (opts.draining?.() === true) {
+      res.status(503).type('text/plain').send('not ready: shutting down\n');
+      return;
+    }
     let ready = false;
     try {
       ready = opts.ready() === true;

@@ -8,8 +8,11 @@ import type { JsonValue } from './json.js';
  */
 export function canonicalBytes(value: JsonValue, role: string): Buffer {
   // Notary writes the signed part canonically, so its parsed keys are already in order and
-  // the native serialiser produces the same bytes; anything else takes the careful path.
-  if (stringifiesCanonically(value)) return Buffer.from(JSON.stringify(value), 'utf8');
+  // the native serialiser produces the same bytes. Other writers (tuf-js, go-tuf) keep their
+  // own key order: the same holds for a copy of what is out of order with its keys sorted.
+  // Anything the native serialiser would write differently takes the careful path.
+  const native = nativeForm(value);
+  if (native !== undefined) return Buffer.from(JSON.stringify(native), 'utf8');
   const parts: string[] = [];
   write(value, parts, role);
   return Buffer.from(parts.join(''), 'utf8');
@@ -63,22 +66,44 @@ function sortedKeys(keys: string[]): string[] {
 const STRINGIFY_DIFFERS = /[\u0000-\u001f\ud800-\udfff]/;
 const INDEX_LIKE = /^(?:0|[1-9][0-9]*)$/;
 
-/** True when JSON.stringify(value) is exactly its canonical form. */
-function stringifiesCanonically(value: JsonValue): boolean {
-  if (value === null || typeof value === 'boolean') return true;
-  if (typeof value === 'number') return Number.isSafeInteger(value);
-  if (typeof value === 'string') return !STRINGIFY_DIFFERS.test(value);
+/**
+ * `value` itself when JSON.stringify(value) is exactly its canonical form, or a copy of it
+ * with the objects whose keys are out of order rebuilt in canonical order (the rest shared);
+ * undefined when the native serialiser cannot write it canonically whatever the order.
+ */
+function nativeForm(value: JsonValue): JsonValue | undefined {
+  if (value === null || typeof value === 'boolean') return value;
+  if (typeof value === 'number') return Number.isSafeInteger(value) ? value : undefined;
+  if (typeof value === 'string') return STRINGIFY_DIFFERS.test(value) ? undefined : value;
   if (Array.isArray(value)) {
-    for (const v of value) if (!stringifiesCanonically(v)) return false;
-    return true;
+    let copy: JsonValue[] | undefined;
+    for (let i = 0; i < value.length; i++) {
+      const v = nativeForm(value[i]!);
+      if (v === undefined) return undefined;
+      if (v !== value[i]) (copy ??= value.slice())[i] = v;
+    }
+    return copy ?? value;
   }
   const keys = Object.keys(value);
+  let changed = false;
   for (let i = 0; i < keys.length; i++) {
     const k = keys[i]!;
-    if (STRINGIFY_DIFFERS.test(k) || INDEX_LIKE.test(k)) return false;
-    // Without surrogates, UTF-16 order is UTF-8 byte order.
-    if (i > 0 && !(keys[i - 1]! < k)) return false;
-    if (!stringifiesCanonically(value[k] as JsonValue)) return false;
+    if (STRINGIFY_DIFFERS.test(k) || INDEX_LIKE.test(k)) return undefined;
+    // Without surrogates (refused above), UTF-16 order is UTF-8 byte order.
+    if (i > 0 && !(keys[i - 1]! < k)) changed = true;
   }
-  return true;
+  if (changed) keys.sort();
+  const values = new Array<JsonValue>(keys.length);
+  for (let i = 0; i < keys.length; i++) {
+    const old = value[keys[i]!] as JsonValue;
+    const v = nativeForm(old);
+    if (v === undefined) return undefined;
+    if (v !== old) changed = true;
+    values[i] = v;
+  }
+  if (!changed) return value;
+  // No prototype, so a "__proto__" key stays a plain key of the copy.
+  const copy: { [key: string]: JsonValue } = Object.create(null);
+  for (let i = 0; i < keys.length; i++) copy[keys[i]!] = values[i]!;
+  return copy;
 }

@@ -20,3 +20,4 @@ export { TrustedRepository, type SignedTarget } from './repository.js';
 export type { Root, Timestamp, Snapshot, Targets, DelegatedRole, FileMeta } from './metadata.js';
 export { canonicalBytes } from './canonical.js';
 export { keyId, type PublicKey } from './keys.js';
+export { repositoryToWire, repositoryFromWire, type RepositoryWire } from './transfer.js';

@@ -32,6 +32,8 @@ export interface PublicKey {
   readonly spki: Buffer;
   /** Leaf certificate of x509 keys. */
   readonly certificate?: X509Certificate;
+  /** keyval.public exactly as the metadata wrote it (base64), so the key can be rebuilt elsewhere. */
+  readonly publicValue: string;
   verify(method: string, message: Uint8Array, signature: Uint8Array): boolean;
 }
 
@@ -79,14 +81,14 @@ export function parseKey(declaredId: string, value: JsonValue | undefined, role:
   }
   const raw = decodeBase64(publicB64, role, `key ${id} public value`);
   try {
-    return buildKey(id, keytype as KeyType, raw, role);
+    return { ...buildKey(id, keytype as KeyType, raw, role), publicValue: publicB64 };
   } catch (e) {
     if (e instanceof TufError) throw e;
     throw new TufError('bad-key', role, `key ${id} (${keytype}) cannot be parsed: ${(e as Error).message}`);
   }
 }
 
-function buildKey(id: string, keytype: KeyType, raw: Buffer, role: string): PublicKey {
+function buildKey(id: string, keytype: KeyType, raw: Buffer, role: string): Omit<PublicKey, 'publicValue'> {
   switch (keytype) {
     case 'ed25519': {
       if (raw.length !== 32) throw new TufError('bad-key', role, `ed25519 key ${id} is ${raw.length} bytes, not 32`);
@@ -114,7 +116,7 @@ function buildKey(id: string, keytype: KeyType, raw: Buffer, role: string): Publ
   }
 }
 
-function nodeKey(id: string, keytype: KeyType, key: KeyObject, role: string, certificate?: X509Certificate): PublicKey {
+function nodeKey(id: string, keytype: KeyType, key: KeyObject, role: string, certificate?: X509Certificate): Omit<PublicKey, 'publicValue'> {
   const family = keytype.startsWith('ecdsa') ? 'ec' : 'rsa';
   if (key.asymmetricKeyType !== family) {
     throw new TufError('bad-key', role, `key ${id} is declared ${keytype} but holds a ${key.asymmetricKeyType} key`);

@@ -161,11 +161,12 @@ function fileMeta(obj: JsonObject, role: string, where: () => string): FileMeta 
  * a targets file can list 10,000 tags and an admission reads one, so decoding them all
  * up front cost a cold load more time (mostly garbage collection) than hashing the file.
  */
-class TargetMeta implements FileMeta {
+export class TargetMeta implements FileMeta {
   #hashes: ReadonlyMap<string, Buffer> | undefined;
   constructor(
     readonly length: number,
-    private readonly encoded: JsonObject,
+    /** The hashes object as the file wrote it (algorithm -> base64), already checked. */
+    readonly encoded: JsonObject,
     private readonly role: string,
   ) {}
 

@@ -14,10 +14,13 @@ export function pinFromPem(pems: string[], threshold = 1): RootPin {
   for (const pem of pems) {
     const cert = splitPemCertificates(pem)[0];
     let der: Buffer;
+    if (/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(pem)) {
+      throw new TufError('bad-key', 'root', 'pinned root key cannot be parsed: it is a private key; pin its public key or certificate (and treat the private key as leaked)');
+    }
     try {
       der = spkiDer(cert ? new X509Certificate(cert).publicKey : pemPublicKey(pem));
     } catch (e) {
-      throw new TufError('bad-key', 'root', `pinned root key cannot be parsed: ${(e as Error).message}`);
+      throw new TufError('bad-key', 'root', `pinned root key cannot be parsed: ${pemProblem(pem, cert !== undefined, e)}`);
     }
     if (!keys.some((k) => k.equals(der))) keys.push(der);
   }
@@ -26,4 +29,17 @@ export function pinFromPem(pems: string[], threshold = 1): RootPin {
     throw new TufError('untrusted-root', 'root', `pinned threshold ${threshold} must be between 1 and ${keys.length} distinct keys`);
   }
   return { keys, threshold };
+}
+
+/** What is wrong with a PEM text, in words (OpenSSL's codes say little to a person). */
+function pemProblem(pem: string, isCertificate: boolean, e: unknown): string {
+  const block = /-----BEGIN ([A-Z0-9 ]+)-----([\s\S]*?)-----END \1-----/.exec(pem);
+  if (!/-----BEGIN /.test(pem)) return 'no PEM block: expected -----BEGIN PUBLIC KEY----- or -----BEGIN CERTIFICATE----- ... -----END ...-----';
+  if (!block) return 'the PEM block is not closed by a matching -----END ...----- line (truncated, or the lines lost their order)';
+  const label = block[1]!;
+  if (label !== 'PUBLIC KEY' && label !== 'CERTIFICATE' && label !== 'RSA PUBLIC KEY' && label !== 'EC PUBLIC KEY') return `a ${label} block, not a PUBLIC KEY or CERTIFICATE`;
+  const body = block[2]!.replace(/\s+/g, '');
+  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(body) || body.length % 4 !== 0) return `the ${label} block is not valid base64 (a character was changed, or the text was cut)`;
+  const code = (e as { code?: string }).code ?? '';
+  return `the ${label} block's contents are not a valid ${isCertificate ? 'X.509 certificate' : 'public key'}${code.includes('UNSUPPORTED') ? ' of a supported type' : ''} (damaged, truncated or the wrong kind of data)`;
 }

@@ -169,10 +169,12 @@ export function verifyPinnedRoot(bytes: Uint8Array, pin: RootPin, gun: string): 
   if (signed.length < pin.threshold) {
     const v = root.version;
     const by = `it is signed by ${[...signers].map(short).join(', ')}`;
+    // Which keys the server does have, so a wrong pin can be told from a wrong server.
+    const keys = `its root keys are ${root.roles.root.keyids.join(', ')}`;
     const why =
       signed.length === 0
-        ? `none of the pinned keys signs root v${v}; ${by}` + (inRoot.length === 0 ? ` (none of the pinned keys is a root key of root v${v})` : '')
-        : `too few pinned keys signed root v${v} (${signed.length} of the required ${pin.threshold}); ${by}`;
+        ? `none of the pinned keys signs root v${v}; ${by}; ${keys}` + (inRoot.length === 0 ? ` (none of the pinned keys is a root key of root v${v})` : '')
+        : `too few pinned keys signed root v${v} (${signed.length} of the required ${pin.threshold}); ${by}; ${keys}`;
     throw new TufError('untrusted-root', 'root', why);
   }
   return verifiedRoot(bytes, root);

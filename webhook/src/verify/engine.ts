@@ -9,10 +9,15 @@ import { parseReference, pinnedReference, formatReference, withoutDefaultPort, t
 import { FetchError, type MetadataSource } from '../notary/source.js';
 import { InvalidNameError } from '../notary/paths.js';
 import { loadRepository } from '../notary/updater.js';
+import { TrustServerLimits } from '../notary/server-limits.js';
 import { problemLines, type InvalidPolicy, type TrustPolicy } from '../policy/model.js';
 import { pinFromPem, TufError, type RootPin, type TrustedRepository } from '../tuf/index.js';
+import { budgetedSource, LoadWorkers, OverBudget, WorkerLoadError } from './load-workers.js';
 import { RepositoryCache, type Loader } from './repository-cache.js';
 import { roleExpiries, type RoleExpiry } from './expiry.js';
+import { TufTrust } from './tuf-trust.js';
+import type { SpecSource } from '../tufrepo/source.js';
+import type { SpecRepository } from '../tufrepo/updater.js';
 import { signedDigest } from './signed-digest.js';
 import type { ImageVerdict, ImageVerifier, PolicyFailure, PolicyRef } from './types.js';
 import { MemoryVersionStore, type VersionStore } from './version-store.js';
@@ -47,12 +52,24 @@ export interface EngineOptions {
   clock?: () => Date;
   cache?: RepositoryCache;
   versions?: VersionStore;
+  /** Where a protocol-tuf policy's metadata comes from (a directory for offline checks); default: its URL. */
+  tufSourceFor?: (policy: TrustPolicy) => SpecSource;
+  /** Verified TUF 1.0 repositories; default: one with the Notary cache's settings. */
+  tufCache?: RepositoryCache<SpecRepository>;
   /** Allow images no policy matches (default: deny). */
   allowUnmatched?: boolean;
   /** Images admitted without verification: exact normalized-pattern matches, decided by the caller. */
   isExempt?: (reference: string) => boolean;
   metrics?: EngineMetrics;
+  /** Per-trust-server limits (loads at once, bytes held, file caps), lower for namespaced policies. */
+  limits?: TrustServerLimits;
+  /** Where loads past the main-thread budget run; false keeps every load on the main thread. */
+  workers?: LoadWorkers | false;
+  /** Bytes a load may fetch before it moves off the main thread (default 1 MiB). */
+  mainThreadBytes?: number;
 }
+
+export const DEFAULT_MAIN_THREAD_BYTES = 1024 * 1024;
 
 interface PolicyOutcome {
   policy: TrustPolicy;
@@ -70,12 +87,32 @@ export class VerificationEngine implements ImageVerifier {
   private readonly cache: RepositoryCache;
   private readonly versions: VersionStore;
   private readonly pins = new WeakMap<TrustPolicy, { pin: RootPin; id: string }>();
+  private readonly tuf: TufTrust;
+  private readonly limits: TrustServerLimits;
+  private workers: LoadWorkers | undefined;
+  /** Repositories verified in a worker: too large for the main thread, so their refreshes go there too. */
+  private readonly offloaded = new WeakSet<TrustedRepository>();
 
   constructor(private readonly opts: EngineOptions) {
     this.clock = opts.clock ?? (() => new Date());
     this.cache = opts.cache ?? new RepositoryCache({ clock: this.clock });
     this.versions = opts.versions ?? new MemoryVersionStore();
     this.cache.onEvict((key) => this.opts.metrics?.trustDataForgotten?.(key));
+    const c = this.cache;
+    this.tuf = new TufTrust({
+      cache: opts.tufCache ?? new RepositoryCache<SpecRepository>({ clock: this.clock, refreshIntervalMs: c.refreshIntervalMs, maxEntries: c.maxEntries, retryMs: c.retryMs, refreshWaitMs: c.refreshWaitMs }),
+      versions: this.versions,
+      clock: this.clock,
+      ...(opts.tufSourceFor ? { sourceFor: opts.tufSourceFor } : {}),
+      onFetchError: (server, kind) => opts.metrics?.trustServerError?.(server, kind),
+    });
+    this.limits = opts.limits ?? new TrustServerLimits();
+    if (opts.workers) this.workers = opts.workers;
+  }
+
+  /** Stops the verification workers. */
+  async close(): Promise<void> {
+    await this.workers?.close();
   }
 
   async verifyImage(image: string, namespace: string | undefined, signal: AbortSignal): Promise<ImageVerdict> {
@@ -100,16 +137,13 @@ export class VerificationEngine implements ImageVerifier {
     let verdict: ImageVerdict;
     if (!('policies' in plan)) verdict = plan;
     else {
-      const repos: TrustedRepository[] = [];
+      const outcomes: PolicyOutcome[] = [];
       for (const policy of plan.policies) {
-        const cached = this.peekPolicy(policy, plan.ref);
-        if (!cached) return undefined;
-        repos.push(cached);
+        const outcome = this.peekPolicy(policy, plan.ref);
+        if (!outcome) return undefined;
+        outcomes.push(outcome);
       }
-      const outcomes = plan.policies.map((p, i) => {
-        this.opts.metrics?.cacheHit?.();
-        return this.judge(p, plan.ref, repos[i]!);
-      });
+      for (let i = 0; i < outcomes.length; i++) this.opts.metrics?.cacheHit?.();
       verdict = compose(image, plan.reference, plan.ref, outcomes, plan.invalid);
     }
     this.opts.metrics?.verificationSeconds?.((performance.now() - started) / 1000);
@@ -149,6 +183,7 @@ export class VerificationEngine implements ImageVerifier {
 
   /** Verify under one policy; never throws. */
   async checkPolicy(policy: TrustPolicy, ref: ImageReference, signal: AbortSignal): Promise<PolicyOutcome> {
+    if (policy.spec.trustServer.protocol === 'tuf') return this.checkTufPolicy(policy, ref, signal);
     try {
       const repository = repositoryOf(policy, ref);
       const { pin, id: pinId } = this.pinOf(policy);
@@ -172,7 +207,14 @@ export class VerificationEngine implements ImageVerifier {
     if (!('policies' in plan)) return undefined;
     let best: { at: Date; role: string; policy: PolicyRef } | undefined;
     for (const policy of plan.policies) {
-      const repo = this.peekPolicy(policy, plan.ref);
+      // Notary repositories only: TUF 1.0 (protocol tuf) trust data has no forecast yet.
+      if (policy.spec.trustServer.protocol === 'tuf') continue;
+      let repo: TrustedRepository | undefined;
+      try {
+        repo = this.cache.peek(`${repositoryOf(policy, plan.ref)}|${this.pinOf(policy).id}`, maxAgeOf(policy))?.repo;
+      } catch {
+        continue;
+      }
       const outcome = repo && this.judge(policy, plan.ref, repo);
       if (!repo || !outcome?.digest) continue;
       const used = new Set(['root', 'timestamp', 'snapshot', 'targets', ...(outcome.roles ?? [])]);
@@ -183,10 +225,36 @@ export class VerificationEngine implements ImageVerifier {
     return best;
   }
 
-  /** Warm trust data for this policy and repository, or undefined (also when anything is off: verifyImage then reports it). */
-  private peekPolicy(policy: TrustPolicy, ref: ImageReference): TrustedRepository | undefined {
+  /** Verify under one TUF 1.0 policy; never throws. */
+  private async checkTufPolicy(policy: TrustPolicy, ref: ImageReference, signal: AbortSignal): Promise<PolicyOutcome> {
     try {
-      return this.cache.peek(`${repositoryOf(policy, ref)}|${this.pinOf(policy).id}`, maxAgeOf(policy))?.repo;
+      const verdict = raceSignal(
+        (async () => {
+          const cached = await this.tuf.repository(policy, maxAgeOf(policy));
+          if (cached.hit) this.opts.metrics?.cacheHit?.();
+          else this.opts.metrics?.cacheMiss?.();
+          return this.tuf.signedDigest(policy, cached.repo, ref);
+        })(),
+        signal,
+      );
+      const result = await verdict;
+      if (!result.ok) return failure(policy, result.code, result.role, result.reason);
+      return { policy, digest: result.digest, roles: result.roles };
+    } catch (e) {
+      return failed(policy, e);
+    }
+  }
+
+  /** The outcome from warm trust data alone, or undefined (also when anything is off: verifyImage then reports it). */
+  private peekPolicy(policy: TrustPolicy, ref: ImageReference): PolicyOutcome | undefined {
+    try {
+      if (policy.spec.trustServer.protocol === 'tuf') {
+        const result = this.tuf.cachedDigest(policy, ref, maxAgeOf(policy));
+        if (!result) return undefined;
+        return result.ok ? { policy, digest: result.digest, roles: result.roles } : failure(policy, result.code, result.role, result.reason);
+      }
+      const repo = this.cache.peek(`${repositoryOf(policy, ref)}|${this.pinOf(policy).id}`, maxAgeOf(policy))?.repo;
+      return repo && this.judge(policy, ref, repo);
     } catch {
       return undefined;
     }
@@ -210,16 +278,40 @@ export class VerificationEngine implements ImageVerifier {
       const source = await this.opts.sourceFor(policy, gun);
       const server = policy.spec.trustServer.url;
       try {
-        const repo = await loadRepository(source, { pin, now: this.clock(), floor: this.versions.floor(repository), previous });
+        const scope = policy.kind === 'TrustPolicy' ? 'namespaced' : 'cluster';
+        const repo = await this.limits.runLoad(scope, source, (limited) => this.load(limited, pin, repository, previous));
         this.versions.record(repository, repo);
         this.opts.metrics?.trustDataVerified?.(key, { server, repository: gun, expiries: roleExpiries(repo) });
         return repo;
       } catch (e) {
         if (e instanceof FetchError) this.opts.metrics?.trustServerError?.(server, e.kind);
         if (e instanceof TufError && e.code === 'rollback') this.opts.metrics?.rollbackRefused?.(server, gun);
+        // A server whose data a worker could not verify within its memory or time.
+        if (e instanceof WorkerLoadError) this.opts.metrics?.trustServerError?.(server, e.code === 'too-large' ? 'worker-memory' : `worker-${e.code}`);
         throw e;
       }
     };
+  }
+
+  /** On the main thread while the load stays within its byte budget, else in a worker. */
+  private async load(source: MetadataSource, pin: RootPin, repository: string, previous: TrustedRepository | undefined): Promise<TrustedRepository> {
+    const now = this.clock();
+    const floor = this.versions.floor(repository);
+    const workers = this.opts.workers === false ? undefined : (this.workers ??= new LoadWorkers());
+    if (!workers) return loadRepository(source, { pin, now, floor, previous });
+    let prefetched: Map<string, Uint8Array> | undefined;
+    if (!previous || !this.offloaded.has(previous)) {
+      const budget = budgetedSource(source, this.opts.mainThreadBytes ?? DEFAULT_MAIN_THREAD_BYTES);
+      try {
+        return await loadRepository(budget.source, { pin, now, floor, previous });
+      } catch (e) {
+        if (!(e instanceof OverBudget)) throw e;
+        prefetched = budget.fetched;
+      }
+    }
+    const repo = await workers.load(source, { pin, now, floor }, prefetched);
+    this.offloaded.add(repo);
+    return repo;
   }
 
   private pinOf(policy: TrustPolicy): { pin: RootPin; id: string } {
@@ -255,6 +347,7 @@ function failed(policy: TrustPolicy, e: unknown): PolicyOutcome {
   const server = policy.spec.trustServer.url;
   if (e instanceof TufError) return failure(policy, e.code, e.role, e.message);
   if (e instanceof FetchError) return failure(policy, e.kind, e.role, e.message);
+  if (e instanceof WorkerLoadError) return failure(policy, e.code, undefined, `${e.message} (${server})`);
   if (e instanceof DeadlineError) return failure(policy, 'timeout', undefined, `verification did not finish before the deadline (${server})`);
   // A reference Docker accepts but Notary cannot name (an IPv6 registry, say).
   if (e instanceof InvalidNameError) return failure(policy, 'invalid-reference', undefined, `the trust server cannot serve this repository: ${e.message}`);

@@ -3,11 +3,22 @@
  * (concurrent admissions share it); refreshed once older than the refresh interval; served
  * through a slow or failing trust server only while every role is unexpired and, if the
  * policy says so, not older than its max age. Bounded (approximate LRU).
+ *
+ * A repository with nothing usable whose load failed is remembered apart (bounded too), so
+ * that admissions during its backoff get the same reason at once instead of fetching and
+ * parsing a hostile or broken repository again each time; the backoff doubles per failure
+ * up to a cap and a success forgets it.
  */
 import type { TrustedRepository } from '../tuf/index.js';
 
-export interface CachedRepository {
-  repo: TrustedRepository;
+/** What the cache needs of verified trust data (Notary's TrustedRepository, TUF 1.0's SpecRepository). */
+export interface Expiring {
+  /** The earliest expiry of what the data was verified with: past it, nothing is served. */
+  readonly expires: Date;
+}
+
+export interface CachedRepository<R extends Expiring = TrustedRepository> {
+  repo: R;
   /** When a refresh from the trust server last succeeded (ms since epoch). */
   verifiedAt: number;
   hit: boolean;
@@ -15,10 +26,10 @@ export interface CachedRepository {
   refreshError?: unknown;
 }
 
-interface Entry {
-  repo?: TrustedRepository;
+interface Entry<R extends Expiring> {
+  repo?: R;
   verifiedAt: number;
-  refreshing?: Promise<TrustedRepository>;
+  refreshing?: Promise<R>;
   /** When the last refresh failed (ms), so an outage is not waited on by every admission. */
   failedAt?: number;
   /** The LRU clock (count of insertions) when this entry last moved to the young end. */
@@ -35,18 +46,40 @@ export interface CacheOptions {
    * data (the refresh carries on): a stalled trust server must not hold admissions to the deadline.
    */
   refreshWaitMs?: number;
+  /**
+   * How long a repository with nothing usable is not tried again after its first failed load
+   * (default: the retry period or the refresh interval, whichever is shorter); doubled per
+   * further failure up to maxBackoffMs.
+   */
+  failureBackoffMs?: number;
+  /** Longest wait between two tries of a repository whose loads keep failing. */
+  maxBackoffMs?: number;
+  /** How many failed repositories are remembered (oldest forgotten first). */
+  maxFailures?: number;
   clock?: () => Date;
 }
 
-export type Loader = (previous: TrustedRepository | undefined) => Promise<TrustedRepository>;
+interface Failure {
+  error: unknown;
+  /** No new load before this time (ms since epoch). */
+  retryAt: number;
+  /** Consecutive failures: the backoff doubles with each. */
+  count: number;
+}
 
-export class RepositoryCache {
-  private readonly entries = new Map<string, Entry>();
+export type Loader<R extends Expiring = TrustedRepository> = (previous: R | undefined) => Promise<R>;
+
+export class RepositoryCache<R extends Expiring = TrustedRepository> {
+  private readonly entries = new Map<string, Entry<R>>();
+  private readonly failures = new Map<string, Failure>();
   private uses = 0;
   readonly refreshIntervalMs: number;
   readonly maxEntries: number;
   readonly retryMs: number;
   readonly refreshWaitMs: number;
+  readonly failureBackoffMs: number;
+  readonly maxBackoffMs: number;
+  readonly maxFailures: number;
   private readonly clock: () => Date;
   private readonly evicted = new Set<(key: string) => void>();
 
@@ -55,6 +88,9 @@ export class RepositoryCache {
     this.maxEntries = opts.maxEntries ?? 2000;
     this.retryMs = opts.retryMs ?? 10_000;
     this.refreshWaitMs = opts.refreshWaitMs ?? 1000;
+    this.failureBackoffMs = opts.failureBackoffMs ?? Math.min(this.retryMs, this.refreshIntervalMs);
+    this.maxBackoffMs = Math.max(this.failureBackoffMs, opts.maxBackoffMs ?? 300_000);
+    this.maxFailures = opts.maxFailures ?? 4096;
     this.clock = opts.clock ?? (() => new Date());
   }
 
@@ -71,7 +107,7 @@ export class RepositoryCache {
    * The warm path without a promise: verified data still inside the refresh interval (and
    * the policy's max age), or undefined when `get` has to decide.
    */
-  peek(key: string, maxAgeMs?: number): CachedRepository | undefined {
+  peek(key: string, maxAgeMs?: number): CachedRepository<R> | undefined {
     const entry = this.entries.get(key);
     if (!entry?.repo) return undefined;
     const now = this.clock().getTime();
@@ -84,14 +120,20 @@ export class RepositoryCache {
    * @param maxAgeMs the policy's freshness bound: cached data older than this (since the
    *   last successful refresh) is not served, even if unexpired.
    */
-  async get(key: string, load: Loader, maxAgeMs?: number): Promise<CachedRepository> {
+  async get(key: string, load: Loader<R>, maxAgeMs?: number): Promise<CachedRepository<R>> {
     // Within the refresh interval the verified data answers alone; after it, the caller waits
     // (up to refreshWaitMs) for the shared refresh, so a revoked or re-signed tag is seen
     // within one interval while the trust server answers.
     const warm = this.peek(key, maxAgeMs);
     if (warm) return warm;
-    const entry = this.touch(key);
     const now = this.clock().getTime();
+    const failure = this.failures.get(key);
+    const stored = this.entries.get(key);
+    if (failure && now < failure.retryAt && !stored?.refreshing && !(stored?.repo && usable(stored, now, maxAgeMs))) {
+      // Nothing usable and the last try failed: the same answer until the backoff ends.
+      throw failure.error;
+    }
+    const entry = this.touch(key);
     if (entry.repo && usable(entry, now, maxAgeMs)) {
       // During an outage, retry in the background at most once per retry period.
       if (entry.failedAt !== undefined && now - entry.failedAt < this.retryMs) {
@@ -121,16 +163,18 @@ export class RepositoryCache {
     }
   }
 
-  private refresh(key: string, entry: Entry, load: Loader): Promise<TrustedRepository> {
+  private refresh(key: string, entry: Entry<R>, load: Loader<R>): Promise<R> {
     entry.refreshing ??= load(entry.repo)
       .then((repo) => {
         entry.repo = repo;
         entry.verifiedAt = this.clock().getTime();
         entry.failedAt = undefined;
+        this.failures.delete(key);
         return repo;
       })
       .catch((e: unknown) => {
         entry.failedAt = this.clock().getTime();
+        this.rememberFailure(key, e, entry.failedAt);
         // Nothing verified to keep: a repository that was never loaded leaves no trace, so
         // a stream of unknown images cannot fill the cache with empty entries.
         if (!entry.repo && this.entries.get(key) === entry) this.entries.delete(key);
@@ -142,13 +186,26 @@ export class RepositoryCache {
     return entry.refreshing;
   }
 
-  private touch(key: string): Entry {
+  /** When a repository that failed may be tried again, if it is backing off (ms since epoch). */
+  retryAt(key: string): number | undefined {
+    return this.failures.get(key)?.retryAt;
+  }
+
+  private rememberFailure(key: string, error: unknown, at: number): void {
+    const count = (this.failures.get(key)?.count ?? 0) + 1;
+    const backoff = Math.min(this.maxBackoffMs, this.failureBackoffMs * 2 ** Math.min(count - 1, 20));
+    this.failures.delete(key);
+    this.failures.set(key, { error, retryAt: at + backoff, count });
+    while (this.failures.size > this.maxFailures) this.failures.delete(this.failures.keys().next().value as string);
+  }
+
+  private touch(key: string): Entry<R> {
     const found = this.entries.get(key);
     if (found) {
       this.promote(key, found);
       return found;
     }
-    const entry: Entry = { verifiedAt: 0, usedAt: ++this.uses };
+    const entry: Entry<R> = { verifiedAt: 0, usedAt: ++this.uses };
     this.entries.set(key, entry);
     while (this.entries.size > this.maxEntries) {
       const oldest = this.entries.keys().next().value as string;
@@ -162,7 +219,7 @@ export class RepositoryCache {
    * Move an entry to the young end of the LRU order, but only once it has drifted into the
    * older half: re-inserting on every hit costs more than the lookup it serves.
    */
-  private promote(key: string, entry: Entry): void {
+  private promote(key: string, entry: Entry<R>): void {
     if (this.uses - entry.usedAt < this.maxEntries / 2) return;
     entry.usedAt = ++this.uses;
     this.entries.delete(key);
@@ -182,7 +239,7 @@ function waitAtMost(p: Promise<unknown>, ms: number): Promise<boolean> {
   });
 }
 
-function usable(entry: Entry, now: number, maxAgeMs: number | undefined): boolean {
+function usable(entry: Entry<Expiring>, now: number, maxAgeMs: number | undefined): boolean {
   if (!entry.repo || entry.repo.expires.getTime() <= now) return false;
   return maxAgeMs === undefined || now - entry.verifiedAt <= maxAgeMs;
 }

@@ -87,13 +87,28 @@ function byRequiredRoles(repo: TrustedRepository, image: ImageTarget, req: Deleg
   }
   if (!digest || targets.length < req.threshold) {
     const first = problems.find((p) => p.code !== 'not-found') ?? problems[0];
-    const missing = problems.map((p) => p.role).join(', ');
-    const reason =
-      `${describe(image)} is signed by ${targets.length} of the required roles (${req.roles.join(', ')}), ` +
-      `${req.threshold} needed; missing ${missing}` + (first ? `: ${first.message}` : '');
-    return fail(first && first.code !== 'not-found' ? first.code : 'unsigned', first?.role ?? req.roles[0]!, reason);
+    return fail(first && first.code !== 'not-found' ? first.code : 'unsigned', first?.role ?? req.roles[0]!, unmetReason(image, req, targets, problems));
   }
   return { ok: true, digest, roles: targets.map((t) => t.role), targets };
+}
+
+/**
+ * Each fact once: which required roles do not sign the image, what is required, which roles
+ * did sign (when that is not implied), and why a role could not be read (when not simply
+ * "does not sign"). E.g. `tag "1.2-rc" is not signed by targets/releases (required)`.
+ */
+function unmetReason(image: ImageTarget, req: DelegationRequirement, signed: SignedTarget[], problems: TufError[]): string {
+  const unsigned = problems.filter((p) => p.code === 'not-found').map((p) => p.role);
+  const broken = problems.filter((p) => p.code !== 'not-found');
+  const all = req.threshold === req.roles.length;
+  const required = req.roles.length === 1 ? 'required' : all ? `required: all of ${req.roles.join(', ')}` : `required: ${req.threshold} of ${req.roles.join(', ')}`;
+  const signers = !all && signed.length > 0 ? `; signed by ${signed.map((t) => t.role).join(', ')}` : '';
+  const parts: string[] = [];
+  if (unsigned.length > 0) parts.push(`is not signed by ${unsigned.join(', ')}`);
+  if (broken.length > 0) parts.push(`has no valid signature from ${broken.map((p) => p.role).join(', ')}`);
+  // TufError messages start with their role ("targets/qa: expired at ..."): that names it.
+  const why = broken.length > 0 ? `: ${broken.map((p) => p.message).join('; ')}` : '';
+  return `${describe(image)} ${parts.join(' and ')} (${required}${signers})${why}`;
 }
 
 /**

@@ -10,22 +10,31 @@ import type { SpecRepository } from '../tufrepo/updater.js';
 import type { TargetFile } from '../tuf/tuf1/metadata.js';
 import type { DelegationRequirement, ImageTarget, SignedDigest } from './signed-digest.js';
 
-export async function tufSignedDigest(
+export function tufSignedDigest(
   repo: SpecRepository,
   repository: string,
   image: ImageTarget,
   required: DelegationRequirement | undefined,
   signal?: AbortSignal,
 ): Promise<SignedDigest> {
+  const path = image.tag !== undefined ? `${repository}:${image.tag}` : undefined;
+  return repo.withRoles(() => tufSignedDigestLoaded(repo, repository, image, required), signal, path);
+}
+
+/**
+ * The same answer from the roles already verified, without a promise (a warm admission);
+ * throws NeedsRole when the search reaches a role that is not loaded yet.
+ */
+export function tufSignedDigestLoaded(repo: SpecRepository, repository: string, image: ImageTarget, required: DelegationRequirement | undefined): SignedDigest {
   try {
     repo.assertFresh();
-    if (image.tag !== undefined) return await byPath(repo, `${repository}:${image.tag}`, image, required, signal);
+    if (image.tag !== undefined) return byPath(repo, `${repository}:${image.tag}`, image, required);
     // By digest alone: some tag of this repository that the same rules accept must carry it.
     const hex = image.digest!.slice('sha256:'.length);
-    const candidates = await repo.candidatesByDigest(repository, hex, signal);
+    const candidates = repo.candidatesByDigestLoaded(repository, hex);
     let firstRefusal: SignedDigest | undefined;
     for (const c of candidates) {
-      const result = await byPath(repo, c.target.path, { digest: image.digest! }, required, signal);
+      const result = byPath(repo, c.target.path, { digest: image.digest! }, required);
       if (result.ok) return result;
       firstRefusal ??= result;
     }
@@ -51,15 +60,15 @@ function digestOf(target: TargetFile, role: string): string {
   return `sha256:${hex}`;
 }
 
-async function byPath(repo: SpecRepository, path: string, image: ImageTarget, required: DelegationRequirement | undefined, signal?: AbortSignal): Promise<SignedDigest> {
+function byPath(repo: SpecRepository, path: string, image: ImageTarget, required: DelegationRequirement | undefined): SignedDigest {
   if (!required) {
-    const found = await repo.findTarget(path, signal);
+    const found = repo.findTargetLoaded(path);
     if (!found) return fail('unsigned', 'targets', `${describe(path, image)} is not signed: no role trusted for ${path} lists it`);
     const digest = digestOf(found.target, found.role);
     if (image.digest && digest !== image.digest) return fail('digest-mismatch', found.role, `${found.role} signs ${path} as ${digest}, not ${image.digest}`);
     return { ok: true, digest, roles: [found.role], targets: [] };
   }
-  const reached = await repo.rolesForPath(path, signal);
+  const reached = repo.rolesForPathLoaded(path);
   const byDigest = new Map<string, string[]>();
   const unsigned: string[] = [];
   const untrusted: string[] = [];

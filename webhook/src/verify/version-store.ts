@@ -10,6 +10,8 @@ export interface VersionStore {
   floor(repository: string): VersionFloor;
   /** Raise the marks to what `repo` holds; never lowers one. */
   record(repository: string, repo: TrustedRepository): void;
+  /** Raise the marks of a repository to these versions (TUF 1.0: what SpecRepository.versionFloor holds). */
+  recordVersions(repository: string, versions: ReadonlyMap<string, number>): void;
 }
 
 export function versionsOf(repo: TrustedRepository): Map<string, number> {
@@ -32,7 +34,11 @@ export class MemoryVersionStore implements VersionStore {
   }
 
   record(repository: string, repo: TrustedRepository): void {
-    if (this.raise(repository, versionsOf(repo))) this.changed();
+    this.recordVersions(repository, versionsOf(repo));
+  }
+
+  recordVersions(repository: string, versions: ReadonlyMap<string, number>): void {
+    if (this.raise(repository, versions)) this.changed();
   }
 
   /** Every mark, for persisting. */
@@ -56,7 +62,7 @@ export class MemoryVersionStore implements VersionStore {
     return moved;
   }
 
-  protected raise(repository: string, versions: Map<string, number>): boolean {
+  protected raise(repository: string, versions: ReadonlyMap<string, number>): boolean {
     const marks = this.marks.get(repository) ?? new Map<string, number>();
     let moved = false;
     for (const [role, v] of versions) {

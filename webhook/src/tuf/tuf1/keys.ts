@@ -4,7 +4,7 @@
  * metadata gives it (the specification does not require recomputing it), so the identity
  * that thresholds count is the public key itself, never the ID.
  */
-import { pemPublicKey, spkiDer, ecBits, rsaBits, verifyEcdsaDer, verifyEd25519, verifyRsaPssAnySalt, type KeyObject } from '../crypto.js';
+import { pemPublicKey, spkiDer, ecBits, rsaBits, verifyEcdsaDer, verifyEd25519, verifyRsaPssAnySalt, verifyRsaPkcs1, type KeyObject } from '../crypto.js';
 import { TufError } from '../errors.js';
 import { Fields, isObject, type JsonValue } from '../json.js';
 
@@ -20,6 +20,19 @@ export interface SpecKey {
 const ECDSA_SCHEMES: Record<string, { bits: number; hash: 'sha256' | 'sha384' }> = {
   'ecdsa-sha2-nistp256': { bits: 256, hash: 'sha256' },
   'ecdsa-sha2-nistp384': { bits: 384, hash: 'sha384' },
+};
+
+// The specification's RSA scheme, and securesystemslib's PKCS#1 v1.5 one that python-tuf, go-tuf
+// and tuf-js also verify (and the TUF conformance suite signs with by default).
+const RSA_SCHEMES: Record<string, (key: KeyObject, m: Uint8Array, s: Uint8Array) => boolean> = {
+  'rsassa-pss-sha256': verifyRsaPssAnySalt,
+  'rsa-pkcs1v15-sha256': (key, m, s) => {
+    try {
+      return verifyRsaPkcs1(key, m, s);
+    } catch {
+      return false; // a signature of the wrong size is invalid, not a crash
+    }
+  },
 };
 
 export function parseSpecKey(id: string, value: JsonValue | undefined, role: string): SpecKey {
@@ -51,11 +64,12 @@ function buildKey(id: string, keytype: string, scheme: string, pub: string, role
     }
     return { id, keytype, scheme, identity: identity(key), verify: (m, s) => verifyEcdsaDer(key, ecdsa.hash, m, s) };
   }
-  if (keytype === 'rsa' && scheme === 'rsassa-pss-sha256') {
+  const rsa = RSA_SCHEMES[scheme];
+  if (keytype === 'rsa' && rsa) {
     const key = pem(pub, id, role);
     if (key.asymmetricKeyType !== 'rsa') throw new TufError('bad-key', role, `key ${id} is declared rsa but holds a ${describe(key)} key`);
     if (rsaBits(key) < 2048) throw new TufError('bad-key', role, `RSA key ${id} has ${rsaBits(key)} bits, fewer than 2048`);
-    return { id, keytype, scheme, identity: identity(key), verify: (m, s) => verifyRsaPssAnySalt(key, m, s) };
+    return { id, keytype, scheme, identity: identity(key), verify: (m, s) => rsa(key, m, s) };
   }
   if (ecdsa || keytype.startsWith('ecdsa') || keytype === 'rsa') throw mismatch(id, keytype, scheme, role);
   throw new TufError('bad-key', role, `key ${id} has unsupported type "${keytype}" (scheme "${scheme}")`);

@@ -238,6 +238,8 @@ function parseDelegations(f: Fields, role: string): Delegations {
     if ((TOP_LEVEL_ROLES as readonly string[]).includes(name)) {
       throw new TufError('delegation', role, `a delegated role cannot be named "${name}", a top-level role`);
     }
+    // Names of this form are the client's version marks of timestamp and snapshot (trusted-set.ts).
+    if (/^(timestamp|snapshot)@[0-9a-f]{64}$/.test(name)) throw new TufError('delegation', role, `a delegated role cannot be named "${name}"`);
     seen.add(name);
     const hasPaths = r.has('paths');
     if (hasPaths === r.has('path_hash_prefixes')) {

@@ -15,8 +15,10 @@ export function checkPinnedSpecRoot(bytes: Uint8Array, pin: RootPin): void {
   const pinned = new Set(pin.keys.map(identityOfSpki));
   const signers = new Set<string>();
   const signedBy: string[] = [];
+  const rootKeyIds = new Set(root.roles.root.keyids);
   for (const s of env.signatures) {
-    const key = root.keys.get(s.keyid);
+    // Only the root role's own keys can vouch for a root, pinned or not.
+    const key = rootKeyIds.has(s.keyid) ? root.keys.get(s.keyid) : undefined;
     if (!key || !key.verify(env.canonical, s.sig)) continue;
     signedBy.push(s.keyid);
     if (pinned.has(key.identity)) signers.add(key.identity);

@@ -22,18 +22,50 @@ import {
 } from './metadata.js';
 import { verifySpecThreshold } from './threshold.js';
 
-/** Highest version trusted so far per role name (high-water marks), from earlier loads. */
+/**
+ * Highest version trusted so far per role (high-water marks), from earlier loads: "root" as
+ * it is, timestamp and snapshot under epochKey(), targets roles under targetsMarkKey(): their
+ * marks belong to the timestamp and snapshot keys of the root they were trusted under.
+ */
 export type SpecVersionFloor = ReadonlyMap<string, number>;
 
-const TOP = new Set(['root', 'timestamp', 'snapshot']);
+/**
+ * §5.3.11: when the timestamp or snapshot keys rotate, the client forgets their versions, so
+ * a repository recovers from a fast-forward attack (a stolen key that signed version 2^31).
+ * Keying their marks by the role keys that signed them does exactly that, and keeps the
+ * marks monotonic (a store shared by replicas only ever raises them).
+ */
+export function epochKey(role: 'timestamp' | 'snapshot', root: Pick<SpecRoot, 'roles'>): string {
+  return `${role}@${keysEpoch(root)}`;
+}
+
+/**
+ * §5.5.5 checks targets versions against the trusted snapshot's listing, and §5.3.11 deletes
+ * that snapshot when the timestamp or snapshot keys rotate: a targets role's mark belongs to
+ * the same keys as theirs, so a repository also recovers from a fast-forwarded targets role.
+ */
+export function targetsMarkKey(role: string, root: Pick<SpecRoot, 'roles'>): string {
+  return `${role}@${keysEpoch(root)}`;
+}
+
+function keysEpoch(root: Pick<SpecRoot, 'roles'>): string {
+  const part = (r: RoleKeys) => `${[...r.keyids].sort().join(',')}/${r.threshold}`;
+  return Buffer.from(sha256(Buffer.from(`${part(root.roles.timestamp)};${part(root.roles.snapshot)}`))).toString('hex');
+}
+
+/** Marks that are not a targets role's (for §5.5.5). Delegated names of this form are refused when parsed. */
+export const NOT_TARGETS_MARK = /^(root|(timestamp|snapshot)@[0-9a-f]{64})$/;
 
 export function notExpired(role: string, m: { expires: Date; expiresText: string }, now: Date): void {
   // §5.3.10, §5.4.4, §5.5.6, §5.6.4: expired when the expiry is not after now.
   if (m.expires.getTime() <= now.getTime()) throw new TufError('expired', role, `expired at ${m.expiresText}`);
 }
 
-/** §5.5.2 / §5.6.2: length and every hash, when the parent declares them, must match the bytes. */
-export function checkMetaFile(bytes: Uint8Array, meta: MetaFile, role: string, declaredBy: string): void {
+/**
+ * §5.5.2 / §5.6.2: length and every hash, when the parent declares them, must match the bytes.
+ * The same rule holds for a target file and its entry (§5.7.3), which always declares both.
+ */
+export function checkMetaFile(bytes: Uint8Array, meta: Pick<MetaFile, 'length' | 'hashes'>, role: string, declaredBy: string): void {
   if (meta.length !== undefined && bytes.length !== meta.length) {
     throw new TufError(bytes.length > meta.length ? 'too-large' : 'hash-mismatch', role, `${bytes.length} bytes, but ${declaredBy} declares ${meta.length}`);
   }
@@ -46,10 +78,6 @@ export function checkMetaFile(bytes: Uint8Array, meta: MetaFile, role: string, d
   }
 }
 
-function sameKeys(a: RoleKeys, b: RoleKeys): boolean {
-  return a.threshold === b.threshold && a.keyids.length === b.keyids.length && a.keyids.every((k) => b.keyids.includes(k));
-}
-
 export class SpecTrustedSet {
   private currentRoot: SpecRoot;
   private timestampMeta?: SpecTimestamp;
@@ -57,6 +85,9 @@ export class SpecTrustedSet {
   private readonly targetsByRole = new Map<string, SpecTargets>();
   private readonly floor: Map<string, number>;
   private rootsChecked = false;
+  /** §5.3.11: timestamp or snapshot keys changed during this update: earlier copies no longer count. */
+  private topKeysRotated = false;
+  private storedTimestamp?: SpecTimestamp;
 
   /**
    * §5.2: the trusted root (from the policy or a previous load) must sign itself by its own
@@ -103,13 +134,9 @@ export class SpecTrustedSet {
       throw new TufError('rollback', role, `file holds root version ${next.version}, expected ${old.version + 1}`); // §5.3.5
     }
     verifySpecThreshold(env, next.keys, next.roles.root, `root v${next.version}`); // §5.3.4 new keys
-    // §5.3.11: a timestamp or snapshot key rotation after the root we last trusted resets
-    // their version floors, so a repository can recover from a fast-forward attack.
-    const trustedBefore = this.floor.get('root') ?? 0;
-    if (next.version > trustedBefore && (!sameKeys(old.roles.timestamp, next.roles.timestamp) || !sameKeys(old.roles.snapshot, next.roles.snapshot))) {
-      this.floor.delete('timestamp');
-      this.floor.delete('snapshot');
-    }
+    // §5.3.11: after a timestamp or snapshot key rotation the stored copies of those roles
+    // (a persistent client's) no longer count; the marks of the old keys bind nothing either.
+    if (keysEpoch(old) !== keysEpoch(next)) this.topKeysRotated = true;
     this.currentRoot = next;
     return next;
   }
@@ -125,17 +152,62 @@ export class SpecTrustedSet {
     this.rootsChecked = true;
   }
 
-  /** §5.4: timestamp, signed by the root's timestamp keys, never older than trusted. */
+  /**
+   * A client that keeps its trusted files (python-tuf's metadata directory) starts from them:
+   * the stored timestamp, if the final root's timestamp keys sign it, is "the trusted
+   * timestamp" of §5.4.3 (expired or not: it only sets floors). Ignored after a timestamp or
+   * snapshot key rotation (§5.3.11). Returns what it trusted, or undefined when it was ignored.
+   */
+  storedTimestampFile(bytes: Uint8Array): SpecTimestamp | undefined {
+    if (!this.rootsChecked) this.finishRootUpdates();
+    if (this.timestampMeta) throw new Error('the stored timestamp comes before the new one');
+    if (this.topKeysRotated) return undefined;
+    const env = parseSpecEnvelope(bytes, 'stored timestamp', 'timestamp');
+    const ts = parseSpecTimestamp(env);
+    verifySpecThreshold(env, this.currentRoot.keys, this.currentRoot.roles.timestamp);
+    this.raiseFloor(epochKey('timestamp', this.currentRoot), ts.version);
+    this.raiseFloor(epochKey('snapshot', this.currentRoot), ts.snapshot.version);
+    this.storedTimestamp = ts;
+    return ts;
+  }
+
+  /**
+   * The stored snapshot, if the final root's snapshot keys sign it, is "the trusted snapshot"
+   * of §5.5.5: every targets file it lists is a floor for the new snapshot. Whether it is
+   * also current is for updateSnapshot to decide. Ignored after a key rotation (§5.3.11).
+   */
+  storedSnapshotFile(bytes: Uint8Array): SpecSnapshot | undefined {
+    if (this.snapshotMeta) throw new Error('the stored snapshot comes before the new one');
+    if (this.topKeysRotated) return undefined;
+    const env = parseSpecEnvelope(bytes, 'stored snapshot', 'snapshot');
+    const snap = parseSpecSnapshot(env);
+    verifySpecThreshold(env, this.currentRoot.keys, this.currentRoot.roles.snapshot);
+    for (const [role, meta] of snap.meta) {
+      if (role !== 'root' && role !== 'timestamp' && role !== 'snapshot') this.raiseFloor(targetsMarkKey(role, this.currentRoot), meta.version);
+    }
+    return snap;
+  }
+
+  private raiseFloor(role: string, version: number): void {
+    this.floor.set(role, Math.max(this.floor.get(role) ?? 0, version));
+  }
+
+  /**
+   * §5.4: timestamp, signed by the root's timestamp keys, never older than trusted. A new file
+   * of the same version as the stored timestamp is no news: the stored one stays trusted (as
+   * python-tuf and go-tuf do), and is what this returns.
+   */
   updateTimestamp(bytes: Uint8Array): SpecTimestamp {
     if (!this.rootsChecked) this.finishRootUpdates();
     const env = parseSpecEnvelope(bytes, 'timestamp', 'timestamp');
-    const ts = parseSpecTimestamp(env);
+    let ts = parseSpecTimestamp(env);
     verifySpecThreshold(env, this.currentRoot.keys, this.currentRoot.roles.timestamp); // §5.4.2
-    const floor = this.floor.get('timestamp');
+    const floor = this.floor.get(epochKey('timestamp', this.currentRoot));
     if (floor !== undefined && ts.version < floor) {
       throw new TufError('rollback', 'timestamp', `version ${ts.version} is older than version ${floor} already trusted`); // §5.4.3.1
     }
-    const snapFloor = this.floor.get('snapshot');
+    if (this.storedTimestamp && ts.version === this.storedTimestamp.version) ts = this.storedTimestamp;
+    const snapFloor = this.floor.get(epochKey('snapshot', this.currentRoot));
     if (snapFloor !== undefined && ts.snapshot.version < snapFloor) {
       throw new TufError('rollback', 'timestamp', `names snapshot version ${ts.snapshot.version}, older than version ${snapFloor} already trusted`); // §5.4.3.2
     }
@@ -155,8 +227,11 @@ export class SpecTrustedSet {
     if (snap.version !== ts.snapshot.version) {
       throw new TufError('rollback', 'snapshot', `version ${snap.version}, but timestamp names version ${ts.snapshot.version}`); // §5.5.4
     }
-    for (const [role, min] of this.floor) {
-      if (TOP.has(role)) continue;
+    const epoch = `@${keysEpoch(this.currentRoot)}`;
+    for (const [mark, min] of this.floor) {
+      // Marks trusted under other timestamp/snapshot keys bind nothing any more (§5.3.11).
+      if (NOT_TARGETS_MARK.test(mark) || !mark.endsWith(epoch)) continue;
+      const role = mark.slice(0, -epoch.length);
       const listed = snap.meta.get(role);
       // §5.5.5: every targets file trusted before is still listed, at no older version.
       if (!listed) throw new TufError('rollback', 'snapshot', `no longer lists ${role}.json, which was trusted at version ${min}`);
@@ -213,14 +288,20 @@ export class SpecTrustedSet {
     if (top) notExpired('targets', top, now);
   }
 
+  /** The earliest expiry of the top-level roles (delegations are checked when used). */
+  get expires(): Date {
+    const all = [this.currentRoot, this.timestampMeta, this.snapshotMeta, this.targetsByRole.get('targets')];
+    return new Date(Math.min(...all.filter((m) => m !== undefined).map((m) => m.expires.getTime())));
+  }
+
   /** The high-water marks to keep after this load (the caller persists them). */
   versionFloor(): Map<string, number> {
     const out = new Map(this.floor);
     const raise = (role: string, v: number) => out.set(role, Math.max(out.get(role) ?? 0, v));
     raise('root', this.currentRoot.version);
-    if (this.timestampMeta) raise('timestamp', this.timestampMeta.version);
-    if (this.snapshotMeta) raise('snapshot', this.snapshotMeta.version);
-    for (const [role, t] of this.targetsByRole) raise(role, t.version);
+    if (this.timestampMeta) raise(epochKey('timestamp', this.currentRoot), this.timestampMeta.version);
+    if (this.snapshotMeta) raise(epochKey('snapshot', this.currentRoot), this.snapshotMeta.version);
+    for (const [role, t] of this.targetsByRole) raise(targetsMarkKey(role, this.currentRoot), t.version);
     return out;
   }
 }

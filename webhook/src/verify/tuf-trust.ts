@@ -1,0 +1,164 @@
+/**
+ * TUF 1.0 repositories as a trust source for the engine. One verified repository per
+ * (metadata URL, trusted root) serves every image it lists; it is refreshed and shared by
+ * the same RepositoryCache rules as Notary repositories (single-flight, refresh interval,
+ * served through an outage only while unexpired, failures backed off), and its high-water
+ * marks live in the same VersionStore.
+ */
+import { createHash } from 'node:crypto';
+import * as http from 'node:http';
+import * as https from 'node:https';
+import type { ImageReference } from '../images/reference.js';
+import type { TrustPolicy } from '../policy/model.js';
+import { pinFromPem } from '../tuf/index.js';
+import { SpecHttpSource } from '../tufrepo/http-source.js';
+import { FetchError, type SpecSource } from '../tufrepo/source.js';
+import { NeedsRole, refreshSpecRepository, type SpecBootstrap, type SpecRepository, type SpecUpdaterConfig } from '../tufrepo/updater.js';
+import type { CachedRepository, RepositoryCache } from './repository-cache.js';
+import type { ImageTarget, SignedDigest } from './signed-digest.js';
+import { tufSignedDigest, tufSignedDigestLoaded } from './tuf-digest.js';
+import type { VersionStore } from './version-store.js';
+
+export interface TufTrustOptions {
+  cache: RepositoryCache<SpecRepository>;
+  versions: VersionStore;
+  clock: () => Date;
+  /** Where a policy's TUF metadata comes from; default: its trustServer over HTTP(S). */
+  sourceFor?: (policy: TrustPolicy) => SpecSource;
+  config?: Partial<SpecUpdaterConfig>;
+  onFetchError?: (server: string, kind: string) => void;
+}
+
+const MAX_SOURCES = 256;
+
+function imageOf(ref: ImageReference): ImageTarget {
+  return { ...(ref.tag !== undefined ? { tag: ref.tag } : {}), ...(ref.digest !== undefined ? { digest: ref.digest } : {}) };
+}
+
+export class TufTrust {
+  private readonly bootstraps = new WeakMap<TrustPolicy, { bootstrap: SpecBootstrap; id: string }>();
+  /** HTTP sources by URL and CA, so connections are reused across policies and refreshes. */
+  private readonly sources = new Map<string, SpecHttpSource>();
+  /**
+   * One connection pool per server and CA: repositories on one server share its open
+   * connections, so a repository's first load does not start with a TLS handshake.
+   */
+  private readonly agents = new Map<string, http.Agent>();
+
+  constructor(private readonly opts: TufTrustOptions) {}
+
+  /** The repository this policy names, from the cache or a refresh; TufError / FetchError when it cannot be trusted. */
+  repository(policy: TrustPolicy, maxAgeMs: number | undefined): Promise<CachedRepository<SpecRepository>> {
+    const { bootstrap, id } = this.bootstrapOf(policy);
+    const key = this.repositoryKey(policy);
+    return this.opts.cache.get(`${key}|${id}`, () => this.load(policy, key, bootstrap), maxAgeMs);
+  }
+
+  /**
+   * The warm path without a promise: what verified, fresh trust data alone says about this
+   * image (the same answer signedDigest gives), or undefined when a refresh is due or a role
+   * the search reaches is not loaded yet (signedDigest then does the I/O).
+   */
+  cachedDigest(policy: TrustPolicy, ref: ImageReference, maxAgeMs: number | undefined): SignedDigest | undefined {
+    const { id } = this.bootstrapOf(policy);
+    const repo = this.opts.cache.peek(`${this.repositoryKey(policy)}|${id}`, maxAgeMs)?.repo;
+    if (!repo) return undefined;
+    try {
+      return tufSignedDigestLoaded(repo, ref.name, imageOf(ref), policy.spec.delegations);
+    } catch (e) {
+      if (e instanceof NeedsRole) return undefined;
+      throw e;
+    }
+  }
+
+  /** What the repository signs for this image under the policy's delegation requirements. */
+  async signedDigest(policy: TrustPolicy, repo: SpecRepository, ref: ImageReference): Promise<SignedDigest> {
+    const verified = repo.rolesVerified;
+    try {
+      return await tufSignedDigest(repo, ref.name, imageOf(ref), policy.spec.delegations);
+    } finally {
+      // Lookups load delegated roles lazily: their versions become marks too. Only then:
+      // the marks of a warm lookup are those already recorded (and computing them hashes keys).
+      if (repo.rolesVerified !== verified) this.opts.versions.recordVersions(this.repositoryKey(policy), repo.versionFloor());
+    }
+  }
+
+  private repositoryKey(policy: TrustPolicy): string {
+    return `tuf|${policy.spec.trustServer.url}`;
+  }
+
+  private async load(policy: TrustPolicy, key: string, bootstrap: SpecBootstrap): Promise<SpecRepository> {
+    const source = this.sourceOf(policy);
+    try {
+      const repo = await refreshSpecRepository(source, {
+        bootstrap,
+        now: this.opts.clock(),
+        clock: this.opts.clock,
+        floor: this.opts.versions.floor(key),
+        ...(this.opts.config ? { config: this.opts.config } : {}),
+      });
+      this.opts.versions.recordVersions(key, repo.versionFloor());
+      return repo;
+    } catch (e) {
+      if (e instanceof FetchError) this.opts.onFetchError?.(source.server, e.kind);
+      throw e;
+    }
+  }
+
+  private sourceOf(policy: TrustPolicy): SpecSource {
+    if (this.opts.sourceFor) return this.opts.sourceFor(policy);
+    const { url, caBundle } = policy.spec.trustServer;
+    const key = `${url}|${caBundle ?? ''}`;
+    let source = this.sources.get(key);
+    if (!source) {
+      source = new SpecHttpSource({ url, ...(caBundle !== undefined ? { caBundle } : {}), agent: this.agentFor(url, caBundle) });
+      this.sources.set(key, source);
+      if (this.sources.size > MAX_SOURCES) this.sources.delete(this.sources.keys().next().value as string);
+    }
+    return source;
+  }
+
+  private agentFor(url: string, caBundle: string | undefined): http.Agent {
+    let origin: string;
+    try {
+      origin = new URL(url).origin;
+    } catch {
+      origin = url; // SpecHttpSource refuses it with a message naming the URL
+    }
+    const key = `${origin}|${caBundle ?? ''}`;
+    let agent = this.agents.get(key);
+    if (!agent) {
+      const options = { keepAlive: true, maxSockets: 16 };
+      agent = origin.startsWith('https:') ? new https.Agent(options) : new http.Agent(options);
+      this.agents.set(key, agent);
+      if (this.agents.size > MAX_SOURCES) {
+        const oldest = this.agents.keys().next().value as string;
+        this.agents.get(oldest)?.destroy();
+        this.agents.delete(oldest);
+      }
+    }
+    return agent;
+  }
+
+  private bootstrapOf(policy: TrustPolicy): { bootstrap: SpecBootstrap; id: string } {
+    let b = this.bootstraps.get(policy);
+    if (!b) {
+      const { trustedRoot, keys, threshold } = policy.spec.root;
+      const h = createHash('sha256');
+      let bootstrap: SpecBootstrap;
+      if (trustedRoot !== undefined) {
+        bootstrap = { trustedRoot: Buffer.from(trustedRoot, 'utf8') };
+        h.update('root:').update(trustedRoot);
+      } else {
+        const pin = pinFromPem(keys, threshold);
+        bootstrap = { pin };
+        h.update('keys:');
+        for (const k of [...pin.keys].sort(Buffer.compare)) h.update(k);
+        h.update(String(pin.threshold));
+      }
+      b = { bootstrap, id: h.digest('hex').slice(0, 32) };
+      this.bootstraps.set(policy, b);
+    }
+    return b;
+  }
+}

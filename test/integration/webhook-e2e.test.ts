@@ -452,7 +452,7 @@ describe('integration: trustgate serve end to end against the real Notary stack'
     });
 
     it('/metrics counts admissions by result and serves warm trust data from the cache', async () => {
-      const labels = { operation: 'CREATE', result: 'allowed', mode: 'none', webhook: 'mutate' };
+      const labels = { operation: 'CREATE', result: 'allowed', mode: 'enforce', webhook: 'mutate' };
       const t0 = await metrics(webhook);
       const review = () => reviewFrom('pod-create.json', { images: { [API]: img.app, [PROXY]: img.proxy, [MIGRATE]: img.migrate } });
       expect((await mutate(webhook, review())).response.allowed).to.equal(true);

@@ -162,6 +162,7 @@ const VARIANTS: [string, Obj][] = [
     webhook: { excludeNamespaces: ['legacy'], validateWorkloads: false },
     nameOverride: 'gate',
   }],
+  ['PrometheusRule, Grafana dashboard, PolicyReport CRD', { prometheusRule: { enabled: true }, grafanaDashboard: { enabled: true }, audit: { policyReports: { installCRD: true } } }],
 ];
 
 describe('chart: Chart.yaml, values and schema', () => {
@@ -302,7 +303,8 @@ for (const h of HELMS) {
         expect(kinds(render())).to.deep.equal(
           [
             'ClusterRole', 'ClusterRoleBinding', 'ConfigMap', 'CustomResourceDefinition', 'CustomResourceDefinition', 'Deployment',
-            'MutatingWebhookConfiguration', 'PodDisruptionBudget', 'Role', 'Role', 'RoleBinding', 'RoleBinding', 'Service', 'ServiceAccount',
+            // Roles: the state ConfigMap, selfManaged TLS, the audit Lease.
+            'MutatingWebhookConfiguration', 'PodDisruptionBudget', 'Role', 'Role', 'Role', 'RoleBinding', 'RoleBinding', 'RoleBinding', 'Service', 'ServiceAccount',
             'ValidatingWebhookConfiguration',
           ].sort(),
         );
@@ -310,10 +312,13 @@ for (const h of HELMS) {
         expect(kinds(render({ tls: { mode: 'generate' } }))).to.deep.equal(
           [
             'ClusterRole', 'ClusterRoleBinding', 'ConfigMap', 'CustomResourceDefinition', 'CustomResourceDefinition', 'Deployment',
-            'MutatingWebhookConfiguration', 'PodDisruptionBudget', 'Role', 'RoleBinding', 'Secret', 'Service', 'ServiceAccount',
+            'MutatingWebhookConfiguration', 'PodDisruptionBudget', 'Role', 'Role', 'RoleBinding', 'RoleBinding', 'Secret', 'Service', 'ServiceAccount',
             'ValidatingWebhookConfiguration',
           ].sort(),
         );
+        const operators = kinds(render(VARIANTS[VARIANTS.length - 1]![1]));
+        expect(operators).to.include.members(['PrometheusRule', 'ConfigMap', 'CustomResourceDefinition']);
+        expect(operators.filter((k) => k === 'CustomResourceDefinition')).to.have.length(3);
         const all = kinds(render(VARIANTS[1]![1]));
         expect(all).to.include.members(['NetworkPolicy', 'ServiceMonitor', 'Certificate', 'Issuer']);
         expect(all).to.not.include('Secret');
@@ -786,6 +791,12 @@ for (const h of HELMS) {
             `Role@${RELEASE_NS}  secrets  create`,
             `Role@${RELEASE_NS}  secrets trustgate-tls get,update,patch`,
             'ClusterRole admissionregistration.k8s.io mutatingwebhookconfigurations,validatingwebhookconfigurations trustgate get,update,patch',
+            // The audit (audit.enabled): running Pods, its Lease, PolicyReports; Events always.
+            'ClusterRole  pods  list,watch',
+            'ClusterRole events.k8s.io events  create,patch',
+            'ClusterRole wgpolicyk8s.io policyreports  get,create,update,delete',
+            `Role@${RELEASE_NS} coordination.k8s.io leases  create`,
+            `Role@${RELEASE_NS} coordination.k8s.io leases trustgate-audit get,update`,
           ].sort(),
         );
         const named = rules(render(VARIANTS[4]![1])).find((r) => (r.resources as string[]).includes('configmaps'));

@@ -54,6 +54,12 @@ describe('policy CRDs', () => {
         expect(cols.find((c) => c.name === 'Age')).to.deep.include({ type: 'date', jsonPath: '.metadata.creationTimestamp' });
         for (const c of cols.filter((c) => c.jsonPath.startsWith('.spec.'))) at(crd.schema, c.jsonPath.slice(1));
       });
+      it('prints Ready in the default view (no priority: kubectl hides priority > 0 without -o wide)', () => {
+        const cols = version.additionalPrinterColumns as { name: string; jsonPath: string; priority?: number }[];
+        const ready = cols.find((c) => c.name === 'Ready');
+        expect(ready?.jsonPath).to.equal('.status.conditions[?(@.type=="Ready")].status');
+        expect(ready?.priority ?? 0).to.equal(0);
+      });
     });
   }
 
@@ -90,13 +96,14 @@ describe('policy CRDs', () => {
     expect(at(s, 'spec')).to.deep.include({ required: ['images', 'trustServer', 'root'] });
   });
 
-  it('has a status with metav1.Condition-shaped conditions and lastVerificationError', () => {
+  it('has a status with metav1.Condition-shaped conditions, and nothing trustgate never writes', () => {
     const cond = at(tp.schema, 'status.conditions');
     expect(cond).to.deep.include({ 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['type'] });
     const item = cond.items as Node;
     expect(Object.keys(item.properties as Node).sort()).to.deep.equal(['lastTransitionTime', 'message', 'observedGeneration', 'reason', 'status', 'type']);
     expect(item.required).to.deep.equal(['type', 'status', 'lastTransitionTime', 'reason', 'message']);
-    at(tp.schema, 'status.lastVerificationError');
+    // Declared once but never written: the log, metrics and Events carry verification failures.
+    expect((at(tp.schema, 'status') as Node).properties).to.not.have.property('lastVerificationError');
     const good = { conditions: [{ type: 'Ready', status: 'True', reason: 'Loaded', message: 'ok', lastTransitionTime: '2024-01-01T00:00:00Z', observedGeneration: 2 }] };
     expect(validateSchema(at(tp.schema, 'status'), good, { rejectUnknownFields: true })).to.deep.equal([]);
     expect(validateSchema(at(tp.schema, 'status'), { conditions: [{ ...good.conditions[0], status: 'Yes' }] })).to.have.length(1);

@@ -29,6 +29,9 @@ describe('cli: serve', () => {
         logLevel: 'info',
         refreshIntervalMs: 60_000,
         podNamespace: 'trustgate',
+        auditIntervalMs: 0,
+        expiryWarningMs: 604_800_000,
+        auditLease: 'trustgate-audit',
         drainMs: 0,
         tlsDnsNames: [],
         mutatingWebhooks: [],
@@ -76,6 +79,7 @@ describe('cli: serve', () => {
         kubernetes: true, port: 9443, host: '127.0.0.1', tlsCert: 'c.pem', tlsKey: 'k.pem', deadlineMs: 2500, allowUnmatched: true,
         exempt: ['registry.k8s.io/**', 'docker.io/library/pause:*'], stateFile: '/var/lib/tg/state.json', logLevel: 'debug',
         refreshIntervalMs: 60_000, podNamespace: 'trustgate', drainMs: 0, tlsDnsNames: [], mutatingWebhooks: [], validatingWebhooks: [],
+        auditIntervalMs: 0, expiryWarningMs: 604_800_000, auditLease: 'trustgate-audit',
         ...limitsOf(parseServeArgs(['--kubernetes'])),
       } satisfies ServeOptions);
     });
@@ -93,6 +97,9 @@ describe('cli: serve', () => {
       [['--kubernetes', '--log-level', 'loud'], /--log-level must be one of debug, info, warn, error/],
       [['--kubernetes', '--exempt', ' '], /--exempt must be an image pattern .*whitespace/],
       [['--kubernetes', 'extra'], /no positional arguments/],
+      [['--kubernetes', '--metrics-port', '0'], /--metrics-port must be an integer 1-65535/],
+      [['--kubernetes', '--port', '9000', '--metrics-port', '9000'], /--metrics-port 9000 is the HTTPS port/],
+      [['--kubernetes', '--audit-interval=-5'], /--audit-interval must be seconds in 0-604800/],
       [['--kubernetes', '--drain-seconds=-1'], /--drain-seconds must be seconds in 0-300/],
       [['--kubernetes', '--drain-seconds', '301'], /--drain-seconds/],
       [['--policy-dir', '/p', '--tls-secret', 'tg-tls', '--tls-dns-name', 'a.b.svc'], /needs --kubernetes/],

@@ -5,7 +5,7 @@ import { parseReference } from '../images/reference.js';
 import { imagesOf, isPodKind, podSpecPath, WorkloadError, type ImageUse } from '../images/workloads.js';
 import type { ImageVerdict, ImageVerifier } from '../verify/types.js';
 import { encodePatch, ORIGINAL_IMAGES_ANNOTATION, pinPatch, type Pin } from './patch.js';
-import { auditAnnotations, denyLines, isDenied, warnings, type ImageOutcome } from './report.js';
+import { auditAnnotations, decisionMode, denyLines, isDenied, policyLabel, unverifiedAnnotations, unverifiedWarnings, warnings, type ImageOutcome } from './report.js';
 import { isObject, parseReview, review, ReviewError } from './review.js';
 import {
   noMetrics,
@@ -50,6 +50,8 @@ interface Decision {
   mode: DecisionMode;
   images: string[];
   note?: string;
+  /** What the log line tells about each verified image: pinned digests, deciding policies, unverified images. */
+  outcomes?: ImageOutcome[];
 }
 
 export function createAdmissionHandler(opts: AdmissionHandlerOptions): AdmissionHandler {
@@ -80,9 +82,13 @@ export function createAdmissionHandler(opts: AdmissionHandlerOptions): Admission
     }
 
     const decision = await decide(req, signal, budget);
-    const result = decision.response.allowed ? 'allowed' : decision.response.status?.code === 400 ? 'invalid' : 'denied';
+    const unverified = (decision.outcomes ?? []).filter((o) => o.verdict?.unverified !== undefined);
+    const result = decision.response.allowed ? (unverified.length > 0 ? 'unverified' : 'allowed') : decision.response.status?.code === 400 ? 'invalid' : 'denied';
     metrics.admission({ operation: req.operation, result, mode: decision.mode, webhook }, seconds(started));
-    log.info('admission', {
+    for (const o of decision.outcomes ?? []) for (const r of o.verdict?.policyResults ?? []) metrics.policyResult?.(policyLabel(r.policy), r.mode, r.result);
+    // A denial is something an operator may have to act on; an allow is routine.
+    const level = result === 'allowed' ? 'info' : 'warn';
+    log[level]('admission', {
       webhook,
       uid: req.uid,
       kind: req.kind.kind,
@@ -96,7 +102,10 @@ export function createAdmissionHandler(opts: AdmissionHandlerOptions): Admission
       mode: decision.mode,
       ...(decision.note ? { note: decision.note } : {}),
       ...(decision.response.patch ? { patched: true } : {}),
+      ...pinnedAndPolicies(decision.outcomes),
+      ...(unverified.length > 0 ? { unverified: Object.fromEntries(unverified.map((o) => [o.image, o.verdict!.unverified!])) } : {}),
       ...(decision.response.allowed ? {} : { message: decision.response.status?.message }),
+      ...(decision.response.warnings ? { warnings: decision.response.warnings } : {}),
       durationMs: ms(started),
     });
     return review(decision.response);
@@ -136,8 +145,8 @@ export function createAdmissionHandler(opts: AdmissionHandlerOptions): Admission
 
     const outcomes = await verifyAll(req, uses, distinct, signal, budget);
     const denied = outcomes.filter(isDenied);
-    const warn = warnings(outcomes);
-    const audit = auditAnnotations(outcomes);
+    const warn = [...warnings(outcomes), ...unverifiedWarnings(outcomes)];
+    const audit = { ...auditAnnotations(outcomes), ...unverifiedAnnotations(outcomes) };
     for (const value of Object.values(audit)) log.warn('audit-mode policy failure', { uid: req.uid, webhook, detail: value });
     const extras: Partial<AdmissionResponse> = {};
     if (warn.length > 0) extras.warnings = warn;
@@ -148,18 +157,19 @@ export function createAdmissionHandler(opts: AdmissionHandlerOptions): Admission
         response: { uid: req.uid, allowed: false, status: { code: 403, reason: 'Forbidden', message: denyLines(outcomes).join('\n') }, ...extras },
         mode: 'enforce',
         images: distinct,
+        outcomes,
       };
     }
-    const mode: DecisionMode = warn.length > 0 ? 'warn' : Object.keys(audit).length > 0 ? 'audit' : 'none';
+    const mode: DecisionMode = decisionMode(outcomes);
     const response: AdmissionResponse = { uid: req.uid, allowed: true, ...extras };
     if (opts.mutate && pod && isObject(req.object)) {
-      const ops = pinPatch(req.object, pinsFor(outcomes), annotationKey);
+      const ops = pinPatch(req.object, pinsFor(outcomes), annotationKey, req.operation === 'UPDATE' ? req.oldObject : undefined);
       if (ops.length > 0) {
         response.patchType = 'JSONPatch';
         response.patch = encodePatch(ops);
       }
     }
-    return { response, mode, images: distinct };
+    return { response, mode, images: distinct, outcomes };
   }
 
   /**
@@ -261,6 +271,20 @@ export function createAdmissionHandler(opts: AdmissionHandlerOptions): Admission
     }
     return pins;
   }
+}
+
+/** The log line's account of verified images: each pinned digest, and each policy's result. */
+function pinnedAndPolicies(outcomes: ImageOutcome[] | undefined): Record<string, unknown> {
+  const pinned: Record<string, string> = {};
+  const policies: string[] = [];
+  for (const o of outcomes ?? []) {
+    if (o.verdict?.digest) pinned[o.image] = o.verdict.digest;
+    for (const r of o.verdict?.policyResults ?? []) policies.push(`${policyLabel(r.policy)} ${r.mode} ${r.result}`);
+  }
+  return {
+    ...(Object.keys(pinned).length > 0 ? { pinned } : {}),
+    ...(policies.length > 0 ? { policies: [...new Set(policies)] } : {}),
+  };
 }
 
 /** Images of the object before the update, or undefined when they cannot be read (then everything is checked). */

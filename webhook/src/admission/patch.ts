@@ -1,6 +1,7 @@
 // The JSON Patch that pins images. It must be a no-op-free patch: under
 // reinvocationPolicy IfNeeded the API server calls us again after other webhooks, and a
 // patch every time would make it look like the object keeps changing.
+import { parseReference } from '../images/reference.js';
 import { isObject } from './review.js';
 
 export const ORIGINAL_IMAGES_ANNOTATION = 'trustgate.dev/original-images';
@@ -25,23 +26,39 @@ export function escapePointerToken(token: string): string {
 
 /**
  * Operations replacing each pinned image and recording the originals under
- * `annotationKey` (a JSON map pointer -> original). Entries already recorded are kept:
- * they name what the user first asked for, before any earlier pinning.
+ * `annotationKey` (a JSON map pointer -> original), so the annotation describes the Pod as
+ * it is after this admission:
+ * - an entry written earlier in this same request (a re-invocation after another webhook
+ *   swapped the image) is kept: it names what the user asked for;
+ * - an entry carried over from `oldObject` is replaced when this UPDATE changed the image
+ *   at its pointer, and dropped when the image there is no longer a pin of it.
  */
-export function pinPatch(object: Record<string, unknown>, pins: Pin[], annotationKey = ORIGINAL_IMAGES_ANNOTATION): PatchOp[] {
-  if (pins.length === 0) return [];
+export function pinPatch(object: Record<string, unknown>, pins: Pin[], annotationKey = ORIGINAL_IMAGES_ANNOTATION, oldObject?: unknown): PatchOp[] {
   const ops: PatchOp[] = pins.map((p) => ({ op: 'replace', path: p.pointer, value: p.pinned }));
 
   const metadata = object['metadata'];
   const annotations = isObject(metadata) ? metadata['annotations'] : undefined;
   const existing = isObject(annotations) ? annotations[annotationKey] : undefined;
-  const recorded = parseRecorded(existing);
-  const merged: Record<string, string> = { ...(recorded ?? {}) };
-  for (const p of pins) {
-    if (!Object.hasOwn(merged, p.pointer)) merged[p.pointer] = p.original;
+  if (pins.length === 0 && existing === undefined) return [];
+  const recorded = parseRecorded(existing) ?? {};
+  const inherited = isObject(oldObject) ? parseRecorded(annotationOf(oldObject, annotationKey)) : undefined;
+  const pinned = new Map(pins.map((p) => [p.pointer, p]));
+  const merged: Record<string, string> = {};
+  for (const [pointer, original] of Object.entries(recorded)) {
+    if (pinned.has(pointer)) {
+      if (inherited?.[pointer] !== original) merged[pointer] = original;
+    } else if (isPinOf(imageAt(object, pointer), original)) {
+      merged[pointer] = original;
+    }
   }
+  for (const p of pins) if (!Object.hasOwn(merged, p.pointer)) merged[p.pointer] = p.original;
+
   const value = JSON.stringify(sortKeys(merged));
   if (typeof existing === 'string' && existing === value) return ops;
+  if (Object.keys(merged).length === 0) {
+    if (existing !== undefined) ops.push({ op: 'remove', path: `/metadata/annotations/${escapePointerToken(annotationKey)}` });
+    return ops;
+  }
 
   if (!isObject(metadata)) {
     ops.push({ op: 'add', path: '/metadata', value: { annotations: { [annotationKey]: value } } });
@@ -52,6 +69,36 @@ export function pinPatch(object: Record<string, unknown>, pins: Pin[], annotatio
     ops.push({ op: 'add', path: `/metadata/annotations/${escapePointerToken(annotationKey)}`, value });
   }
   return ops;
+}
+
+function annotationOf(object: Record<string, unknown>, key: string): unknown {
+  const md = object['metadata'];
+  const ann = isObject(md) ? md['annotations'] : undefined;
+  return isObject(ann) ? ann[key] : undefined;
+}
+
+/** The string at an RFC 6901 pointer, or undefined. */
+function imageAt(object: Record<string, unknown>, pointer: string): string | undefined {
+  let at: unknown = object;
+  for (const raw of pointer.split('/').slice(1)) {
+    const token = raw.replace(/~1/g, '/').replace(/~0/g, '~');
+    if (Array.isArray(at)) at = /^\d+$/.test(token) ? at[Number(token)] : undefined;
+    else if (isObject(at)) at = at[token];
+    else return undefined;
+  }
+  return typeof at === 'string' ? at : undefined;
+}
+
+/** True when `image` is `original` pinned to a digest: same repository and tag, plus a digest. */
+function isPinOf(image: string | undefined, original: string): boolean {
+  if (image === undefined) return false;
+  try {
+    const now = parseReference(image);
+    const asked = parseReference(original);
+    return now.digest !== undefined && now.name === asked.name && now.tag === asked.tag;
+  } catch {
+    return false;
+  }
 }
 
 /** A recorded map of strings, or undefined when absent or not ours to read (then rewritten whole). */

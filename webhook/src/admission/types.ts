@@ -63,8 +63,9 @@ export interface Logger {
   error(msg: string, fields?: LogFields): void;
 }
 
-export type AdmissionResult = 'allowed' | 'denied' | 'invalid';
-/** The strongest policy mode that shaped a decision; 'none' when no policy failed. */
+/** 'unverified': allowed, with at least one image admitted without verification (--exempt, --allow-unmatched). */
+export type AdmissionResult = 'allowed' | 'denied' | 'invalid' | 'unverified';
+/** What decided: see decisionMode in report.ts; 'none' when no policy judged the request's images. */
 export type DecisionMode = 'enforce' | 'warn' | 'audit' | 'none';
 export type WebhookName = 'mutate' | 'validate' | 'policy';
 
@@ -72,6 +73,8 @@ export interface AdmissionMetrics {
   admission(labels: { operation: string; result: AdmissionResult; mode: DecisionMode; webhook: WebhookName }, seconds: number): void;
   /** How long admission waited for one image's verdict. */
   imageVerificationSeconds(seconds: number): void;
+  /** One policy's verdict on one image of an admission: policy as Kind/namespace/name. */
+  policyResult?(policy: string, mode: string, result: string): void;
 }
 
 export const silentLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} };

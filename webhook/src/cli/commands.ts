@@ -123,6 +123,21 @@ export const COMMANDS: readonly CommandSpec[] = [
     notes: 'Exit status: 0 every file holds valid policies, 1 a file is invalid or holds no policy, 2 usage error.',
   },
   {
+    name: 'audit',
+    brief: 'Re-verify the images of running Pods against the cluster\'s policies, once.',
+    args: '',
+    summary:
+      "Re-verify the images of the running Pods of the current kubeconfig's cluster against the cluster's policies and today's trust data, as the server's periodic audit does, and print what admission would deny now and what expires within --expiry-warning.",
+    options: [
+      { flag: 'namespace', value: 'NS', help: 'Only the Pods of namespace NS. Default: every namespace.' },
+      { flag: 'expiry-warning', value: 'SECONDS', default: '604800', help: 'Report trust data expiring within this many seconds (default 7 days).' },
+      OUTPUT,
+      { flag: 'timeout', value: 'SECONDS', default: '60', help: 'Give up (and refuse) after this many seconds in all.' },
+    ],
+    example: 'trustgate audit --namespace payments',
+    notes: 'Exit status: 0 nothing running would be denied, 1 something would, 2 usage or cluster error. Reads KUBECONFIG (or ~/.kube/config, or the in-cluster account); needs list on pods and the policies, get on the Secrets policies name.',
+  },
+  {
     name: 'tuf target',
     brief: 'The TUF 1.0 target entry that signs an image, for RSTUF or python-tuf.',
     args: 'IMAGE:TAG@sha256:DIGEST',

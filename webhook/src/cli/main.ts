@@ -20,6 +20,7 @@ const RUNNERS: Record<string, () => Promise<Run>> = {
   inspect: async () => (await import('./verify.js')).inspectCommand,
   'policy init': async () => (await import('./policy-init.js')).policyInitCommand,
   'policy check': async () => (await import('./policy-check.js')).policyCheckCommand,
+  audit: async () => (await import('./audit.js')).auditCommand,
   serve: async () => (await import('./serve-command.js')).serveCommand,
   'tuf target': async () => (await import('./tuf-target.js')).tufTargetCommand,
 };

@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import https from 'node:https';
 import { readFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { httpGet } from '../notary/http-get.js';
 import { HttpSource } from '../notary/http-source.js';
@@ -13,6 +14,7 @@ import { TrustServerLimits } from '../notary/server-limits.js';
 import { LoadWorkers } from '../verify/load-workers.js';
 import { TokenCache } from '../notary/token-auth.js';
 import { PolicyDirSource } from '../policy/dir-source.js';
+import { PolicyStates } from '../policy/policy-states.js';
 import { compileExemptions } from '../policy/exemption.js';
 import type { TrustPolicy } from '../policy/model.js';
 import { PolicyStore } from '../policy/store.js';
@@ -24,7 +26,7 @@ import { FileVersionStore, MemoryVersionStore, type VersionStore } from '../veri
 import { runServe, type ServeOptions, type VerifierWiring } from './serve.js';
 import { loadLimitsOf, serveHelp, stateStoreOf, type Env } from './settings.js';
 import type { Logger } from '../admission/types.js';
-import type { Metrics } from '../server/metrics.js';
+import type { Metrics, PolicyCount } from '../server/metrics.js';
 
 // Sources are cheap to make (agent and tokens are shared per server); kept only so a
 // repository's Bearer challenge is remembered. A few hundred cover the busy repositories.
@@ -38,13 +40,15 @@ export async function serveCommand(argv: string[], env: Env): Promise<number> {
     process.stdout.write(serveHelp() + '\n');
     return 0;
   }
-  const handle = await runServe(argv, { createVerifier, createManagedTls, env });
+  // Listening for the signals before starting: one that arrives right after the start line
+  // must still close in order (release the Lease, flush Events), not kill outright.
   // SIGTERM is how Kubernetes stops a pod: drain first. SIGINT is a person at a terminal: stop now.
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+  const signal = new Promise<NodeJS.Signals>((resolve) => {
     process.once('SIGTERM', () => resolve('SIGTERM'));
     process.once('SIGINT', () => resolve('SIGINT'));
   });
-  if (signal === 'SIGTERM') await handle.shutdown();
+  const handle = await runServe(argv, { createVerifier, createManagedTls, env });
+  if ((await signal) === 'SIGTERM') await handle.shutdown();
   else await handle.close();
   return 0;
 }
@@ -67,6 +71,9 @@ export async function createVerifier(options: ServeOptions, ctx: { log: Logger; 
   let readSecret: SecretReader;
   const state = stateStoreOf(options);
   let versions: VersionStore = state.kind === 'file' ? openStateFile(state.path) : new MemoryVersionStore();
+  let events: import('../kube/events.js').EventRecorder | undefined;
+  let kube: import('../kube/cluster.js').KubeConfig | undefined;
+  ctx.metrics.countPolicies(() => policyCounts(store));
   if (options.kubernetes) {
     // Loaded here only: check, verify and policy commands never pay for the Kubernetes client.
     const { connectToCluster } = await import('../kube/cluster.js');
@@ -74,8 +81,16 @@ export async function createVerifier(options: ServeOptions, ctx: { log: Logger; 
     const { KubernetesStatusWriter } = await import('../kube/policy-status-writer.js');
     const { kubernetesSecrets } = await import('../kube/credential-secrets.js');
     const { kubeConfig, core } = connectToCluster();
+    kube = kubeConfig;
     const statusWriter = new KubernetesStatusWriter({ kubeConfig, log: eventLogger(ctx.log, 'policy status') });
-    const source = new KubernetesPolicySource({ kubeConfig, store, statusWriter, log: eventLogger(ctx.log, 'policy source') });
+    const states = new PolicyStates(statusWriter);
+    // Before the source starts, so the first list's rejections are not missed.
+    const { EventRecorder } = await import('../kube/events.js');
+    const { recordPolicyTransition } = await import('../kube/policy-events.js');
+    events = new EventRecorder({ kubeConfig, instance: options.podName ?? hostname(), log: ctx.log });
+    const recorder = events;
+    states.onTransition((t) => recordPolicyTransition(recorder, t));
+    const source = new KubernetesPolicySource({ kubeConfig, store, statusWriter: states, log: eventLogger(ctx.log, 'policy source') });
     void source.start();
     stopSource = () => {
       source.stop();
@@ -133,10 +148,12 @@ export async function createVerifier(options: ServeOptions, ctx: { log: Logger; 
     limits: new TrustServerLimits({ cluster: loadLimits.cluster, namespaced: loadLimits.namespaced, maxTotalBytesInFlight: loadLimits.maxTotalBytesInFlight }),
     workers: new LoadWorkers({ size: loadLimits.workers, maxOldGenerationSizeMb: loadLimits.workerMemoryMb }),
   });
+  const operators = kube ? await startOperatorViews(kube, engine, events!, options, ctx) : undefined;
   return {
-    verifier: engine,
+    verifier: operators?.verifier ?? engine,
     ready: () => store.ready && connected,
     close: async () => {
+      await operators?.close();
       await stopSource();
       sources.close();
       await engine.close();
@@ -145,10 +162,57 @@ export async function createVerifier(options: ServeOptions, ctx: { log: Logger; 
 }
 
 /**
+ * In the cluster: Events on policies (state changes, trust server unreachable), and with
+ * --audit-interval the audit of running Pods on the replica holding the Lease.
+ */
+async function startOperatorViews(
+  kubeConfig: import('../kube/cluster.js').KubeConfig,
+  engine: VerificationEngine,
+  events: import('../kube/events.js').EventRecorder,
+  options: ServeOptions,
+  ctx: { log: Logger; metrics: Metrics },
+) {
+  const { withTrustServerEvents } = await import('../kube/policy-events.js');
+  const identity = options.podName ?? hostname();
+  const flush = setInterval(() => void events.flush(), 60_000);
+  flush.unref();
+  let stopAudit = async () => {};
+  if (options.auditIntervalMs > 0) {
+    const { LeaderElector } = await import('../kube/lease.js');
+    const { AuditLoop } = await import('../kube/audit-loop.js');
+    const elector = new LeaderElector({ kubeConfig, namespace: options.podNamespace, name: options.auditLease, identity, log: ctx.log });
+    elector.start();
+    const loop = new AuditLoop({ kubeConfig, verifier: engine, intervalMs: options.auditIntervalMs, expiryWarningMs: options.expiryWarningMs, isLeader: () => elector.isLeader(), metrics: ctx.metrics, events, log: ctx.log });
+    loop.start();
+    stopAudit = async () => {
+      await loop.stop();
+      await elector.stop();
+    };
+  }
+  return {
+    verifier: withTrustServerEvents(engine, events),
+    close: async () => {
+      clearInterval(flush);
+      await stopAudit();
+      await events.flush();
+    },
+  };
+}
+
+function policyCounts(store: PolicyStore): PolicyCount[] {
+  const valid = store.all();
+  const invalid = store.invalid();
+  return (['ClusterTrustPolicy', 'TrustPolicy'] as const).flatMap((kind) => [
+    { kind, state: 'valid' as const, count: valid.filter((p) => p.kind === kind).length },
+    { kind, state: 'invalid' as const, count: invalid.filter((p) => p.kind === kind).length },
+  ]);
+}
+
+/**
  * One HttpSource per (server, CA, credentials, repository), kept so tokens and the last
  * challenge carry over between refreshes; one connection pool and token cache per server.
  */
-class SourcePool {
+export class SourcePool {
   private readonly sources = new Map<string, HttpSource>();
   private readonly servers = new Map<string, { agent: https.Agent; tokens: TokenCache }>();
 

@@ -1,6 +1,10 @@
 // `trustgate serve`: flags in, a running webhook out. Where policies and verdicts come
 // from is injected (deps.createVerifier), so this file only wires HTTP, admission and logs.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { createAdmissionHandler } from '../admission/handler.js';
+import { packageRoot } from '../policy/crds.js';
+import { startMetricsServer, type MetricsServer } from '../server/metrics-server.js';
 import type { Logger } from '../admission/types.js';
 import { createJsonLogger } from '../server/log.js';
 import { Metrics } from '../server/metrics.js';
@@ -31,6 +35,8 @@ export interface ServeDeps {
 
 export interface ServeHandle {
   port: number;
+  /** The plain-HTTP metrics port, when --metrics-port is given. */
+  metricsPort?: number;
   server: RunningServer;
   metrics: Metrics;
   /** Closes now; requests in flight get up to 2 s. */
@@ -47,7 +53,7 @@ export async function runServe(argv: string[], deps: ServeDeps): Promise<ServeHa
   const options = parseServeArgs(argv, deps.env ?? {});
   const log = deps.log ?? createJsonLogger(options.logLevel);
   const print = deps.print ?? ((l: string) => process.stdout.write(l + '\n'));
-  const metrics = new Metrics();
+  const metrics = new Metrics({ version: trustgateVersion() });
   log.info('starting', {
     policySource: options.kubernetes ? 'kubernetes' : options.policyDir,
     deadlineMs: options.deadlineMs,
@@ -85,6 +91,17 @@ export async function runServe(argv: string[], deps: ServeDeps): Promise<ServeHa
     await wiring.close?.();
     throw e;
   }
+  let metricsServer: MetricsServer | undefined;
+  if (options.metricsPort !== undefined) {
+    try {
+      metricsServer = await startMetricsServer({ port: options.metricsPort, host: options.host, metrics, log });
+    } catch (e) {
+      managed?.close();
+      await server.close();
+      await wiring.close?.();
+      throw new Error(`--metrics-port ${options.metricsPort} cannot be used: ${(e as Error).message}`);
+    }
+  }
   print(
     server.selfSigned
       ? `trustgate serving on https://${options.host}:${server.port} with a self-signed certificate ${server.certFile} (SHA-256 ${server.fingerprint()})`
@@ -92,9 +109,11 @@ export async function runServe(argv: string[], deps: ServeDeps): Promise<ServeHa
   );
   return {
     port: server.port,
+    ...(metricsServer ? { metricsPort: metricsServer.port } : {}),
     server,
     metrics,
     async close() {
+      await metricsServer?.close();
       managed?.close();
       await server.close();
       await wiring.close?.();
@@ -104,10 +123,22 @@ export async function runServe(argv: string[], deps: ServeDeps): Promise<ServeHa
       server.startDraining();
       await new Promise((resolve) => setTimeout(resolve, options.drainMs));
       managed?.close();
+      // Scrapes keep working through the drain; the metrics port goes with the rest.
+      await metricsServer?.close();
       // A request that arrived at the end of the drain still gets its whole deadline.
       await server.close(options.deadlineMs + 1000);
       await wiring.close?.();
       log.info('stopped');
     },
   };
+}
+
+/** The version in trustgate's package.json, for trustgate_build_info; 'unknown' if it cannot be read. */
+export function trustgateVersion(): string {
+  try {
+    const v: unknown = JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')).version;
+    return typeof v === 'string' ? v : 'unknown';
+  } catch {
+    return 'unknown';
+  }
 }

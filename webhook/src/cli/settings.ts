@@ -76,6 +76,16 @@ export interface ServeOptions {
   namespacedServerMaxLoads: number;
   namespacedServerMaxMibInFlight: number;
   namespacedServerMaxMetadataMib: number;
+  /** Also serve /metrics over plain HTTP on this port. */
+  metricsPort?: number;
+  /** Cluster: how often running Pods are re-verified (0: never). */
+  auditIntervalMs: number;
+  /** Trust data expiring within this window is reported (audit findings, Events) before it is refused. */
+  expiryWarningMs: number;
+  /** Cluster: this replica's name, for the audit Lease and as the Events' reportingInstance (default: the host name). */
+  podName?: string;
+  /** Cluster: the Lease through which one replica is chosen to run the audit. */
+  auditLease: string;
 }
 
 /** What loading trust data may take, from the flags --verify-workers ... --namespaced-server-max-metadata-mib. */
@@ -208,6 +218,16 @@ export const SERVE_SETTINGS: readonly Setting[] = [
       if (!isLogLevel(raw)) throw new Invalid(`must be one of ${LOG_LEVELS.join(', ')}`);
       return raw;
     } }),
+  setting({ key: 'metricsPort', flag: 'metrics-port', value: 'PORT', example: '8080',
+    help: 'Also serve /metrics over plain HTTP on this port, 1-65535 (scrapers need no TLS; the chart sets it). Without it /metrics is only on the HTTPS port.',
+    parse: (raw) => {
+      if (!/^\d+$/.test(raw) || Number(raw) < 1 || Number(raw) > 65535) throw new Invalid('must be an integer 1-65535');
+      return Number(raw);
+    } }),
+  setting({ key: 'auditIntervalMs', flag: 'audit-interval', value: 'SECONDS', default: '0', example: '3600', parse: seconds(0, 604800, false),
+    help: 'With --kubernetes: every this many seconds one replica (a Lease) re-verifies the images of running Pods and reports what would be denied now, 0-604800 (0: no audit).' }),
+  setting({ key: 'expiryWarningMs', flag: 'expiry-warning', value: 'SECONDS', default: '604800', example: '604800', parse: seconds(0, 31536000, false),
+    help: 'Trust data expiring within this many seconds is reported ahead (audit findings, Events), 0-31536000.' }),
   setting({ key: 'drainMs', flag: 'drain-seconds', value: 'SECONDS', default: '0', example: '10', parse: seconds(0, 300, false),
     help: 'On SIGTERM, fail /readyz but keep answering admissions this many seconds (0-300) before closing, so traffic moves to other replicas first.' }),
   setting({ key: 'tlsSecret', flag: 'tls-secret', value: 'NAME', example: 'trustgate-tls',
@@ -249,6 +269,18 @@ export const SERVE_SETTINGS: readonly Setting[] = [
       if (raw.length > 63 || !DNS_LABEL.test(raw)) throw new Invalid('must be a namespace name (lowercase DNS label, at most 63 characters)');
       return raw;
     } }),
+  setting({ key: 'podName', env: 'POD_NAME', value: 'NAME', example: 'trustgate-6d5f9c7b8-x2x4q',
+    help: "With --kubernetes: this replica's name, held in the audit Lease and named in Events (the chart sets it; default: the host name).",
+    parse: (raw) => {
+      if (raw.length > 253 || !DNS_SUBDOMAIN.test(raw)) throw new Invalid('must be a Pod name (lowercase DNS subdomain, at most 253 characters)');
+      return raw;
+    } }),
+  setting({ key: 'auditLease', env: 'TRUSTGATE_AUDIT_LEASE', value: 'NAME', default: 'trustgate-audit', example: 'trustgate-audit',
+    help: "With --audit-interval: the Lease (coordination.k8s.io) in trustgate's namespace through which one replica runs the audit (the chart sets it).",
+    parse: (raw) => {
+      if (raw.length > 253 || !DNS_SUBDOMAIN.test(raw)) throw new Invalid('must be a Lease name (lowercase DNS subdomain, at most 253 characters)');
+      return raw;
+    } }),
 ];
 
 /** Rules between settings; each returns a problem or undefined. */
@@ -259,6 +291,7 @@ const serveRules: ReadonlyArray<(o: Partial<ServeOptions>) => string | undefined
     o.stateConfigMap !== undefined && !o.kubernetes
       ? `TRUSTGATE_STATE_CONFIGMAP=${o.stateConfigMap} applies only with --kubernetes: standalone, use --state-file FILE (or unset it)`
       : undefined,
+  (o) => (o.metricsPort !== undefined && o.metricsPort === o.port ? `--metrics-port ${o.metricsPort} is the HTTPS port: give another port` : undefined),
   (o) => {
     const selfManagedOnly = ([['tls-dns-name', o.tlsDnsNames], ['mutating-webhook', o.mutatingWebhooks], ['validating-webhook', o.validatingWebhooks]] as const).find(([, v]) => (v?.length ?? 0) > 0);
     return o.tlsSecret === undefined && selfManagedOnly ? `--${selfManagedOnly[0]} goes with --tls-secret` : undefined;

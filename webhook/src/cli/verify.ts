@@ -10,6 +10,7 @@ import { policyId, type TrustPolicy } from '../policy/model.js';
 import { pinFromPem, TufError } from '../tuf/index.js';
 import { VerificationEngine } from '../verify/engine.js';
 import { TrustServerLimits } from '../notary/server-limits.js';
+import { describeExpiry, roleExpiries } from '../verify/expiry.js';
 import type { ImageVerdict } from '../verify/types.js';
 import { commandSpec, parseCommand } from './commands.js';
 import { InputError, parseAt, parseOutput } from './inputs.js';
@@ -157,7 +158,7 @@ export async function inspectCommand(argv: string[], env: Env): Promise<number> 
     // One document: the report itself in the common case of one trust source.
     if (reports.length > 0) process.stdout.write(JSON.stringify(reports.length === 1 ? reports[0] : { name: ref.name, reports }, null, 2) + '\n');
   } else {
-    process.stdout.write(reports.map((r) => ('protocol' in r ? tufReportText(r) : text(r))).join('\n'));
+    process.stdout.write(reports.map((r) => ('protocol' in r ? tufReportText(r) : text(r, c.clock()))).join('\n'));
   }
   return failed ? 1 : 0;
 }
@@ -185,6 +186,10 @@ function report(name: string, server: string, policies: TrustPolicy[], repo: Rep
     server,
     policies: policies.map(policyId),
     expires: repo.expires.toISOString(),
+    // When each role stops being trusted (a delegation counts its parents), soonest first.
+    forecast: roleExpiries(repo)
+      .sort((a, b) => a.expires.getTime() - b.expires.getTime() || a.role.localeCompare(b.role))
+      .map((e) => ({ role: e.role, expires: e.expires.toISOString() })),
     roles,
     administrativeKeys: {
       root: root.roles.root.keyids,
@@ -201,8 +206,9 @@ function report(name: string, server: string, policies: TrustPolicy[], repo: Rep
   };
 }
 
-function text(r: Report): string {
+function text(r: Report, now: Date): string {
   const lines = [`Signatures for ${r.name} (trust server ${r.server}, metadata valid until ${r.expires}; policies ${r.policies.join(', ')})`, ''];
+  lines.push('Expiry forecast (soonest first):', ...r.forecast.map((f) => `  ${describeExpiry({ role: f.role, expires: new Date(f.expires) }, now)}`), '');
   for (const role of r.roles) {
     if ('error' in role) {
       lines.push(`Role ${role.role}: NOT TRUSTED: ${role.error}`, '');

@@ -113,6 +113,8 @@ export class PolicyObjectSync {
     // Removing what is not there is harmless, and covers a store changed behind our back.
     this.store.remove(kind, namespace, str(o.metadata?.name) ?? '');
     if (had) this.log({ level: 'info', event: 'policy-removed', kind, namespace, name: str(o.metadata?.name) });
+    const name = str(o.metadata?.name);
+    if (name) this.statusWriter?.forget?.({ kind, name, ...(namespace ? { namespace } : {}) });
   }
 
   private key(o: PolicyObject): string | undefined {

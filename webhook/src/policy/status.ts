@@ -3,7 +3,7 @@
  * `Ready` condition that reports it (`kubectl get trustpolicy -o yaml`, `kubectl wait
  * --for=condition=Ready`). Pure: the write to the API server lives in kube/policy-status-writer.ts.
  */
-import type { PolicyProblem, TrustPolicy } from './model.js';
+import type { PolicyKind, PolicyProblem, TrustPolicy } from './model.js';
 
 /** The object as last seen from the API server: its identity (namespace set for TrustPolicy only) plus what status already says. */
 export type PolicyObjectState = Pick<TrustPolicy, 'kind' | 'name' | 'namespace' | 'uid' | 'generation' | 'resourceVersion'> & {
@@ -28,6 +28,8 @@ export interface Condition {
 export interface StatusWriter {
   /** Records the outcome of loading `obj`. Never rejects. */
   report(obj: PolicyObjectState, outcome: LoadOutcome): Promise<void>;
+  /** The object was deleted: nothing more will be reported about it. */
+  forget?(obj: { kind: PolicyKind; name: string; namespace?: string }): void;
 }
 
 /** metav1.Condition allows 32768; a policy with hundreds of problems should not push that. */

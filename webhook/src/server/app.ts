@@ -71,26 +71,31 @@ export function createApp(opts: AppOptions): RequestListener {
       send(res, code, value);
       metrics?.httpRequest(path, res.statusCode);
     };
+    // The API server applies the failurePolicy to a refused call and says little about why: the reason is logged here.
+    const refuse = (code: number, reason: string) => {
+      log.warn('request refused', { path, code, reason, contentType: req.headers['content-type'], contentLength: req.headers['content-length'] });
+      answer(code, { error: reason });
+    };
     const type = req.headers['content-type'];
     if (type === undefined || !JSON_TYPE.test(type)) {
       // Read off the body, so the connection can carry the next request.
       req.resume();
-      return answer(415, { error: `Content-Type must be application/json, got ${type ?? 'none'}` });
+      return refuse(415, `Content-Type must be application/json, got ${type ?? 'none'}`);
     }
     parseJson(req, res, (err) => {
       if (err !== undefined) {
         const refused = bodyRefusal(err as BodyError, limit);
-        if (refused) return answer(refused.code, { error: refused.reason });
+        if (refused) return refuse(refused.code, refused.reason);
         log.error('request failed', { path, error: (err as Error)?.stack ?? String(err) });
         return answer(500, { error: 'internal error' });
       }
       const body = (req as IncomingMessage & { body?: unknown }).body;
-      if (body === undefined) return answer(400, { error: 'empty body: expected an AdmissionReview' });
+      if (body === undefined) return refuse(400, 'empty body: expected an AdmissionReview');
       const timeout = q < 0 ? undefined : new URLSearchParams(url.slice(q + 1)).get('timeout');
       handler(body, connectionClosed(req.socket), budgetFor(timeout ?? undefined)).then(
         (out) => answer(200, out),
         (e: unknown) => {
-          if (e instanceof ReviewError) return answer(400, { error: e.message });
+          if (e instanceof ReviewError) return refuse(400, e.message);
           log.error('admission handler failed', { path, error: (e as Error)?.stack ?? String(e) });
           answer(500, { error: 'internal error while reviewing the request' });
         },

@@ -2,6 +2,7 @@
 // labels, enough for the webhook. Label values come from a bounded set (operations,
 // results, policy servers), so series never grow with request content.
 import type { AdmissionMetrics, AdmissionResult, DecisionMode, WebhookName } from '../admission/types.js';
+import type { RoleExpiry } from '../verify/expiry.js';
 
 type Labels = Record<string, string>;
 
@@ -88,6 +89,33 @@ export class Histogram {
   }
 }
 
+/** A gauge whose series are computed when scraped, from state kept elsewhere. */
+export class Gauge {
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    private readonly read: () => Iterable<[Labels, number]>,
+  ) {}
+
+  render(): string {
+    const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} gauge`];
+    for (const [labels, v] of this.read()) lines.push(`${this.name}${labelKey(labels)} ${formatNumber(v)}`);
+    return lines.join('\n');
+  }
+}
+
+interface TrustDataSeries {
+  server: string;
+  repository: string;
+  expiries: RoleExpiry[];
+}
+
+export interface PolicyCount {
+  kind: string;
+  state: 'valid' | 'invalid';
+  count: number;
+}
+
 const SECONDS_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16];
 
 /**
@@ -97,7 +125,32 @@ const SECONDS_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 1
  * already times every image it waits for, and two sources would double-count.
  */
 export class Metrics implements AdmissionMetrics {
-  readonly admissions = new Counter('trustgate_admissions_total', 'Admission decisions by operation, result, strongest policy mode involved, and webhook.');
+  /** Trust data per cache entry; entries leave with the cache's, so the series stay within its bound. */
+  private readonly trustData = new Map<string, TrustDataSeries>();
+  private policyCounts: () => PolicyCount[] = () => [];
+  private readonly buildLabels: Labels;
+
+  constructor(build: { version?: string } = {}) {
+    this.buildLabels = { version: build.version ?? 'unknown', node: process.version };
+  }
+
+  readonly buildInfo = new Gauge('trustgate_build_info', 'Always 1; the labels say which trustgate and which Node.js run.', () => [[this.buildLabels, 1]]);
+  readonly policies = new Gauge('trustgate_policies', 'Policies known, by kind and state (valid: in force; invalid: rejected, images it would cover are denied).', () => this.policyCountSeries());
+  readonly policyResults = new Counter('trustgate_policy_results_total', 'Admission verdicts per policy (Kind/namespace/name), its mode, and result (pass or fail).');
+  readonly rollbackRefusals = new Counter('trustgate_rollback_refusals_total', 'Trust data refused because a trust server served versions older than already trusted, by server and repository.');
+  readonly trustDataExpiry = new Gauge(
+    'trustgate_trust_data_expiry_timestamp_seconds',
+    'When verified trust data stops being trusted (Unix seconds), by trust server, repository and role; a delegation counts its ancestors.',
+    () => this.expirySeries(),
+  );
+  /** Findings of the last audit, by namespace and result; replaced whole each round. */
+  private auditCounts = new Map<string, [Labels, number]>();
+  private auditLast: { at: number; pods: number } | undefined;
+  readonly auditFindings = new Gauge('trustgate_audit_findings', 'Running Pod images the last audit found would be denied now (fail) or are at risk (warn: non-enforcing policy failure, trust data expiring within the window), by namespace and result.', () => this.auditCounts.values());
+  readonly auditRuns = new Counter('trustgate_audit_runs_total', 'Audit rounds by outcome (ok, error).');
+  readonly auditLastRun = new Gauge('trustgate_audit_last_run_timestamp_seconds', 'When the last audit round finished (Unix seconds); absent before the first.', () => (this.auditLast ? [[{}, this.auditLast.at / 1000]] : []));
+  readonly auditPods = new Gauge('trustgate_audit_pods', 'Running Pods the last audit checked.', () => (this.auditLast ? [[{}, this.auditLast.pods]] : []));
+  readonly admissions = new Counter('trustgate_admissions_total', 'Admission decisions by operation, result (allowed, denied, invalid, unverified: allowed without verification), mode that decided it (enforce for denials; for allows the strongest failing warn/audit policy, else the strongest verifying policy; none when no policy judged it), and webhook.');
   readonly admissionDuration = new Histogram('trustgate_admission_duration_seconds', 'Time to answer one AdmissionReview.', SECONDS_BUCKETS);
   readonly verificationDuration = new Histogram('trustgate_verification_duration_seconds', 'Time admission waited for one image verdict.', SECONDS_BUCKETS);
   readonly cacheHits = new Counter('trustgate_cache_hits_total', 'Verified trust data served from the cache.');
@@ -130,9 +183,85 @@ export class Metrics implements AdmissionMetrics {
     this.httpRequests.inc({ path, code: String(code) });
   }
 
+  policyResult(policy: string, mode: string, result: string): void {
+    this.policyResults.inc({ policy, mode, result });
+  }
+
+  rollbackRefused(server: string, repository: string): void {
+    this.rollbackRefusals.inc({ server, repository });
+  }
+
+  trustDataVerified(key: string, data: TrustDataSeries): void {
+    this.trustData.set(key, data);
+  }
+
+  trustDataForgotten(key: string): void {
+    this.trustData.delete(key);
+  }
+
+  /** Records a finished audit round: findings per namespace and result. */
+  audited(report: { pods: number; findings: Array<{ namespace: string; result: string }> }, at: Date): void {
+    const counts = new Map<string, [Labels, number]>();
+    for (const f of report.findings) {
+      const key = `${f.namespace}\n${f.result}`;
+      const seen = counts.get(key);
+      counts.set(key, [{ namespace: f.namespace, result: f.result }, (seen?.[1] ?? 0) + 1]);
+    }
+    this.auditCounts = counts;
+    this.auditLast = { at: at.getTime(), pods: report.pods };
+    this.auditRuns.inc({ result: 'ok' });
+  }
+
+  /** Where the policy counts come from (read when scraped). */
+  countPolicies(read: () => PolicyCount[]): void {
+    this.policyCounts = read;
+  }
+
+  private *policyCountSeries(): Iterable<[Labels, number]> {
+    let counts: PolicyCount[] = [];
+    try {
+      counts = this.policyCounts();
+    } catch {
+      // A scrape must not fail because one source of figures did.
+    }
+    for (const c of counts) yield [{ kind: c.kind, state: c.state }, c.count];
+  }
+
+  /** One series per server, repository and role; two root pins for one repository show the earlier expiry. */
+  private *expirySeries(): Iterable<[Labels, number]> {
+    const earliest = new Map<string, [Labels, number]>();
+    for (const d of this.trustData.values()) {
+      for (const e of d.expiries) {
+        const labels = { server: d.server, repository: d.repository, role: e.role };
+        const key = labelKey(labels);
+        const t = e.expires.getTime() / 1000;
+        const seen = earliest.get(key);
+        if (!seen || t < seen[1]) earliest.set(key, [labels, t]);
+      }
+    }
+    yield* earliest.values();
+  }
+
   render(): string {
     return (
-      [this.admissions, this.admissionDuration, this.verificationDuration, this.cacheHits, this.cacheMisses, this.trustServerErrors, this.httpRequests]
+      [
+        this.buildInfo,
+        this.admissions,
+        this.admissionDuration,
+        this.verificationDuration,
+        this.cacheHits,
+        this.cacheMisses,
+        this.trustServerErrors,
+        this.httpRequests,
+        this.policies,
+        this.policyResults,
+        this.rollbackRefusals,
+        this.trustDataExpiry,
+        this.auditFindings,
+        this.auditRuns,
+        this.auditLastRun,
+        this.auditPods,
+      ]
         .map((m) => m.render())
         .concat(processMemory())
         .join('\n') + '\n'

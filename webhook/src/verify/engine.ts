@@ -15,6 +15,7 @@ import { problemLines, type InvalidPolicy, type TrustPolicy } from '../policy/mo
 import { pinFromPem, TufError, type RootPin, type TrustedRepository } from '../tuf/index.js';
 import { budgetedSource, LoadWorkers, OverBudget, WorkerLoadError } from './load-workers.js';
 import { RepositoryCache, type Loader } from './repository-cache.js';
+import { roleExpiries, type RoleExpiry } from './expiry.js';
 import { TufTrust } from './tuf-trust.js';
 import type { SpecSource } from '../tufrepo/source.js';
 import type { SpecRepository } from '../tufrepo/updater.js';
@@ -37,6 +38,12 @@ export interface EngineMetrics {
   cacheMiss?(): void;
   trustServerError?(server: string, kind: string): void;
   verificationSeconds?(seconds: number): void;
+  /** Trust data of one repository was verified (`key` names the cache entry it lives in). */
+  trustDataVerified?(key: string, data: { server: string; repository: string; expiries: RoleExpiry[] }): void;
+  /** The cache let go of the entry `key`. */
+  trustDataForgotten?(key: string): void;
+  /** A trust server served metadata older than already trusted (TUF rollback), for this repository. */
+  rollbackRefused?(server: string, repository: string): void;
 }
 
 export interface EngineOptions {
@@ -91,6 +98,7 @@ export class VerificationEngine implements ImageVerifier {
     this.clock = opts.clock ?? (() => new Date());
     this.cache = opts.cache ?? new RepositoryCache({ clock: this.clock });
     this.versions = opts.versions ?? new MemoryVersionStore();
+    this.cache.onEvict((key) => this.opts.metrics?.trustDataForgotten?.(key));
     const c = this.cache;
     this.tuf = new TufTrust({
       cache: opts.tufCache ?? new RepositoryCache<SpecRepository>({ clock: this.clock, refreshIntervalMs: c.refreshIntervalMs, maxEntries: c.maxEntries, retryMs: c.retryMs, refreshWaitMs: c.refreshWaitMs }),
@@ -154,7 +162,7 @@ export class VerificationEngine implements ImageVerifier {
       return denied(image, image, { code: 'invalid-reference', reason: (e as Error).message });
     }
     const reference = formatReference(ref);
-    if (this.opts.isExempt?.(reference)) return { image, reference, allowed: true, passed: [], failures: [] };
+    if (this.opts.isExempt?.(reference)) return { image, reference, allowed: true, passed: [], failures: [], unverified: 'exempt' };
     // An invalid policy that covers the image (under either spelling of `host:443/x`) fails
     // it; an enforcing one decides without trust data, whatever broader valid policies say.
     const invalidPolicies = this.opts.policies.invalidFor?.(reference, namespace) ?? [];
@@ -167,7 +175,7 @@ export class VerificationEngine implements ImageVerifier {
       if (alias) return alias;
     }
     if (policies.length === 0) {
-      if (this.opts.allowUnmatched) return { image, reference, allowed: true, passed: [], failures: invalid };
+      if (this.opts.allowUnmatched) return { image, reference, allowed: true, passed: [], failures: invalid, unverified: 'unmatched' };
       const none = denied(image, reference, { code: 'no-policy', reason: `no TrustPolicy or ClusterTrustPolicy matches ${reference}` });
       return { ...none, failures: [...none.failures, ...invalid] };
     }
@@ -180,13 +188,42 @@ export class VerificationEngine implements ImageVerifier {
     try {
       const repository = repositoryOf(policy, ref);
       const { pin, id: pinId } = this.pinOf(policy);
-      const cached = await raceAbort(this.cache.get(`${repository}|${pinId}`, this.loader(policy, ref.name, repository, pin), maxAgeOf(policy)), signal, () => new DeadlineError());
+      const key = `${repository}|${pinId}`;
+      const cached = await raceAbort(this.cache.get(key, this.loader(policy, ref.name, repository, pin, key), maxAgeOf(policy)), signal, () => new DeadlineError());
       if (cached.hit) this.opts.metrics?.cacheHit?.();
       else this.opts.metrics?.cacheMiss?.();
       return this.judge(policy, ref, cached.repo);
     } catch (e) {
       return outcomeOfError(policy, e);
     }
+  }
+
+  /**
+   * When what vouches for this image stops being trusted: the earliest expiry among the
+   * top-level roles and the roles that signed it, under each policy that accepts it, from
+   * warm trust data (call after verifying); undefined when nothing warm accepts it.
+   */
+  expiresAt(image: string, namespace: string | undefined): { at: Date; role: string; policy: PolicyRef } | undefined {
+    const plan = this.plan(image, namespace);
+    if (!('policies' in plan)) return undefined;
+    let best: { at: Date; role: string; policy: PolicyRef } | undefined;
+    for (const policy of plan.policies) {
+      // Notary repositories only: TUF 1.0 (protocol tuf) trust data has no forecast yet.
+      if (policy.spec.trustServer.protocol === 'tuf') continue;
+      let repo: TrustedRepository | undefined;
+      try {
+        repo = this.cache.peek(`${repositoryOf(policy, plan.ref)}|${this.pinOf(policy).id}`, maxAgeOf(policy))?.repo;
+      } catch {
+        continue;
+      }
+      const outcome = repo && this.judge(policy, plan.ref, repo);
+      if (!repo || !outcome?.digest) continue;
+      const used = new Set(['root', 'timestamp', 'snapshot', 'targets', ...(outcome.roles ?? [])]);
+      for (const e of roleExpiries(repo)) {
+        if (used.has(e.role) && (!best || e.expires < best.at)) best = { at: e.expires, role: e.role, policy: policyRef(policy) };
+      }
+    }
+    return best;
   }
 
   /** Verify under one TUF 1.0 policy; never throws. */
@@ -238,18 +275,21 @@ export class VerificationEngine implements ImageVerifier {
     }
   }
 
-  private loader(policy: TrustPolicy, gun: string, repository: string, pin: RootPin): Loader {
+  private loader(policy: TrustPolicy, gun: string, repository: string, pin: RootPin, key: string): Loader {
     return async (previous) => {
       const source = await this.opts.sourceFor(policy, gun);
+      const server = policy.spec.trustServer.url;
       try {
         const scope = policy.kind === 'TrustPolicy' ? 'namespaced' : 'cluster';
         const repo = await this.limits.runLoad(scope, source, (limited) => this.load(limited, pin, repository, previous));
         this.versions.record(repository, repo);
+        this.opts.metrics?.trustDataVerified?.(key, { server, repository: gun, expiries: roleExpiries(repo) });
         return repo;
       } catch (e) {
-        if (e instanceof FetchError) this.opts.metrics?.trustServerError?.(policy.spec.trustServer.url, e.kind);
+        if (e instanceof FetchError) this.opts.metrics?.trustServerError?.(server, e.kind);
+        if (e instanceof TufError && e.code === 'rollback') this.opts.metrics?.rollbackRefused?.(server, gun);
         // A server whose data a worker could not verify within its memory or time.
-        if (e instanceof WorkerLoadError) this.opts.metrics?.trustServerError?.(policy.spec.trustServer.url, e.code === 'too-large' ? 'worker-memory' : `worker-${e.code}`);
+        if (e instanceof WorkerLoadError) this.opts.metrics?.trustServerError?.(server, e.code === 'too-large' ? 'worker-memory' : `worker-${e.code}`);
         throw e;
       }
     };
@@ -373,6 +413,10 @@ function compose(image: string, reference: string, ref: ImageReference, outcomes
   const failures = [...invalid, ...outcomes.flatMap((o) => (o.failure ? [o.failure] : []))];
   const passed = outcomes.filter((o) => o.digest);
   const digests = new Set(passed.map((o) => o.digest!));
+  const results = (pass: boolean) => [
+    ...invalid.map((f) => ({ policy: f.policy, mode: f.mode, result: 'fail' as const })),
+    ...outcomes.map((o) => ({ policy: policyRef(o.policy), mode: o.policy.spec.mode, result: pass && o.digest ? ('pass' as const) : ('fail' as const) })),
+  ];
   if (digests.size > 1) {
     // Two trust sources disagree on what this tag is: nothing can be pinned safely.
     const detail = passed.map((o) => `${policyRef(o.policy).name}: ${o.digest}`).join('; ');
@@ -385,11 +429,11 @@ function compose(image: string, reference: string, ref: ImageReference, outcomes
         reason: `policies sign different digests for ${reference} (${detail})`,
       });
     }
-    return { image, reference, allowed: false, passed: [], failures };
+    return { image, reference, allowed: false, passed: [], failures, policyResults: results(false) };
   }
   const allowed = !failures.some((f) => f.mode === 'enforce');
   const digest = [...digests][0];
-  const verdict: ImageVerdict = { image, reference, allowed, passed: passed.map((o) => policyRef(o.policy)), failures };
+  const verdict: ImageVerdict = { image, reference, allowed, passed: passed.map((o) => policyRef(o.policy)), failures, policyResults: results(true) };
   // Pin only what every enforcing policy vouched for.
   if (allowed && digest) {
     verdict.digest = digest;

@@ -81,6 +81,7 @@ export class RepositoryCache<R extends Expiring = TrustedRepository> {
   readonly maxBackoffMs: number;
   readonly maxFailures: number;
   private readonly clock: () => Date;
+  private readonly evicted = new Set<(key: string) => void>();
 
   constructor(opts: CacheOptions = {}) {
     this.refreshIntervalMs = opts.refreshIntervalMs ?? 60_000;
@@ -95,6 +96,11 @@ export class RepositoryCache<R extends Expiring = TrustedRepository> {
 
   get size(): number {
     return this.entries.size;
+  }
+
+  /** Calls `listener` with the key of each entry the size bound pushes out, so what is derived from it (gauges) stays bounded too. */
+  onEvict(listener: (key: string) => void): void {
+    this.evicted.add(listener);
   }
 
   /**
@@ -204,6 +210,7 @@ export class RepositoryCache<R extends Expiring = TrustedRepository> {
     while (this.entries.size > this.maxEntries) {
       const oldest = this.entries.keys().next().value as string;
       this.entries.delete(oldest);
+      for (const l of this.evicted) l(oldest);
     }
     return entry;
   }

@@ -41,6 +41,16 @@ export interface ImageVerdict {
   passed: PolicyRef[];
   /** Every failure, enforce/warn/audit alike; the caller turns them into denials, warnings, annotations. */
   failures: PolicyFailure[];
+  /** Each policy that judged the image, with its mode: what per-policy metrics and logs report. */
+  policyResults?: PolicyResult[];
+  /** Set when the image is allowed without any verification, and why: an exemption, or no policy matched under --allow-unmatched. */
+  unverified?: 'exempt' | 'unmatched';
+}
+
+export interface PolicyResult {
+  policy: PolicyRef;
+  mode: Mode;
+  result: 'pass' | 'fail';
 }
 
 export interface ImageVerifier {

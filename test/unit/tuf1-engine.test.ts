@@ -114,4 +114,32 @@ describe('TUF 1.0 through the engine', () => {
     expect(versions.recorded).to.equal(afterFirst + 1);
     expect(versions.floor(key).get(mark('team-b'))).to.equal(4);
   });
+
+  it('exports the expiry of every role verified, delegated roles as lookups load them, and forgets them on eviction', async () => {
+    const { repo, source, policy: make } = setup();
+    (repo.targets.get('team-a')!.signed as { expires: string }).expires = repo.expiresIn(2);
+    const fresh = new MemorySpecSource(repo.publish());
+    const policy = make();
+    const seen = new Map<string, { server: string; repository: string; expiries: Array<{ role: string; expires: Date }> }>();
+    const forgotten: string[] = [];
+    const engine = new VerificationEngine({
+      policies: { policiesFor: () => [policy] },
+      sourceFor: () => {
+        throw new Error('no Notary policy here');
+      },
+      tufSourceFor: () => fresh,
+      clock: () => repo.now,
+      metrics: { trustDataVerified: (key, data) => seen.set(key, data), trustDataForgotten: (key) => forgotten.push(key) },
+    });
+    expect(await engine.verifyImage(`${REG}/a/app:1`, 'default', AbortSignal.timeout(5000))).to.deep.include({ allowed: true });
+    expect(seen.size).to.equal(1);
+    const [series] = [...seen.values()];
+    expect(series!.server).to.equal(policy.spec.trustServer.url);
+    const byRole = new Map(series!.expiries.map((e) => [e.role, e.expires.getTime()]));
+    expect([...byRole.keys()].sort()).to.deep.equal(['root', 'snapshot', 'targets', 'team-a', 'timestamp']);
+    expect(byRole.get('team-a')).to.equal(new Date(repo.expiresIn(2)).getTime());
+    expect(byRole.get('timestamp')).to.equal(new Date(repo.expiresIn(1)).getTime());
+    void source;
+    expect(forgotten).to.deep.equal([]);
+  });
 });

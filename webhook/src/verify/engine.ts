@@ -100,12 +100,15 @@ export class VerificationEngine implements ImageVerifier {
     this.versions = opts.versions ?? new MemoryVersionStore();
     this.cache.onEvict((key) => this.opts.metrics?.trustDataForgotten?.(key));
     const c = this.cache;
+    const tufCache = opts.tufCache ?? new RepositoryCache<SpecRepository>({ clock: this.clock, refreshIntervalMs: c.refreshIntervalMs, maxEntries: c.maxEntries, retryMs: c.retryMs, refreshWaitMs: c.refreshWaitMs });
+    tufCache.onEvict((key) => this.opts.metrics?.trustDataForgotten?.(key));
     this.tuf = new TufTrust({
-      cache: opts.tufCache ?? new RepositoryCache<SpecRepository>({ clock: this.clock, refreshIntervalMs: c.refreshIntervalMs, maxEntries: c.maxEntries, retryMs: c.retryMs, refreshWaitMs: c.refreshWaitMs }),
+      cache: tufCache,
       versions: this.versions,
       clock: this.clock,
       ...(opts.tufSourceFor ? { sourceFor: opts.tufSourceFor } : {}),
       onFetchError: (server, kind) => opts.metrics?.trustServerError?.(server, kind),
+      onVerified: (key, data) => opts.metrics?.trustDataVerified?.(key, data),
     });
     this.limits = opts.limits ?? new TrustServerLimits();
     if (opts.workers) this.workers = opts.workers;

@@ -4,6 +4,7 @@
  * ancestors, so its forecast is the earliest expiry on its way up to targets.
  */
 import type { TrustedRepository } from '../tuf/index.js';
+import type { SpecRepository } from '../tufrepo/updater.js';
 
 export interface RoleExpiry {
   role: string;
@@ -23,6 +24,24 @@ export function roleExpiries(repo: TrustedRepository): RoleExpiry[] {
     let t = d.meta.expires.getTime();
     for (let up = delegations.get(d.parent); up; up = delegations.get(up.parent)) t = Math.min(t, up.meta.expires.getTime());
     out.push({ role: name, expires: new Date(Math.min(t, targets.meta.expires.getTime())) });
+  }
+  return out;
+}
+
+/**
+ * The same for a TUF 1.0 repository: the top-level roles and every delegated role verified so
+ * far (lookups load them as they need them), a delegation bounded by targets' expiry.
+ */
+export function specRoleExpiries(repo: SpecRepository): RoleExpiry[] {
+  const t = repo.trusted;
+  const top = t.targets();
+  const out: RoleExpiry[] = [{ role: 'root', expires: t.root.expires }];
+  if (t.timestamp) out.push({ role: 'timestamp', expires: t.timestamp.expires });
+  if (t.snapshot) out.push({ role: 'snapshot', expires: t.snapshot.expires });
+  if (top) out.push({ role: 'targets', expires: top.expires });
+  for (const [role, meta] of t.loadedTargets()) {
+    if (role === 'targets') continue;
+    out.push({ role, expires: new Date(Math.min(meta.expires.getTime(), top?.expires.getTime() ?? Infinity)) });
   }
   return out;
 }

@@ -16,6 +16,7 @@ import { FetchError, type SpecSource } from '../tufrepo/source.js';
 import { NeedsRole, refreshSpecRepository, type SpecBootstrap, type SpecRepository, type SpecUpdaterConfig } from '../tufrepo/updater.js';
 import type { CachedRepository, RepositoryCache } from './repository-cache.js';
 import type { ImageTarget, SignedDigest } from './signed-digest.js';
+import { specRoleExpiries, type RoleExpiry } from './expiry.js';
 import { tufSignedDigest, tufSignedDigestLoaded } from './tuf-digest.js';
 import type { VersionStore } from './version-store.js';
 
@@ -27,6 +28,8 @@ export interface TufTrustOptions {
   sourceFor?: (policy: TrustPolicy) => SpecSource;
   config?: Partial<SpecUpdaterConfig>;
   onFetchError?: (server: string, kind: string) => void;
+  /** A load or a lookup verified trust data: its roles' expiries (the expiry gauge; a TUF repository's `repository` label is its URL). */
+  onVerified?: (key: string, data: { server: string; repository: string; expiries: RoleExpiry[] }) => void;
 }
 
 const MAX_SOURCES = 256;
@@ -79,8 +82,17 @@ export class TufTrust {
     } finally {
       // Lookups load delegated roles lazily: their versions become marks too. Only then:
       // the marks of a warm lookup are those already recorded (and computing them hashes keys).
-      if (repo.rolesVerified !== verified) this.opts.versions.recordVersions(this.repositoryKey(policy), repo.versionFloor());
+      if (repo.rolesVerified !== verified) {
+        this.opts.versions.recordVersions(this.repositoryKey(policy), repo.versionFloor());
+        this.verified(policy, repo);
+      }
     }
+  }
+
+  /** The expiry forecast of what was just verified (the gauge's series for this repository). */
+  private verified(policy: TrustPolicy, repo: SpecRepository): void {
+    const url = policy.spec.trustServer.url;
+    this.opts.onVerified?.(`${this.repositoryKey(policy)}|${this.bootstrapOf(policy).id}`, { server: url, repository: url, expiries: specRoleExpiries(repo) });
   }
 
   private repositoryKey(policy: TrustPolicy): string {
@@ -98,6 +110,7 @@ export class TufTrust {
         ...(this.opts.config ? { config: this.opts.config } : {}),
       });
       this.opts.versions.recordVersions(key, repo.versionFloor());
+      this.verified(policy, repo);
       return repo;
     } catch (e) {
       if (e instanceof FetchError) this.opts.onFetchError?.(source.server, e.kind);

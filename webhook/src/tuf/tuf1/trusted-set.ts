@@ -114,6 +114,11 @@ export class SpecTrustedSet {
     return this.targetsByRole.get(role);
   }
 
+  /** Every targets role trusted so far, top-level targets first. */
+  loadedTargets(): ReadonlyMap<string, SpecTargets> {
+    return this.targetsByRole;
+  }
+
   /** §5.3.3-§5.3.9: the next version of root, signed by the old and the new root keys. */
   updateRoot(bytes: Uint8Array): SpecRoot {
     if (this.timestampMeta) throw new Error('root cannot change after timestamp is trusted');

@@ -115,10 +115,13 @@ describe('CLI with TUF 1.0 policies (verify, check, tuf target)', function () {
     const text = await runCli(['inspect', `${REG}/payments/api:1.4`, '--policy', policyFile, '--metadata-dir', metadata]);
     expect(text.code, text.stderr).to.equal(0);
     expect(text.stdout).to.contain('TUF 1.0 repository').and.contain('Role payments-release (delegated by targets;').and.contain(`1.4`).and.contain(DIGEST);
+    // The forecast, soonest first: the timestamp (1 day) before anything else.
+    expect(text.stdout).to.match(/Expiry forecast \(soonest first\):\n  timestamp expires in (23 hours|1 day)/);
     const json = await runCli(['inspect', `${REG}/payments/api:1.4`, '--policy', policyFile, '--metadata-dir', metadata, '--output', 'json']);
     expect(json.code, json.stderr).to.equal(0);
     const doc = JSON.parse(json.stdout) as { protocol: string; roles: Array<{ role: string; targets: Array<{ name: string; digest: string }> }> };
     expect(doc.protocol).to.equal('tuf');
+    expect((doc as unknown as { forecast: Array<{ role: string }> }).forecast.map((f) => f.role)).to.include.members(['root', 'timestamp', 'snapshot', 'targets', 'payments-release']);
     expect(doc.roles.map((r) => r.role)).to.deep.equal(['targets', 'payments-release']);
     expect(doc.roles[1]!.targets).to.deep.equal([{ name: '1.4', digest: DIGEST, length: Buffer.byteLength(MANIFEST) }]);
   });

@@ -9,6 +9,7 @@ import { pinFromPem } from '../tuf/index.js';
 import { SpecHttpSource } from '../tufrepo/http-source.js';
 import type { SpecSource } from '../tufrepo/source.js';
 import { refreshSpecRepository } from '../tufrepo/updater.js';
+import { describeExpiry, specRoleExpiries } from '../verify/expiry.js';
 
 export interface TufReport {
   name: string;
@@ -16,6 +17,8 @@ export interface TufReport {
   server: string;
   policies: string[];
   expires: string;
+  /** When each verified role stops being trusted, soonest first. */
+  forecast: Array<{ role: string; expires: string }>;
   roles: Array<{ role: string; delegatedBy: string; expires: string; targets: Array<{ name: string; digest: string; length: number }> }>;
   administrativeKeys: { root: readonly string[]; targets: readonly string[]; snapshot: readonly string[]; timestamp: readonly string[] };
   versions: { root: number; timestamp: number; snapshot: number };
@@ -41,6 +44,9 @@ export async function tufReport(ref: ImageReference, policies: TrustPolicy[], so
       server: src.server,
       policies: policies.map(policyId),
       expires: repo.expires.toISOString(),
+      forecast: specRoleExpiries(repo)
+        .sort((a, b) => a.expires.getTime() - b.expires.getTime() || a.role.localeCompare(b.role))
+        .map((e) => ({ role: e.role, expires: e.expires.toISOString() })),
       roles: roles.map((r) => ({
         role: r.role,
         delegatedBy: r.parent,
@@ -55,8 +61,9 @@ export async function tufReport(ref: ImageReference, policies: TrustPolicy[], so
   }
 }
 
-export function tufReportText(r: TufReport): string {
+export function tufReportText(r: TufReport, now: Date): string {
   const lines = [`Signatures for ${r.name} (TUF 1.0 repository ${r.server}, metadata valid until ${r.expires}; policies ${r.policies.join(', ')})`, ''];
+  lines.push('Expiry forecast (soonest first):', ...r.forecast.map((f) => `  ${describeExpiry({ role: f.role, expires: new Date(f.expires) }, now)}`), '');
   for (const role of r.roles) {
     lines.push(`Role ${role.role} (delegated by ${role.delegatedBy}; expires ${role.expires})`);
     if (role.targets.length === 0) lines.push('  (no signed tags of this repository)');

@@ -158,7 +158,7 @@ export async function inspectCommand(argv: string[], env: Env): Promise<number> 
     // One document: the report itself in the common case of one trust source.
     if (reports.length > 0) process.stdout.write(JSON.stringify(reports.length === 1 ? reports[0] : { name: ref.name, reports }, null, 2) + '\n');
   } else {
-    process.stdout.write(reports.map((r) => ('protocol' in r ? tufReportText(r) : text(r, c.clock()))).join('\n'));
+    process.stdout.write(reports.map((r) => ('protocol' in r ? tufReportText(r, c.clock()) : text(r, c.clock()))).join('\n'));
   }
   return failed ? 1 : 0;
 }

@@ -10,10 +10,10 @@
  */
 import { statSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { DEFAULT_SERVER_LIMITS, DEFAULT_TOTAL_BYTES_IN_FLIGHT, type ServerLimits } from '../notary/server-limits.js';
+import { DEFAULT_SERVER_LIMITS, DEFAULT_TOTAL_BYTES_IN_FLIGHT, DEFAULT_WORKER_MEMORY_MB, type ServerLimits } from '../notary/server-limits.js';
 import { exemptionProblems } from '../policy/exemption.js';
-import { MAX_TARGETS_BYTES } from '../tuf/index.js';
-import { DEFAULT_WORKER_MEMORY_MB } from '../verify/load-workers.js';
+// The caps alone: settings load on every start, --version included, and must stay light.
+import { MAX_TARGETS_BYTES } from '../tuf/caps.js';
 import { isLogLevel, LOG_LEVELS, type LogLevel } from '../server/log.js';
 import { UsageError } from './usage.js';
 

@@ -28,6 +28,9 @@ export const DEFAULT_SERVER_LIMITS: Readonly<Record<PolicyScope, Readonly<Server
   cluster: { maxConcurrentLoads: 16, maxBytesInFlight: 48 * MiB, maxMetadataBytes: 32 * MiB },
   namespaced: { maxConcurrentLoads: 2, maxBytesInFlight: 16 * MiB, maxMetadataBytes: 8 * MiB },
 };
+/** V8 old-generation limit (MB) of a verification worker (verify/load-workers.ts): the memory one load may use. */
+export const DEFAULT_WORKER_MEMORY_MB = 64;
+
 export const DEFAULT_TOTAL_BYTES_IN_FLIGHT = 48 * MiB;
 
 /** The flag that sets each limit, named in refusals so an admin knows what to change. */

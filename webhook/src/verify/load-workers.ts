@@ -21,7 +21,8 @@ export interface LoadWorkersOptions {
   jobTimeoutMs?: number;
 }
 
-export const DEFAULT_WORKER_MEMORY_MB = 64;
+export { DEFAULT_WORKER_MEMORY_MB } from '../notary/server-limits.js';
+import { DEFAULT_WORKER_MEMORY_MB } from '../notary/server-limits.js';
 const DEFAULT_JOB_TIMEOUT_MS = 60_000;
 
 /** A load that could not finish in a worker: out of memory, out of time, or the worker died. */

@@ -1,23 +1,28 @@
 // AdmissionReview in, AdmissionReview out. One handler per webhook: the mutating one pins
 // Pod images to signed digests, the validating one re-checks the final object (a later
 // mutating webhook could have swapped an image) and workload pod templates.
+import { isObject } from '../common/is-object.js';
 import { parseReference } from '../images/reference.js';
 import { imagesOf, isPodKind, podSpecPath, WorkloadError, type ImageUse } from '../images/workloads.js';
-import type { ImageVerdict, ImageVerifier } from '../verify/types.js';
+import type { ImageVerifier } from '../verify/types.js';
 import { encodePatch, ORIGINAL_IMAGES_ANNOTATION, pinPatch, type Pin } from './patch.js';
 import { auditAnnotations, decisionMode, denyLines, isDenied, policyLabel, unverifiedAnnotations, unverifiedWarnings, warnings, type ImageOutcome } from './report.js';
-import { isObject, parseReview, review, ReviewError } from './review.js';
+import { parseReview, review, ReviewError } from './review.js';
 import {
   noMetrics,
+  secondsSince,
   silentLogger,
   type AdmissionMetrics,
   type AdmissionRequest,
   type AdmissionResponse,
+  type AdmissionResult,
   type AdmissionReviewResponse,
   type DecisionMode,
+  type LogFields,
   type Logger,
   type WebhookName,
 } from './types.js';
+import { verifyCached, verifyUnderDeadline, type Settled, type VerifyStep } from './verify-images.js';
 
 export const DEFAULT_DEADLINE_MS = 8000;
 
@@ -43,8 +48,6 @@ export interface RequestOptions {
   deadlineMs?: number;
 }
 
-type Settled = { verdict: ImageVerdict; problem?: undefined } | { problem: string; verdict?: undefined };
-
 interface Decision {
   response: AdmissionResponse;
   mode: DecisionMode;
@@ -54,237 +57,225 @@ interface Decision {
   outcomes?: ImageOutcome[];
 }
 
+/** The images of a request that need trust, and where each is used. */
+interface ImagesToVerify {
+  pod: boolean;
+  uses: ImageUse[];
+  distinct: string[];
+}
+
+/** What every step may read: the handler's options, resolved once. */
+interface Steps extends VerifyStep {
+  log: Logger;
+  webhook: WebhookName;
+  mutate: boolean;
+  annotationKey: string;
+  deadlineMs: number;
+}
+
+/**
+ * The chain every review goes through: parseReview -> imagesToVerify -> verifyCached (warm,
+ * synchronous) and verifyUnderDeadline (the rest) -> decide (verdict, warnings, audit
+ * annotations, pins) -> respond (metrics, log line, review). Only the images that need I/O
+ * cost a promise or a timer.
+ */
 export function createAdmissionHandler(opts: AdmissionHandlerOptions): AdmissionHandler {
   const deadlineMs = opts.deadlineMs ?? DEFAULT_DEADLINE_MS;
   if (!Number.isFinite(deadlineMs) || deadlineMs <= 0) throw new RangeError(`deadlineMs must be a positive number, got ${deadlineMs}`);
-  const log = opts.log ?? silentLogger;
-  const metrics = opts.metrics ?? noMetrics;
-  const webhook: WebhookName = opts.mutate ? 'mutate' : 'validate';
-  const annotationKey = opts.annotationKey ?? ORIGINAL_IMAGES_ANNOTATION;
+  const steps: Steps = {
+    verifier: opts.verifier,
+    metrics: opts.metrics ?? noMetrics,
+    log: opts.log ?? silentLogger,
+    webhook: opts.mutate ? 'mutate' : 'validate',
+    mutate: opts.mutate,
+    annotationKey: opts.annotationKey ?? ORIGINAL_IMAGES_ANNOTATION,
+    deadlineMs,
+  };
 
   return async (body, signal, requestOptions) => {
-    const given = requestOptions?.deadlineMs;
-    const budget = given !== undefined && Number.isFinite(given) && given > 0 ? Math.min(given, deadlineMs) : deadlineMs;
     const started = performance.now();
     let req: AdmissionRequest;
     try {
       req = parseReview(body);
     } catch (e) {
-      if (!(e instanceof ReviewError) || e.uid === undefined) {
-        metrics.admission({ operation: 'unknown', result: 'invalid', mode: 'none', webhook }, seconds(started));
-        log.warn('malformed admission review', { webhook, error: (e as Error).message });
-        throw e;
-      }
-      const response = invalid(e.uid, e.message);
-      metrics.admission({ operation: 'unknown', result: 'invalid', mode: 'none', webhook }, seconds(started));
-      log.warn('admission', { webhook, uid: e.uid, result: 'invalid', reason: e.message, durationMs: ms(started) });
-      return review(response);
+      return refuseReview(steps, e, started);
     }
-
-    const decision = await decide(req, signal, budget);
-    const unverified = (decision.outcomes ?? []).filter((o) => o.verdict?.unverified !== undefined);
-    const result = decision.response.allowed ? (unverified.length > 0 ? 'unverified' : 'allowed') : decision.response.status?.code === 400 ? 'invalid' : 'denied';
-    metrics.admission({ operation: req.operation, result, mode: decision.mode, webhook }, seconds(started));
-    for (const o of decision.outcomes ?? []) for (const r of o.verdict?.policyResults ?? []) metrics.policyResult?.(policyLabel(r.policy), r.mode, r.result);
-    // A denial is something an operator may have to act on; an allow is routine.
-    const level = result === 'allowed' ? 'info' : 'warn';
-    log[level]('admission', {
-      webhook,
-      uid: req.uid,
-      kind: req.kind.kind,
-      namespace: req.namespace,
-      name: objectName(req),
-      operation: req.operation,
-      ...(req.subResource ? { subResource: req.subResource } : {}),
-      dryRun: req.dryRun,
-      images: decision.images,
-      result,
-      mode: decision.mode,
-      ...(decision.note ? { note: decision.note } : {}),
-      ...(decision.response.patch ? { patched: true } : {}),
-      ...pinnedAndPolicies(decision.outcomes),
-      ...(unverified.length > 0 ? { unverified: Object.fromEntries(unverified.map((o) => [o.image, o.verdict!.unverified!])) } : {}),
-      ...(decision.response.allowed ? {} : { message: decision.response.status?.message }),
-      ...(decision.response.warnings ? { warnings: decision.response.warnings } : {}),
-      durationMs: ms(started),
-    });
-    return review(decision.response);
-  };
-
-  async function decide(req: AdmissionRequest, signal: AbortSignal | undefined, budget: number): Promise<Decision> {
-    const allow = (note: string, images: string[] = []): Decision => ({ response: { uid: req.uid, allowed: true }, mode: 'none', images, note });
-    if (req.operation === 'DELETE' || req.operation === 'CONNECT') return allow(`${req.operation} is not checked`);
-    const gk = { group: req.kind.group, kind: req.kind.kind };
-    if (podSpecPath(gk) === undefined) return allow(`kind ${req.kind.kind} is not checked`);
-    const pod = isPodKind(gk);
-    // Pod subresources other than ephemeralcontainers (status, binding, eviction...) cannot
-    // change what runs; neither can a workload's scale or status.
-    if (req.subResource !== undefined && !(pod && req.subResource === 'ephemeralcontainers')) {
-      return allow(`subresource ${req.subResource} is not checked`);
-    }
-
-    let uses: ImageUse[];
-    try {
-      uses = imagesOf(gk, req.object);
-    } catch (e) {
-      if (!(e instanceof WorkloadError)) throw e;
-      return { response: invalid(req.uid, `trustgate cannot read the images of this ${req.kind.kind}: ${e.message}`), mode: 'none', images: [] };
-    }
-    let distinct = [...new Set(uses.map((u) => u.image))];
-    if (req.operation === 'UPDATE') {
-      // Only images new in this update need trust. Leaving the others alone also matters for
-      // pinning: the kubelet restarts a running container whose image field changes.
-      const old = imagesOfOld(gk, req.oldObject);
-      if (old) {
-        distinct = distinct.filter((i) => !old.has(i));
-        uses = uses.filter((u) => !old.has(u.image));
-        if (distinct.length === 0) return allow('no new images', []);
-      }
-    }
-    if (distinct.length === 0) return allow('no images', distinct);
-
-    const outcomes = await verifyAll(req, uses, distinct, signal, budget);
-    const denied = outcomes.filter(isDenied);
-    const warn = [...warnings(outcomes), ...unverifiedWarnings(outcomes)];
-    const audit = { ...auditAnnotations(outcomes), ...unverifiedAnnotations(outcomes) };
-    for (const value of Object.values(audit)) log.warn('audit-mode policy failure', { uid: req.uid, webhook, detail: value });
-    const extras: Partial<AdmissionResponse> = {};
-    if (warn.length > 0) extras.warnings = warn;
-    if (Object.keys(audit).length > 0) extras.auditAnnotations = audit;
-
-    if (denied.length > 0) {
-      return {
-        response: { uid: req.uid, allowed: false, status: { code: 403, reason: 'Forbidden', message: denyLines(outcomes).join('\n') }, ...extras },
-        mode: 'enforce',
-        images: distinct,
-        outcomes,
-      };
-    }
-    const mode: DecisionMode = decisionMode(outcomes);
-    const response: AdmissionResponse = { uid: req.uid, allowed: true, ...extras };
-    if (opts.mutate && pod && isObject(req.object)) {
-      const ops = pinPatch(req.object, pinsFor(outcomes), annotationKey, req.operation === 'UPDATE' ? req.oldObject : undefined);
-      if (ops.length > 0) {
-        response.patchType = 'JSONPatch';
-        response.patch = encodePatch(ops);
-      }
-    }
-    return { response, mode, images: distinct, outcomes };
-  }
-
-  /**
-   * Verifies each distinct image once: from warm trust data without waiting where the
-   * verifier can, the rest all at once under the deadline.
-   */
-  async function verifyAll(req: AdmissionRequest, uses: ImageUse[], distinct: string[], outer: AbortSignal | undefined, budget: number): Promise<ImageOutcome[]> {
+    const work = imagesToVerify(req);
+    if ('response' in work) return respond(steps, req, work, started);
     const namespace = req.namespace === '' ? undefined : req.namespace;
     const settled = new Map<string, Settled>();
-    const waiting: string[] = [];
-    for (const image of distinct) {
-      const t0 = performance.now();
-      let verdict: ImageVerdict | undefined;
-      try {
-        verdict = opts.verifier.verifyCached?.(image, namespace);
-      } catch {
-        // verifyImage gives the same error with its full account.
-      }
-      if (verdict === undefined) {
-        waiting.push(image);
-        continue;
-      }
-      metrics.imageVerificationSeconds(seconds(t0));
-      const bad = verdictProblem(verdict, image);
-      settled.set(image, bad ? { problem: bad } : { verdict });
-    }
-    const late = waiting.length > 0 ? await waitFor(waiting, namespace, settled, outer, budget) : undefined;
-    return distinct.map((image): ImageOutcome => {
-      const s = settled.get(image);
-      const mine = uses.filter((u) => u.image === image);
-      if (s?.verdict) return { image, uses: mine, verdict: s.verdict };
-      return { image, uses: mine, problem: s ? s.problem : late! };
-    });
+    const waiting = verifyCached(steps, work.distinct, namespace, settled);
+    const late = waiting.length > 0 ? await verifyUnderDeadline(steps, waiting, namespace, settled, signal, budgetOf(steps, requestOptions)) : undefined;
+    return respond(steps, req, decide(steps, req, work, outcomesOf(work, settled, late)), started);
+  };
+}
+
+/** A review that cannot be read: answered as invalid when it has a uid, else thrown for the HTTP layer's 400. */
+function refuseReview(steps: Steps, e: unknown, started: number): AdmissionReviewResponse {
+  const { metrics, log, webhook } = steps;
+  if (!(e instanceof ReviewError) || e.uid === undefined) {
+    metrics.admission({ operation: 'unknown', result: 'invalid', mode: 'none', webhook }, secondsSince(started));
+    log.warn('malformed admission review', { webhook, error: (e as Error).message });
+    throw e;
+  }
+  const response = invalid(e.uid, e.message);
+  metrics.admission({ operation: 'unknown', result: 'invalid', mode: 'none', webhook }, secondsSince(started));
+  log.warn('admission', { webhook, uid: e.uid, result: 'invalid', reason: e.message, durationMs: ms(started) });
+  return review(response);
+}
+
+/** This request's budget: the API server's own timeout may tighten the configured deadline, never widen it. */
+function budgetOf(steps: Steps, requestOptions: RequestOptions | undefined): number {
+  const given = requestOptions?.deadlineMs;
+  return given !== undefined && Number.isFinite(given) && given > 0 ? Math.min(given, steps.deadlineMs) : steps.deadlineMs;
+}
+
+/** The images that need trust, or the decision when there are none (or they cannot be read). */
+function imagesToVerify(req: AdmissionRequest): ImagesToVerify | Decision {
+  const allow = (note: string, images: string[] = []): Decision => ({ response: { uid: req.uid, allowed: true }, mode: 'none', images, note });
+  if (req.operation === 'DELETE' || req.operation === 'CONNECT') return allow(`${req.operation} is not checked`);
+  const gk = { group: req.kind.group, kind: req.kind.kind };
+  if (podSpecPath(gk) === undefined) return allow(`kind ${req.kind.kind} is not checked`);
+  const pod = isPodKind(gk);
+  // Pod subresources other than ephemeralcontainers (status, binding, eviction...) cannot
+  // change what runs; neither can a workload's scale or status.
+  if (req.subResource !== undefined && !(pod && req.subResource === 'ephemeralcontainers')) {
+    return allow(`subresource ${req.subResource} is not checked`);
   }
 
-  /**
-   * Verifies images that need I/O, all at once, and stops waiting at the deadline even if
-   * the verifier ignores the abort signal. Fills `settled` with what was known in time and
-   * returns the problem to report for images without a verdict.
-   */
-  async function waitFor(images: string[], namespace: string | undefined, settled: Map<string, Settled>, outer: AbortSignal | undefined, budget: number): Promise<string> {
-    const controller = new AbortController();
-    let stop!: () => void;
-    const stopped = new Promise<void>((resolve) => (stop = resolve));
-    const abort = (why: string) => {
-      controller.abort(new Error(why));
-      stop();
-    };
-    const timer = setTimeout(() => abort('deadline'), budget);
-    const onOuter = () => abort('cancelled');
-    if (outer?.aborted) onOuter();
-    else outer?.addEventListener('abort', onOuter, { once: true });
-
-    const found = new Map<string, Settled>();
-    // Each image's wait is observed once: when its verdict arrives, or when we stop waiting.
-    const timed = new Set<string>();
-    const t0 = performance.now();
-    const observe = (image: string) => {
-      if (timed.has(image)) return;
-      timed.add(image);
-      metrics.imageVerificationSeconds(seconds(t0));
-    };
-    const one = async (image: string) => {
-      try {
-        const verdict = await opts.verifier.verifyImage(image, namespace, controller.signal);
-        const bad = verdictProblem(verdict, image);
-        // An allow that comes back after the deadline was not known in time; a denial is kept,
-        // since the verifier's own account of the timeout names the policy and the server.
-        if (controller.signal.aborted && (bad || verdict.allowed !== false)) return;
-        found.set(image, bad ? { problem: bad } : { verdict });
-      } catch (e) {
-        if (controller.signal.aborted) return;
-        found.set(image, { problem: `verification failed: ${(e as Error)?.message ?? String(e)}` });
-      } finally {
-        observe(image);
-      }
-    };
-    try {
-      await Promise.race([Promise.all(images.map(one)), stopped]);
-    } finally {
-      clearTimeout(timer);
-      outer?.removeEventListener('abort', onOuter);
-      images.forEach(observe);
-    }
-    // A verifier that honours the signal settles within a turn of the event loop after it.
-    if (controller.signal.aborted && found.size < images.length) await new Promise((r) => setImmediate(r));
-    // Freeze what was known when we stopped waiting; late verdicts must not change the answer.
-    for (const [image, s] of found) settled.set(image, s);
-    return outer?.aborted === true ? 'the request was cancelled before verification finished' : `verification did not finish within ${formatSeconds(budget)}`;
+  let uses: ImageUse[];
+  try {
+    uses = imagesOf(gk, req.object);
+  } catch (e) {
+    if (!(e instanceof WorkloadError)) throw e;
+    return { response: invalid(req.uid, `trustgate cannot read the images of this ${req.kind.kind}: ${e.message}`), mode: 'none', images: [] };
   }
-
-  function pinsFor(outcomes: ImageOutcome[]): Pin[] {
-    const pins: Pin[] = [];
-    for (const o of outcomes) {
-      const pinned = o.verdict?.pinned;
-      // Digest references are already immutable; the verifier checked that the digest is signed.
-      if (!pinned || o.image.includes('@') || pinned === o.image || !samePinnedRepository(o.image, pinned, o.verdict?.digest)) continue;
-      for (const u of o.uses) pins.push({ pointer: u.pointer, original: u.image, pinned });
+  let distinct = [...new Set(uses.map((u) => u.image))];
+  if (req.operation === 'UPDATE') {
+    // Only images new in this update need trust. Leaving the others alone also matters for
+    // pinning: the kubelet restarts a running container whose image field changes.
+    const old = imagesOfOld(gk, req.oldObject);
+    if (old) {
+      distinct = distinct.filter((i) => !old.has(i));
+      uses = uses.filter((u) => !old.has(u.image));
+      if (distinct.length === 0) return allow('no new images', []);
     }
-    return pins;
   }
+  if (distinct.length === 0) return allow('no images', distinct);
+  return { pod, uses, distinct };
+}
+
+/** One outcome per distinct image, in order: its verdict, or the problem that stands in for it. */
+function outcomesOf(work: ImagesToVerify, settled: Map<string, Settled>, late: string | undefined): ImageOutcome[] {
+  return work.distinct.map((image): ImageOutcome => {
+    const s = settled.get(image);
+    const mine = work.uses.filter((u) => u.image === image);
+    if (s?.verdict) return { image, uses: mine, verdict: s.verdict };
+    return { image, uses: mine, problem: s ? s.problem : late! };
+  });
+}
+
+/** Denies when any image may not run; otherwise allows, pinning a Pod's images when mutating. Either way with warnings and audit annotations. */
+function decide(steps: Steps, req: AdmissionRequest, work: ImagesToVerify, outcomes: ImageOutcome[]): Decision {
+  const denied = outcomes.some(isDenied);
+  const response: AdmissionResponse = { uid: req.uid, allowed: !denied };
+  if (denied) response.status = { code: 403, reason: 'Forbidden', message: denyLines(outcomes).join('\n') };
+  report(steps, req, outcomes, response);
+  if (denied) return { response, mode: 'enforce', images: work.distinct, outcomes };
+  if (steps.mutate && work.pod) pin(steps, req, outcomes, response);
+  return { response, mode: decisionMode(outcomes), images: work.distinct, outcomes };
+}
+
+/** Warnings for kubectl, audit annotations for the audit log (and a log line for each). */
+function report(steps: Steps, req: AdmissionRequest, outcomes: ImageOutcome[], response: AdmissionResponse): void {
+  const warn = warnings(outcomes);
+  for (const w of unverifiedWarnings(outcomes)) warn.push(w);
+  const audit = Object.assign(auditAnnotations(outcomes), unverifiedAnnotations(outcomes));
+  let annotated = false;
+  for (const detail in audit) {
+    annotated = true;
+    steps.log.warn('audit-mode policy failure', { uid: req.uid, webhook: steps.webhook, detail: audit[detail] });
+  }
+  if (warn.length > 0) response.warnings = warn;
+  if (annotated) response.auditAnnotations = audit;
+}
+
+/** Pins each verified tag of a Pod to its signed digest with a JSON Patch. */
+function pin(steps: Steps, req: AdmissionRequest, outcomes: ImageOutcome[], response: AdmissionResponse): void {
+  if (!isObject(req.object)) return;
+  const ops = pinPatch(req.object, pinsFor(outcomes), steps.annotationKey, req.operation === 'UPDATE' ? req.oldObject : undefined);
+  if (ops.length === 0) return;
+  response.patchType = 'JSONPatch';
+  response.patch = encodePatch(ops);
+}
+
+function pinsFor(outcomes: ImageOutcome[]): Pin[] {
+  const pins: Pin[] = [];
+  for (const o of outcomes) {
+    const pinned = o.verdict?.pinned;
+    // Digest references are already immutable; the verifier checked that the digest is signed.
+    if (!pinned || o.image.includes('@') || pinned === o.image || !samePinnedRepository(o.image, pinned, o.verdict?.digest)) continue;
+    for (const u of o.uses) pins.push({ pointer: u.pointer, original: u.image, pinned });
+  }
+  return pins;
+}
+
+/** Records the decision (metrics, one log line) and wraps it in an AdmissionReview. */
+function respond(steps: Steps, req: AdmissionRequest, decision: Decision, started: number): AdmissionReviewResponse {
+  const unverified = (decision.outcomes ?? []).filter((o) => o.verdict?.unverified !== undefined);
+  const result = resultOf(decision.response, unverified.length > 0);
+  steps.metrics.admission({ operation: req.operation, result, mode: decision.mode, webhook: steps.webhook }, secondsSince(started));
+  for (const o of decision.outcomes ?? []) for (const r of o.verdict?.policyResults ?? []) steps.metrics.policyResult?.(policyLabel(r.policy), r.mode, r.result);
+  // A denial is something an operator may have to act on; an allow is routine.
+  steps.log[result === 'allowed' ? 'info' : 'warn']('admission', logFields(steps, req, decision, result, unverified, started));
+  return review(decision.response);
+}
+
+function resultOf(response: AdmissionResponse, unverified: boolean): AdmissionResult {
+  if (response.allowed) return unverified ? 'unverified' : 'allowed';
+  return response.status?.code === 400 ? 'invalid' : 'denied';
+}
+
+/** The admission's log line; fields are added in a fixed order, only when they say something. */
+function logFields(steps: Steps, req: AdmissionRequest, decision: Decision, result: AdmissionResult, unverified: ImageOutcome[], started: number): LogFields {
+  const { response } = decision;
+  const fields: LogFields = {
+    webhook: steps.webhook,
+    uid: req.uid,
+    kind: req.kind.kind,
+    namespace: req.namespace,
+    name: objectName(req),
+    operation: req.operation,
+  };
+  if (req.subResource) fields['subResource'] = req.subResource;
+  fields['dryRun'] = req.dryRun;
+  fields['images'] = decision.images;
+  fields['result'] = result;
+  fields['mode'] = decision.mode;
+  if (decision.note) fields['note'] = decision.note;
+  if (response.patch) fields['patched'] = true;
+  addPinnedAndPolicies(fields, decision.outcomes);
+  if (unverified.length > 0) fields['unverified'] = Object.fromEntries(unverified.map((o) => [o.image, o.verdict!.unverified!]));
+  if (!response.allowed) fields['message'] = response.status?.message;
+  if (response.warnings) fields['warnings'] = response.warnings;
+  fields['durationMs'] = ms(started);
+  return fields;
 }
 
 /** The log line's account of verified images: each pinned digest, and each policy's result. */
-function pinnedAndPolicies(outcomes: ImageOutcome[] | undefined): Record<string, unknown> {
+function addPinnedAndPolicies(fields: LogFields, outcomes: ImageOutcome[] | undefined): void {
   const pinned: Record<string, string> = {};
   const policies: string[] = [];
+  let anyPinned = false;
   for (const o of outcomes ?? []) {
-    if (o.verdict?.digest) pinned[o.image] = o.verdict.digest;
+    if (o.verdict?.digest) {
+      pinned[o.image] = o.verdict.digest;
+      anyPinned = true;
+    }
     for (const r of o.verdict?.policyResults ?? []) policies.push(`${policyLabel(r.policy)} ${r.mode} ${r.result}`);
   }
-  return {
-    ...(Object.keys(pinned).length > 0 ? { pinned } : {}),
-    ...(policies.length > 0 ? { policies: [...new Set(policies)] } : {}),
-  };
+  if (anyPinned) fields['pinned'] = pinned;
+  if (policies.length > 0) fields['policies'] = [...new Set(policies)];
 }
 
 /** Images of the object before the update, or undefined when they cannot be read (then everything is checked). */
@@ -295,12 +286,6 @@ function imagesOfOld(gk: { group: string; kind: string }, oldObject: unknown): S
   } catch {
     return undefined;
   }
-}
-
-function verdictProblem(v: unknown, image: string): string | undefined {
-  if (!isObject(v) || typeof v['allowed'] !== 'boolean' || !Array.isArray(v['failures'])) return 'the verifier returned a malformed verdict';
-  if (v['image'] !== image) return `the verifier answered for ${JSON.stringify(v['image'])} instead`;
-  return undefined;
 }
 
 /** A pin must name the same repository and tag as the original, and the verdict's digest if it gave one. */
@@ -325,14 +310,6 @@ function objectName(req: AdmissionRequest): string {
   if (md && typeof md['name'] === 'string' && md['name']) return md['name'];
   if (md && typeof md['generateName'] === 'string') return `${md['generateName']}*`;
   return '';
-}
-
-function formatSeconds(msValue: number): string {
-  return `${Number((msValue / 1000).toFixed(3))}s`;
-}
-
-function seconds(t0: number): number {
-  return (performance.now() - t0) / 1000;
 }
 
 function ms(t0: number): number {

@@ -2,7 +2,7 @@
 // reinvocationPolicy IfNeeded the API server calls us again after other webhooks, and a
 // patch every time would make it look like the object keeps changing.
 import { parseReference } from '../images/reference.js';
-import { isObject } from './review.js';
+import { isObject } from '../common/is-object.js';
 
 export const ORIGINAL_IMAGES_ANNOTATION = 'trustgate.dev/original-images';
 

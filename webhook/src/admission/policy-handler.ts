@@ -6,10 +6,12 @@
 // It is registered with failurePolicy Ignore: when every replica is down an admin must
 // still be able to fix or delete policies. A policy that slips past is held as invalid at
 // run time and denies what it would cover (policy/store.ts), so Ignore never opens a hole.
-import { KINDS, GROUP, policyObjectProblems, problemLines, type PolicyKind } from '../policy/model.js';
+import { isObject } from '../common/is-object.js';
+import { GROUP, KINDS } from '../policy/crds.js';
+import { policyObjectProblems, problemLines, type PolicyKind } from '../policy/model.js';
 import type { AdmissionHandler } from './handler.js';
-import { isObject, parseReview, review, ReviewError } from './review.js';
-import { noMetrics, silentLogger, type AdmissionMetrics, type AdmissionRequest, type AdmissionResponse, type Logger } from './types.js';
+import { parseReview, review, ReviewError } from './review.js';
+import { noMetrics, secondsSince, silentLogger, type AdmissionMetrics, type AdmissionRequest, type AdmissionResponse, type Logger } from './types.js';
 
 export interface PolicyHandlerOptions {
   log?: Logger;
@@ -28,7 +30,7 @@ export function createPolicyHandler(opts: PolicyHandlerOptions = {}): AdmissionH
     try {
       req = parseReview(body);
     } catch (e) {
-      metrics.admission({ operation: 'unknown', result: 'invalid', mode: 'none', webhook: 'policy' }, seconds(started));
+      metrics.admission({ operation: 'unknown', result: 'invalid', mode: 'none', webhook: 'policy' }, secondsSince(started));
       if (!(e instanceof ReviewError) || e.uid === undefined) {
         log.warn('malformed admission review', { webhook: 'policy', error: (e as Error).message });
         throw e;
@@ -37,7 +39,7 @@ export function createPolicyHandler(opts: PolicyHandlerOptions = {}): AdmissionH
     }
     const { response, note } = decide(req);
     const result = response.allowed ? 'allowed' : 'denied';
-    metrics.admission({ operation: req.operation, result, mode: 'none', webhook: 'policy' }, seconds(started));
+    metrics.admission({ operation: req.operation, result, mode: 'none', webhook: 'policy' }, secondsSince(started));
     log.info('admission', {
       webhook: 'policy',
       uid: req.uid,
@@ -70,8 +72,4 @@ function decide(req: AdmissionRequest): { response: AdmissionResponse; note?: st
   const ns = typeof meta?.['namespace'] === 'string' && meta['namespace'] !== '' ? `${meta['namespace']}/` : '';
   const message = [`${req.kind.kind} ${ns}${name} is invalid (trustgate policy check reports the same):`, ...problemLines(problems)].join('\n');
   return { response: { uid: req.uid, allowed: false, status: { code: 422, reason: 'Invalid', message } } };
-}
-
-function seconds(t0: number): number {
-  return (performance.now() - t0) / 1000;
 }

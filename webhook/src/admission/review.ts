@@ -1,6 +1,7 @@
 // Checking an incoming AdmissionReview before anything reads it. A review whose uid we
 // cannot read cannot be answered in protocol (the API server matches responses by uid), so
 // that becomes an HTTP 400; anything else wrong is answered as a denial carrying the uid.
+import { isObject } from '../common/is-object.js';
 import type { AdmissionRequest, AdmissionResponse, AdmissionReviewResponse, GroupVersionKind, GroupVersionResource, Operation } from './types.js';
 
 export const API_VERSION = 'admission.k8s.io/v1';
@@ -33,8 +34,8 @@ export function parseReview(review: unknown): AdmissionRequest {
   const fail = (msg: string): never => {
     throw new ReviewError(msg, uid);
   };
-  const kind = gvk(r['kind'], 'request.kind', fail);
-  const resource = gvr(r['resource'], 'request.resource', fail);
+  const kind: GroupVersionKind = groupVersion(r['kind'], 'request.kind', 'kind', fail);
+  const resource: GroupVersionResource = groupVersion(r['resource'], 'request.resource', 'resource', fail);
   const operation = r['operation'];
   if (typeof operation !== 'string' || !OPERATIONS.has(operation)) {
     fail(`request.operation must be one of CREATE, UPDATE, DELETE, CONNECT, got ${show(operation)}`);
@@ -64,36 +65,22 @@ export function review(response: AdmissionResponse): AdmissionReviewResponse {
   return { apiVersion: API_VERSION, kind: 'AdmissionReview', response };
 }
 
-function gvk(v: unknown, where: string, fail: (m: string) => never): GroupVersionKind {
-  if (!isObject(v)) return fail(`${where} must be an object with group, version and kind, got ${typeName(v)}`);
+/** A group/version/kind or group/version/resource: `last` names the third field. */
+function groupVersion<K extends 'kind' | 'resource'>(v: unknown, where: string, last: K, fail: (m: string) => never): { group: string; version: string } & Record<K, string> {
+  if (!isObject(v)) return fail(`${where} must be an object with group, version and ${last}, got ${typeName(v)}`);
   const group = v['group'] ?? '';
   const version = v['version'];
-  const kind = v['kind'];
+  const name = v[last];
   if (typeof group !== 'string') return fail(`${where}.group must be a string, got ${show(group)}`);
   if (typeof version !== 'string' || version === '') return fail(`${where}.version must be a non-empty string, got ${show(version)}`);
-  if (typeof kind !== 'string' || kind === '') return fail(`${where}.kind must be a non-empty string, got ${show(kind)}`);
-  return { group, version, kind };
-}
-
-function gvr(v: unknown, where: string, fail: (m: string) => never): GroupVersionResource {
-  if (!isObject(v)) return fail(`${where} must be an object with group, version and resource, got ${typeName(v)}`);
-  const group = v['group'] ?? '';
-  const version = v['version'];
-  const resource = v['resource'];
-  if (typeof group !== 'string') return fail(`${where}.group must be a string, got ${show(group)}`);
-  if (typeof version !== 'string' || version === '') return fail(`${where}.version must be a non-empty string, got ${show(version)}`);
-  if (typeof resource !== 'string' || resource === '') return fail(`${where}.resource must be a non-empty string, got ${show(resource)}`);
-  return { group, version, resource };
+  if (typeof name !== 'string' || name === '') return fail(`${where}.${last} must be a non-empty string, got ${show(name)}`);
+  return { group, version, [last]: name } as { group: string; version: string } & Record<K, string>;
 }
 
 function optionalString(v: unknown, where: string, fail: (m: string) => never): string | undefined {
   if (v === undefined || v === null) return undefined;
   if (typeof v !== 'string') return fail(`${where} must be a string, got ${show(v)}`);
   return v;
-}
-
-export function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 function typeName(v: unknown): string {

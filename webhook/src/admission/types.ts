@@ -77,5 +77,10 @@ export interface AdmissionMetrics {
   policyResult?(policy: string, mode: string, result: string): void;
 }
 
+/** Seconds since `t0`, a performance.now() reading: what the metrics take. */
+export function secondsSince(t0: number): number {
+  return (performance.now() - t0) / 1000;
+}
+
 export const silentLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 export const noMetrics: AdmissionMetrics = { admission() {}, imageVerificationSeconds() {} };

@@ -71,9 +71,6 @@ export interface ParseOptions {
   requireNamespace?: boolean;
 }
 
-// Defined with the CRDs they name; re-exported because the model's callers (admission among them) know them from here.
-export { GROUP, KINDS } from './crds.js';
-
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 

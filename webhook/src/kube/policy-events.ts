@@ -7,10 +7,11 @@ import type { PolicyTransition } from '../policy/policy-states.js';
 import { readyMessage } from '../policy/status.js';
 import { POLICY_GROUP, POLICY_VERSION } from './policy-api.js';
 import type { ImageVerdict, ImageVerifier, PolicyRef } from '../verify/types.js';
+import type { FailureCode } from '../verify/failure.js';
 import type { EventRecorder, EventTarget } from './events.js';
 
 /** Fetch failures that mean the trust server could not be used at all (not a verdict about the image). */
-const UNREACHABLE = new Set(['unreachable', 'timeout', 'tls', 'auth', 'http']);
+const UNREACHABLE = new Set<FailureCode>(['unreachable', 'timeout', 'tls', 'auth', 'http']);
 
 export function policyTarget(p: PolicyRef & { uid?: string }): EventTarget {
   return { apiVersion: `${POLICY_GROUP}/${POLICY_VERSION}`, kind: p.kind, name: p.name, ...(p.namespace ? { namespace: p.namespace } : {}), ...(p.uid ? { uid: p.uid } : {}) };

@@ -20,6 +20,7 @@ import { TufTrust } from './tuf-trust.js';
 import type { SpecSource } from '../tufrepo/source.js';
 import type { SpecRepository } from '../tufrepo/updater.js';
 import { signedDigest } from './signed-digest.js';
+import { failure, trustServerErrorKind, type Failure } from './failure.js';
 import type { ImageVerdict, ImageVerifier, PolicyFailure, PolicyRef } from './types.js';
 import { MemoryVersionStore, type VersionStore } from './version-store.js';
 
@@ -107,7 +108,7 @@ export class VerificationEngine implements ImageVerifier {
       versions: this.versions,
       clock: this.clock,
       ...(opts.tufSourceFor ? { sourceFor: opts.tufSourceFor } : {}),
-      onFetchError: (server, kind) => opts.metrics?.trustServerError?.(server, kind),
+      onFetchError: (server, kind) => opts.metrics?.trustServerError?.(server, trustServerErrorKind(failure('transport', kind))!),
       onVerified: (key, data) => opts.metrics?.trustDataVerified?.(key, data),
     });
     this.limits = opts.limits ?? new TrustServerLimits();
@@ -162,7 +163,7 @@ export class VerificationEngine implements ImageVerifier {
       ref = parseReference(image);
       portless = withoutDefaultPort(ref);
     } catch (e) {
-      return denied(image, image, { code: 'invalid-reference', reason: (e as Error).message });
+      return denied(image, image, { ...failure('reference', 'invalid-reference'), reason: (e as Error).message });
     }
     const reference = formatReference(ref);
     if (this.opts.isExempt?.(reference)) return { image, reference, allowed: true, passed: [], failures: [], unverified: 'exempt' };
@@ -179,7 +180,7 @@ export class VerificationEngine implements ImageVerifier {
     }
     if (policies.length === 0) {
       if (this.opts.allowUnmatched) return { image, reference, allowed: true, passed: [], failures: invalid, unverified: 'unmatched' };
-      const none = denied(image, reference, { code: 'no-policy', reason: `no TrustPolicy or ClusterTrustPolicy matches ${reference}` });
+      const none = denied(image, reference, { ...failure('policy', 'no-policy'), reason: `no TrustPolicy or ClusterTrustPolicy matches ${reference}` });
       return { ...none, failures: [...none.failures, ...invalid] };
     }
     return { ref, reference, policies, invalid };
@@ -243,7 +244,7 @@ export class VerificationEngine implements ImageVerifier {
         () => new DeadlineError(),
       );
       const result = await verdict;
-      if (!result.ok) return failedOutcome(policy, result.code, result.role, result.reason);
+      if (!result.ok) return failedOutcome(policy, result, result.role, result.reason);
       return { policy, digest: result.digest, roles: result.roles };
     } catch (e) {
       return outcomeOfError(policy, e);
@@ -256,7 +257,7 @@ export class VerificationEngine implements ImageVerifier {
       if (policy.spec.trustServer.protocol === 'tuf') {
         const result = this.tuf.cachedDigest(policy, ref, maxAgeOf(policy));
         if (!result) return undefined;
-        return result.ok ? { policy, digest: result.digest, roles: result.roles } : failedOutcome(policy, result.code, result.role, result.reason);
+        return result.ok ? { policy, digest: result.digest, roles: result.roles } : failedOutcome(policy, result, result.role, result.reason);
       }
       const repo = this.cache.peek(`${repositoryOf(policy, ref)}|${this.pinOf(policy).id}`, maxAgeOf(policy))?.repo;
       return repo && this.judge(policy, ref, repo);
@@ -271,7 +272,7 @@ export class VerificationEngine implements ImageVerifier {
       const tagged = ref.tag !== undefined ? { tag: ref.tag } : {};
       const digest = ref.digest !== undefined ? { digest: ref.digest } : {};
       const result = signedDigest(repo, { ...tagged, ...digest }, policy.spec.delegations, this.clock());
-      if (!result.ok) return failedOutcome(policy, result.code, result.role, result.reason);
+      if (!result.ok) return failedOutcome(policy, result, result.role, result.reason);
       return { policy, digest: result.digest, roles: result.roles };
     } catch (e) {
       return outcomeOfError(policy, e);
@@ -289,10 +290,10 @@ export class VerificationEngine implements ImageVerifier {
         this.opts.metrics?.trustDataVerified?.(key, { server, repository: gun, expiries: roleExpiries(repo) });
         return repo;
       } catch (e) {
-        if (e instanceof FetchError) this.opts.metrics?.trustServerError?.(server, e.kind);
         if (e instanceof TufError && e.code === 'rollback') this.opts.metrics?.rollbackRefused?.(server, gun);
-        // A server whose data a worker could not verify within its memory or time.
-        if (e instanceof WorkerLoadError) this.opts.metrics?.trustServerError?.(server, e.code === 'too-large' ? 'worker-memory' : `worker-${e.code}`);
+        // A server that could not be read, or whose data a worker could not verify within its memory or time.
+        const kind = e instanceof FetchError || e instanceof WorkerLoadError ? trustServerErrorKind(failureOf(e)) : undefined;
+        if (kind) this.opts.metrics?.trustServerError?.(server, kind);
         throw e;
       }
     };
@@ -344,20 +345,31 @@ function maxAgeOf(policy: TrustPolicy): number | undefined {
 }
 
 /** The outcome of a policy that did not vouch for the image: the failure as admission reports it. */
-function failedOutcome(policy: TrustPolicy, code: string, role: string | undefined, reason: string): PolicyOutcome {
-  return { policy, failure: { policy: policyRef(policy), mode: policy.spec.mode, code, reason, server: policy.spec.trustServer.url, ...(role ? { role } : {}) } };
+function failedOutcome(policy: TrustPolicy, why: Failure, role: string | undefined, reason: string): PolicyOutcome {
+  const { cause, code } = why;
+  return { policy, failure: { policy: policyRef(policy), mode: policy.spec.mode, code, cause, reason, server: policy.spec.trustServer.url, ...(role ? { role } : {}) } };
+}
+
+/** Which layer an error of a policy check comes from, and its code. */
+function failureOf(e: unknown): Failure {
+  if (e instanceof TufError) return failure('trust-data', e.code);
+  if (e instanceof FetchError) return failure('transport', e.kind);
+  if (e instanceof WorkerLoadError) return failure('internal', e.code);
+  if (e instanceof DeadlineError) return failure('internal', 'timeout');
+  if (e instanceof InvalidNameError) return failure('reference', 'invalid-reference');
+  return failure('internal', 'error');
 }
 
 /** Every error of a policy check as a failure of that policy. */
 function outcomeOfError(policy: TrustPolicy, e: unknown): PolicyOutcome {
   const server = policy.spec.trustServer.url;
-  if (e instanceof TufError) return failedOutcome(policy, e.code, e.role, e.message);
-  if (e instanceof FetchError) return failedOutcome(policy, e.kind, e.role, e.message);
-  if (e instanceof WorkerLoadError) return failedOutcome(policy, e.code, undefined, `${e.message} (${server})`);
-  if (e instanceof DeadlineError) return failedOutcome(policy, 'timeout', undefined, `verification did not finish before the deadline (${server})`);
+  const why = failureOf(e);
+  if (e instanceof TufError || e instanceof FetchError) return failedOutcome(policy, why, e.role, e.message);
+  if (e instanceof WorkerLoadError) return failedOutcome(policy, why, undefined, `${e.message} (${server})`);
+  if (e instanceof DeadlineError) return failedOutcome(policy, why, undefined, `verification did not finish before the deadline (${server})`);
   // A reference Docker accepts but Notary cannot name (an IPv6 registry, say).
-  if (e instanceof InvalidNameError) return failedOutcome(policy, 'invalid-reference', undefined, `the trust server cannot serve this repository: ${e.message}`);
-  return failedOutcome(policy, 'error', undefined, `unexpected error: ${(e as Error).message ?? String(e)}`);
+  if (e instanceof InvalidNameError) return failedOutcome(policy, why, undefined, `the trust server cannot serve this repository: ${e.message}`);
+  return failedOutcome(policy, why, undefined, `unexpected error: ${(e as Error).message ?? String(e)}`);
 }
 
 /** At most this many of an invalid policy's problems go into a denial; the policy's status and `policy check` list them all. */
@@ -372,7 +384,7 @@ function invalidFailure(p: InvalidPolicy): PolicyFailure {
   return {
     policy: p.namespace !== undefined ? { kind: p.kind, name: p.name, namespace: p.namespace } : { kind: p.kind, name: p.name },
     mode: p.mode,
-    code: 'invalid-policy',
+    ...failure('policy', 'invalid-policy'),
     reason: `the policy is invalid and ${covers}, which cannot be verified until the policy is fixed (trustgate policy check lists every problem): ${shown}`,
   };
 }
@@ -396,13 +408,13 @@ function aliasDenial(image: string, ref: ImageReference, reference: string, port
     failures: escaped.map((p) => ({
       policy: policyRef(p),
       mode: 'enforce' as const,
-      code: 'registry-alias',
+      ...failure('policy', 'registry-alias'),
       reason: `${ref.domain} is ${portless.domain} spelled with its default HTTPS port, and this policy covers ${canonical}: write the image as ${JSON.stringify(canonical)}`,
     })),
   };
 }
 
-function denied(image: string, reference: string, f: { code: string; reason: string }): ImageVerdict {
+function denied(image: string, reference: string, f: Failure & { reason: string }): ImageVerdict {
   return {
     image,
     reference,
@@ -427,7 +439,7 @@ function compose(image: string, reference: string, ref: ImageReference, outcomes
       failures.push({
         policy: policyRef(o.policy),
         mode: 'enforce',
-        code: 'digest-mismatch',
+        ...failure('policy', 'digest-mismatch'),
         server: o.policy.spec.trustServer.url,
         reason: `policies sign different digests for ${reference} (${detail})`,
       });

@@ -2,7 +2,8 @@
  * Which digest the trust data signs for an image, under one policy's requirements. Pure:
  * a verified repository, a parsed reference and a clock in; a digest or a reason out.
  */
-import { TufError, type SignedTarget, type TrustedRepository } from '../tuf/index.js';
+import { TufError, type SignedTarget, type TrustedRepository, type TufErrorCode } from '../tuf/index.js';
+import { failure, type Failure } from './failure.js';
 
 export interface DelegationRequirement {
   roles: string[];
@@ -17,7 +18,16 @@ export interface ImageTarget {
 
 export type SignedDigest =
   | { ok: true; digest: string; roles: string[]; targets: SignedTarget[] }
-  | { ok: false; code: string; role: string; reason: string };
+  | ({ ok: false; role: string; reason: string } & Failure);
+
+/** Trust data refused (a TufError's code), or valid trust data that does not vouch ('unsigned', 'digest-mismatch'). */
+type RefusalCode = TufErrorCode | 'unsigned' | 'digest-mismatch';
+
+/** A refusal with its cause: the policy's when the trust data was valid, else the trust data's. */
+export function refusal(code: RefusalCode, role: string, reason: string): SignedDigest {
+  const why = code === 'unsigned' || code === 'digest-mismatch' ? failure('policy', code) : failure('trust-data', code);
+  return { ok: false, role, reason, ...why };
+}
 
 /** Docker's rule when no delegation is required: `targets/releases` first, then `targets`. */
 const DOCKER_ROLES = ['targets/releases', 'targets'];
@@ -31,14 +41,10 @@ export function signedDigest(
   try {
     repo.assertFresh(now);
   } catch (e) {
-    if (e instanceof TufError) return fail(e.code, e.role, e.message);
+    if (e instanceof TufError) return refusal(e.code, e.role, e.message);
     throw e;
   }
   return required ? byRequiredRoles(repo, image, required, now) : byDockerRule(repo, image, now);
-}
-
-function fail(code: string, role: string, reason: string): SignedDigest {
-  return { ok: false, code, role, reason };
 }
 
 function describe(image: ImageTarget): string {
@@ -54,14 +60,14 @@ function byDockerRule(repo: TrustedRepository, image: ImageTarget, now: Date): S
       continue;
     }
     if (image.digest && found.digest !== image.digest) {
-      return fail('digest-mismatch', role, `${role} signs ${describe(image)} as ${found.digest}, not ${image.digest}`);
+      return refusal('digest-mismatch', role, `${role} signs ${describe(image)} as ${found.digest}, not ${image.digest}`);
     }
     return { ok: true, digest: found.digest, roles: [role], targets: [found] };
   }
   // Say why the preferred role could not vouch (expired? under-signed?) before "unsigned".
   const telling = misses.find((m) => m.code !== 'not-found');
-  if (telling) return fail(telling.code, telling.role, telling.message);
-  return fail('unsigned', 'targets', `${describe(image)} is not signed in targets/releases or targets`);
+  if (telling) return refusal(telling.code, telling.role, telling.message);
+  return refusal('unsigned', 'targets', `${describe(image)} is not signed in targets/releases or targets`);
 }
 
 function byRequiredRoles(repo: TrustedRepository, image: ImageTarget, req: DelegationRequirement, now: Date): SignedDigest {
@@ -79,15 +85,15 @@ function byRequiredRoles(repo: TrustedRepository, image: ImageTarget, req: Deleg
   }
   if (signedBy.size > 1) {
     const detail = [...signedBy].map(([d, ts]) => `${ts.map((t) => t.role).join(', ')}: ${d}`).join('; ');
-    return fail('digest-mismatch', req.roles.join(','), `required roles sign different digests for ${describe(image)} (${detail})`);
+    return refusal('digest-mismatch', req.roles.join(','), `required roles sign different digests for ${describe(image)} (${detail})`);
   }
   const [digest, targets] = [...signedBy][0] ?? [undefined, []];
   if (digest && image.digest && digest !== image.digest) {
-    return fail('digest-mismatch', targets[0]!.role, `${targets.map((t) => t.role).join(', ')} sign ${describe(image)} as ${digest}, not ${image.digest}`);
+    return refusal('digest-mismatch', targets[0]!.role, `${targets.map((t) => t.role).join(', ')} sign ${describe(image)} as ${digest}, not ${image.digest}`);
   }
   if (!digest || targets.length < req.threshold) {
     const first = problems.find((p) => p.code !== 'not-found') ?? problems[0];
-    return fail(first && first.code !== 'not-found' ? first.code : 'unsigned', first?.role ?? req.roles[0]!, unmetReason(image, req, targets, problems));
+    return refusal(first && first.code !== 'not-found' ? first.code : 'unsigned', first?.role ?? req.roles[0]!, unmetReason(image, req, targets, problems));
   }
   return { ok: true, digest, roles: targets.map((t) => t.role), targets };
 }

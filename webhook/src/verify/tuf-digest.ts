@@ -8,7 +8,7 @@
 import { TufError } from '../tuf/index.js';
 import type { SpecRepository } from '../tufrepo/updater.js';
 import type { TargetFile } from '../tuf/tuf1/metadata.js';
-import type { DelegationRequirement, ImageTarget, SignedDigest } from './signed-digest.js';
+import { refusal, type DelegationRequirement, type ImageTarget, type SignedDigest } from './signed-digest.js';
 
 export function tufSignedDigest(
   repo: SpecRepository,
@@ -39,15 +39,11 @@ export function tufSignedDigestLoaded(repo: SpecRepository, repository: string, 
       firstRefusal ??= result;
     }
     const by = required ? ` by ${required.roles.join(', ')}` : '';
-    return firstRefusal ?? fail('unsigned', required?.roles[0] ?? 'targets', `digest ${image.digest} is not signed${by} for any tag of ${repository}`);
+    return firstRefusal ?? refusal('unsigned', required?.roles[0] ?? 'targets', `digest ${image.digest} is not signed${by} for any tag of ${repository}`);
   } catch (e) {
-    if (e instanceof TufError) return fail(e.code, e.role, e.message);
+    if (e instanceof TufError) return refusal(e.code, e.role, e.message);
     throw e;
   }
-}
-
-function fail(code: string, role: string, reason: string): SignedDigest {
-  return { ok: false, code, role, reason };
 }
 
 function describe(path: string, image: ImageTarget): string {
@@ -63,9 +59,9 @@ function digestOf(target: TargetFile, role: string): string {
 function byPath(repo: SpecRepository, path: string, image: ImageTarget, required: DelegationRequirement | undefined): SignedDigest {
   if (!required) {
     const found = repo.findTargetLoaded(path);
-    if (!found) return fail('unsigned', 'targets', `${describe(path, image)} is not signed: no role trusted for ${path} lists it`);
+    if (!found) return refusal('unsigned', 'targets', `${describe(path, image)} is not signed: no role trusted for ${path} lists it`);
     const digest = digestOf(found.target, found.role);
-    if (image.digest && digest !== image.digest) return fail('digest-mismatch', found.role, `${found.role} signs ${path} as ${digest}, not ${image.digest}`);
+    if (image.digest && digest !== image.digest) return refusal('digest-mismatch', found.role, `${found.role} signs ${path} as ${digest}, not ${image.digest}`);
     return { ok: true, digest, roles: [found.role], targets: [] };
   }
   const reached = repo.rolesForPathLoaded(path);
@@ -87,18 +83,18 @@ function byPath(repo: SpecRepository, path: string, image: ImageTarget, required
   }
   if (byDigest.size > 1) {
     const detail = [...byDigest].map(([d, roles]) => `${roles.join(', ')}: ${d}`).join('; ');
-    return fail('digest-mismatch', required.roles.join(','), `required roles sign different digests for ${path} (${detail})`);
+    return refusal('digest-mismatch', required.roles.join(','), `required roles sign different digests for ${path} (${detail})`);
   }
   const [digest, signers] = [...byDigest][0] ?? [undefined, [] as string[]];
   if (digest && image.digest && digest !== image.digest) {
-    return fail('digest-mismatch', signers[0]!, `${signers.join(', ')} sign ${path} as ${digest}, not ${image.digest}`);
+    return refusal('digest-mismatch', signers[0]!, `${signers.join(', ')} sign ${path} as ${digest}, not ${image.digest}`);
   }
   if (!digest || signers.length < required.threshold) {
     const parts: string[] = [];
     if (unsigned.length) parts.push(`is not signed by ${unsigned.join(', ')} (required)`);
     if (untrusted.length) parts.push(`cannot be signed by ${untrusted.join(', ')}: no delegation trusts ${untrusted.length === 1 ? 'it' : 'them'} for ${path}`);
     const need = required.threshold < required.roles.length ? ` (${signers.length} of ${required.threshold} needed)` : '';
-    return fail('unsigned', unsigned[0] ?? untrusted[0] ?? required.roles[0]!, `${describe(path, image)} ${parts.join('; ')}${need}`);
+    return refusal('unsigned', unsigned[0] ?? untrusted[0] ?? required.roles[0]!, `${describe(path, image)} ${parts.join('; ')}${need}`);
   }
   return { ok: true, digest, roles: signers, targets: [] };
 }

@@ -12,7 +12,7 @@ import type { ImageReference } from '../images/reference.js';
 import type { TrustPolicy } from '../policy/model.js';
 import { pinFromPem } from '../tuf/index.js';
 import { SpecHttpSource } from '../tufrepo/http-source.js';
-import { FetchError, type SpecSource } from '../tufrepo/source.js';
+import { FetchError, type FetchErrorKind, type SpecSource } from '../tufrepo/source.js';
 import { NeedsRole, refreshSpecRepository, type SpecBootstrap, type SpecRepository, type SpecUpdaterConfig } from '../tufrepo/updater.js';
 import type { CachedRepository, RepositoryCache } from './repository-cache.js';
 import type { ImageTarget, SignedDigest } from './signed-digest.js';
@@ -27,7 +27,7 @@ export interface TufTrustOptions {
   /** Where a policy's TUF metadata comes from; default: its trustServer over HTTP(S). */
   sourceFor?: (policy: TrustPolicy) => SpecSource;
   config?: Partial<SpecUpdaterConfig>;
-  onFetchError?: (server: string, kind: string) => void;
+  onFetchError?: (server: string, kind: FetchErrorKind) => void;
   /** A load or a lookup verified trust data: its roles' expiries (the expiry gauge; a TUF repository's `repository` label is its URL). */
   onVerified?: (key: string, data: { server: string; repository: string; expiries: RoleExpiry[] }) => void;
 }

@@ -3,6 +3,7 @@
  * never a process exit, so the webhook can cache, time out and compose it.
  */
 import type { Mode, PolicyKind } from '../policy/model.js';
+import type { FailureCause, FailureCode } from './failure.js';
 
 export type { Mode };
 
@@ -20,8 +21,10 @@ export interface PolicyFailure {
   role?: string;
   /** Trust server URL or metadata directory. */
   server?: string;
-  /** Machine-readable cause, e.g. 'expired', 'signature', 'unsigned', 'digest-mismatch', 'unreachable', 'timeout', 'no-policy'. */
-  code: string;
+  /** Machine-readable, e.g. 'expired', 'signature', 'unsigned', 'digest-mismatch', 'unreachable', 'timeout', 'no-policy'. */
+  code: FailureCode;
+  /** Which layer failed: the same code (e.g. 'too-large') can come from a fetch and from verification. Set with `failure()` (verify/failure.ts), which pairs it with the code. */
+  cause: FailureCause;
   /** One sentence a person can act on. */
   reason: string;
 }

@@ -6,7 +6,8 @@
  * `process.env` (a test checks it); everything else gets its values passed down.
  *
  * Adding a setting: one row in SERVE_SETTINGS (and its field in ServeOptions); cross-setting
- * rules go in serveRules.
+ * rules go in serveRules. (Over 400 lines on purpose: it is the one table of every setting,
+ * and splitting the table would make a second place to look.)
  */
 import { statSync } from 'node:fs';
 import { parseArgs } from 'node:util';

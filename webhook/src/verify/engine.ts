@@ -5,13 +5,13 @@
  * policy can add requirements but never soften a cluster policy's enforcement.
  */
 import { createHash } from 'node:crypto';
-import { parseReference, pinnedReference, formatReference, withoutDefaultPort, type ImageReference } from '../images/reference.js';
+import { parseReference, formatReference, withoutDefaultPort, type ImageReference } from '../images/reference.js';
 import { raceAbort } from '../common/abort.js';
 import { FetchError, type MetadataSource } from '../notary/source.js';
 import { InvalidNameError } from '../notary/paths.js';
 import { loadRepository } from '../notary/updater.js';
 import { TrustServerLimits } from '../notary/server-limits.js';
-import { problemLines, type InvalidPolicy, type TrustPolicy } from '../policy/model.js';
+import type { InvalidPolicy, TrustPolicy } from '../policy/model.js';
 import { pinFromPem, TufError, type RootPin, type TrustedRepository } from '../tuf/index.js';
 import { budgetedSource, LoadWorkers, OverBudget, WorkerLoadError } from './load-workers.js';
 import { RepositoryCache, type Loader } from './repository-cache.js';
@@ -23,6 +23,9 @@ import { signedDigest } from './signed-digest.js';
 import { failure, trustServerErrorKind, type Failure } from './failure.js';
 import type { ImageVerdict, ImageVerifier, PolicyFailure, PolicyRef } from './types.js';
 import { MemoryVersionStore, type VersionStore } from './version-store.js';
+import { aliasDenial, compose, denied, invalidFailure, policyRef, type PolicyOutcome } from './verdict.js';
+
+export { policyRef } from './verdict.js';
 
 export interface PolicyLookup {
   policiesFor(reference: string, namespace: string | undefined): TrustPolicy[];
@@ -72,17 +75,6 @@ export interface EngineOptions {
 }
 
 export const DEFAULT_MAIN_THREAD_BYTES = 1024 * 1024;
-
-interface PolicyOutcome {
-  policy: TrustPolicy;
-  digest?: string;
-  roles?: string[];
-  failure?: PolicyFailure;
-}
-
-export function policyRef(p: TrustPolicy): PolicyRef {
-  return p.namespace ? { kind: p.kind, name: p.name, namespace: p.namespace } : { kind: p.kind, name: p.name };
-}
 
 export class VerificationEngine implements ImageVerifier {
   private readonly clock: () => Date;
@@ -370,91 +362,6 @@ function outcomeOfError(policy: TrustPolicy, e: unknown): PolicyOutcome {
   // A reference Docker accepts but Notary cannot name (an IPv6 registry, say).
   if (e instanceof InvalidNameError) return failedOutcome(policy, why, undefined, `the trust server cannot serve this repository: ${e.message}`);
   return failedOutcome(policy, why, undefined, `unexpected error: ${(e as Error).message ?? String(e)}`);
-}
-
-/** At most this many of an invalid policy's problems go into a denial; the policy's status and `policy check` list them all. */
-const PROBLEMS_SHOWN = 3;
-
-function invalidFailure(p: InvalidPolicy): PolicyFailure {
-  const lines = problemLines(p.problems);
-  const shown = lines.slice(0, PROBLEMS_SHOWN).join('; ') + (lines.length > PROBLEMS_SHOWN ? `; and ${lines.length - PROBLEMS_SHOWN} more` : '');
-  const scope =
-    p.kind === 'ClusterTrustPolicy' ? 'in every namespace' : p.namespace !== undefined ? `in namespace ${p.namespace}` : 'in every namespace (its namespace is unknown)';
-  const covers = p.images !== undefined ? 'it covers this image' : `its spec.images cannot be read, so it covers every image ${scope}`;
-  return {
-    policy: p.namespace !== undefined ? { kind: p.kind, name: p.name, namespace: p.namespace } : { kind: p.kind, name: p.name },
-    mode: p.mode,
-    ...failure('policy', 'invalid-policy'),
-    reason: `the policy is invalid and ${covers}, which cannot be verified until the policy is fixed (trustgate policy check lists every problem): ${shown}`,
-  };
-}
-
-/**
- * `host:443/x` reaches the repository `host/x` over HTTPS. When a policy covers the spelling
- * without the port but not the one written, the image is refused and told how to write it
- * (not admitted as unmatched, not verified under another GUN than its publisher signed).
- * Enforced whatever the policy's mode: the fix is a spelling, and a warning would let the
- * alias run unverified.
- */
-function aliasDenial(image: string, ref: ImageReference, reference: string, portless: ImageReference, asWritten: TrustPolicy[], coveringPortless: TrustPolicy[]): ImageVerdict | undefined {
-  const escaped = coveringPortless.filter((p) => !asWritten.includes(p));
-  if (escaped.length === 0) return undefined;
-  const canonical = formatReference(portless);
-  return {
-    image,
-    reference,
-    allowed: false,
-    passed: [],
-    failures: escaped.map((p) => ({
-      policy: policyRef(p),
-      mode: 'enforce' as const,
-      ...failure('policy', 'registry-alias'),
-      reason: `${ref.domain} is ${portless.domain} spelled with its default HTTPS port, and this policy covers ${canonical}: write the image as ${JSON.stringify(canonical)}`,
-    })),
-  };
-}
-
-function denied(image: string, reference: string, f: Failure & { reason: string }): ImageVerdict {
-  return {
-    image,
-    reference,
-    allowed: false,
-    passed: [],
-    failures: [{ policy: { kind: 'ClusterTrustPolicy', name: '(none)' }, mode: 'enforce', ...f }],
-  };
-}
-
-function compose(image: string, reference: string, ref: ImageReference, outcomes: PolicyOutcome[], invalid: PolicyFailure[]): ImageVerdict {
-  const failures = [...invalid, ...outcomes.flatMap((o) => (o.failure ? [o.failure] : []))];
-  const passed = outcomes.filter((o) => o.digest);
-  const digests = new Set(passed.map((o) => o.digest!));
-  const results = (pass: boolean) => [
-    ...invalid.map((f) => ({ policy: f.policy, mode: f.mode, result: 'fail' as const })),
-    ...outcomes.map((o) => ({ policy: policyRef(o.policy), mode: o.policy.spec.mode, result: pass && o.digest ? ('pass' as const) : ('fail' as const) })),
-  ];
-  if (digests.size > 1) {
-    // Two trust sources disagree on what this tag is: nothing can be pinned safely.
-    const detail = passed.map((o) => `${policyRef(o.policy).name}: ${o.digest}`).join('; ');
-    for (const o of passed) {
-      failures.push({
-        policy: policyRef(o.policy),
-        mode: 'enforce',
-        ...failure('policy', 'digest-mismatch'),
-        server: o.policy.spec.trustServer.url,
-        reason: `policies sign different digests for ${reference} (${detail})`,
-      });
-    }
-    return { image, reference, allowed: false, passed: [], failures, policyResults: results(false) };
-  }
-  const allowed = !failures.some((f) => f.mode === 'enforce');
-  const digest = [...digests][0];
-  const verdict: ImageVerdict = { image, reference, allowed, passed: passed.map((o) => policyRef(o.policy)), failures, policyResults: results(true) };
-  // Pin only what every enforcing policy vouched for.
-  if (allowed && digest) {
-    verdict.digest = digest;
-    verdict.pinned = pinnedReference(ref, digest);
-  }
-  return verdict;
 }
 
 class DeadlineError extends Error {}

@@ -3,10 +3,10 @@
  * targets and delegations, §5.3 snapshot, §5.4 timestamp). Parsing checks shape only; trust
  * comes from trusted-set.ts. TUF 1.0's formats are in tuf1/metadata.ts.
  */
-import { canonicalBytes } from './canonical.js';
 import { checkDelegationName } from './delegation.js';
+import { parseSignedEnvelope } from './envelope.js';
 import { TufError } from './errors.js';
-import { Fields, isObject, parseJson, type JsonObject } from './json.js';
+import { Fields, isObject, type JsonObject } from './json.js';
 import { checkBase64, decodeBase64, parseKey, type PublicKey } from './keys.js';
 
 export interface Signature {
@@ -68,22 +68,11 @@ export interface Targets extends Common {
 type TypeName = 'Root' | 'Timestamp' | 'Snapshot' | 'Targets';
 
 export function parseEnvelope(bytes: Uint8Array, role: string, type: TypeName): Envelope {
-  const doc = parseJson(bytes, role);
-  if (!isObject(doc)) throw new TufError('malformed', role, 'metadata is not a JSON object');
-  const top = new Fields(doc, role, 'file');
-  const signed = top.object('signed');
-  const signatures = top.array('signatures').map((s, i) => {
-    if (!isObject(s)) throw new TufError('malformed', role, `signatures[${i}] is not an object`);
-    const f = new Fields(s, role, `signatures[${i}]`);
-    return {
-      keyid: f.string('keyid'),
-      method: f.string('method').toLowerCase(),
-      sig: decodeBase64(f.string('sig'), role, `signatures[${i}].sig`),
-    };
-  });
-  const actual = signed['_type'];
-  if (actual !== type) throw new TufError('malformed', role, `_type is ${JSON.stringify(actual)}, expected "${type}"`);
-  return { role, signed, canonical: canonicalBytes(signed, role), signatures };
+  return parseSignedEnvelope(bytes, role, type, (f, i) => ({
+    keyid: f.string('keyid'),
+    method: f.string('method').toLowerCase(),
+    sig: decodeBase64(f.string('sig'), role, `signatures[${i}].sig`),
+  }));
 }
 
 // Go's time.Time text form: RFC 3339 with up to 9 fractional digits.

@@ -4,9 +4,9 @@
  * from trusted-set.ts. Every object is read through Fields, so a wrong shape is one
  * 'malformed' error that names the field.
  */
-import { canonicalBytes } from '../canonical.js';
+import { parseSignedEnvelope } from '../envelope.js';
 import { TufError } from '../errors.js';
-import { Fields, isObject, parseJson, type JsonObject } from '../json.js';
+import { Fields, isObject, type JsonObject } from '../json.js';
 import { parseSpecKey, type SpecKey } from './keys.js';
 
 export const TOP_LEVEL_ROLES = ['root', 'timestamp', 'snapshot', 'targets'] as const;
@@ -92,20 +92,11 @@ export interface SpecTargets extends Common {
 type TypeName = 'root' | 'timestamp' | 'snapshot' | 'targets';
 
 export function parseSpecEnvelope(bytes: Uint8Array, role: string, type: TypeName): SpecEnvelope {
-  const doc = parseJson(bytes, role);
-  if (!isObject(doc)) throw new TufError('malformed', role, 'metadata is not a JSON object');
-  const top = new Fields(doc, role, 'file');
-  const signed = top.object('signed');
-  const signatures = top.array('signatures').map((s, i) => {
-    if (!isObject(s)) throw new TufError('malformed', role, `signatures[${i}] is not an object`);
-    const f = new Fields(s, role, `signatures[${i}]`);
+  return parseSignedEnvelope(bytes, role, type, (f, i) => {
     const sig = f.string('sig');
     if (!/^(?:[0-9a-fA-F]{2})*$/.test(sig)) throw new TufError('malformed', role, `signatures[${i}].sig is not hex`);
     return { keyid: f.string('keyid'), sig: Buffer.from(sig, 'hex') };
   });
-  const actual = signed['_type'];
-  if (actual !== type) throw new TufError('malformed', role, `_type is ${JSON.stringify(actual)}, expected "${type}"`);
-  return { role, signed, canonical: canonicalBytes(signed, role), signatures };
 }
 
 // §4.2: "expires" is ISO 8601 "YYYY-MM-DDTHH:MM:SSZ"; implementations also write fractions.

@@ -5,7 +5,7 @@ import { isObject } from '../common/is-object.js';
 import { parseReference } from '../images/reference.js';
 import { imagesOf, isPodKind, podSpecPath, WorkloadError, type ImageUse } from '../images/workloads.js';
 import type { ImageVerifier } from '../verify/types.js';
-import { encodePatch, ORIGINAL_IMAGES_ANNOTATION, pinPatch, type Pin } from './patch.js';
+import { encodedPinPatch, ORIGINAL_IMAGES_ANNOTATION, type Pin } from './patch.js';
 import { auditAnnotations, decisionMode, denyLines, isDenied, policyLabel, unverifiedAnnotations, unverifiedWarnings, warnings, type ImageOutcome } from './report.js';
 import { parseReview, review, ReviewError } from './review.js';
 import {
@@ -203,10 +203,10 @@ function report(steps: Steps, req: AdmissionRequest, outcomes: ImageOutcome[], r
 /** Pins each verified tag of a Pod to its signed digest with a JSON Patch. */
 function pin(steps: Steps, req: AdmissionRequest, outcomes: ImageOutcome[], response: AdmissionResponse): void {
   if (!isObject(req.object)) return;
-  const ops = pinPatch(req.object, pinsFor(outcomes), steps.annotationKey, req.operation === 'UPDATE' ? req.oldObject : undefined);
-  if (ops.length === 0) return;
+  const patch = encodedPinPatch(req.object, pinsFor(outcomes), steps.annotationKey, req.operation === 'UPDATE' ? req.oldObject : undefined);
+  if (patch === undefined) return;
   response.patchType = 'JSONPatch';
-  response.patch = encodePatch(ops);
+  response.patch = patch;
 }
 
 function pinsFor(outcomes: ImageOutcome[]): Pin[] {

@@ -122,3 +122,31 @@ function sortKeys(m: Record<string, string>): Record<string, string> {
 export function encodePatch(ops: PatchOp[]): string {
   return Buffer.from(JSON.stringify(ops), 'utf8').toString('base64');
 }
+
+/** Encoded patches of Pods that carry no annotation of ours yet, by what decides them. */
+const fresh = new Map<string, string | undefined>();
+const FRESH_MAX = 512;
+
+/**
+ * pinPatch, encoded for the AdmissionReview (base64 JSON), or undefined when nothing is to
+ * change. A Pod created without our annotation (nearly every Pod) gets a patch decided by
+ * its pins and by where its metadata stops, so those patches are made once: the same
+ * Deployment's Pods repeat them.
+ */
+export function encodedPinPatch(object: Record<string, unknown>, pins: Pin[], annotationKey: string, oldObject?: unknown): string | undefined {
+  const metadata = object['metadata'];
+  const annotations = isObject(metadata) ? metadata['annotations'] : undefined;
+  const own = oldObject === undefined && !(isObject(annotations) && annotations[annotationKey] !== undefined);
+  if (!own) {
+    const ops = pinPatch(object, pins, annotationKey, oldObject);
+    return ops.length === 0 ? undefined : encodePatch(ops);
+  }
+  let key = `${!isObject(metadata) ? 'm' : !isObject(annotations) ? 'a' : 'k'}${annotationKey}`;
+  for (const p of pins) key += `\n${p.pointer}\n${p.original}\n${p.pinned}`;
+  if (fresh.has(key)) return fresh.get(key);
+  const ops = pinPatch(object, pins, annotationKey);
+  const encoded = ops.length === 0 ? undefined : encodePatch(ops);
+  if (fresh.size >= FRESH_MAX) fresh.delete(fresh.keys().next().value as string);
+  fresh.set(key, encoded);
+  return encoded;
+}

@@ -102,16 +102,17 @@ export function imagesOfPodSpec(spec: unknown, pointer = '/spec', where = 'spec'
     const list = spec[field.list];
     if (list === undefined || list === null) continue;
     if (!Array.isArray(list)) throw new WorkloadError(`${where}.${field.list} must be a list, got ${typeName(list)}`);
-    list.forEach((item: unknown, i: number) => {
-      const at = `${where}.${field.list}[${i}]`;
-      if (!isObject(item)) throw new WorkloadError(`${at} must be an object, got ${typeName(item)}`);
-      const image = imageAt(item, field.image, at);
+    // Error texts are built only on the error path: this runs for every Pod the cluster creates.
+    for (let i = 0; i < list.length; i++) {
+      const item: unknown = list[i];
+      if (!isObject(item)) throw new WorkloadError(`${itemAt(where, field, i)} must be an object, got ${typeName(item)}`);
+      const image = imageAt(item, field.image, where, field, i);
       // A Pod without an image fails API validation later; a workload template may leave
       // it to be filled in. Either way nothing runs from this field yet.
-      if (image === undefined) return;
+      if (image === undefined) continue;
       const name = item['name'];
       if (name !== undefined && name !== null && typeof name !== 'string') {
-        throw new WorkloadError(`${at}.name must be a string, got ${typeName(name)}`);
+        throw new WorkloadError(`${itemAt(where, field, i)}.name must be a string, got ${typeName(name)}`);
       }
       out.push({
         kind: field.kind,
@@ -119,25 +120,28 @@ export function imagesOfPodSpec(spec: unknown, pointer = '/spec', where = 'spec'
         image,
         pointer: `${pointer}/${field.list}/${i}/${field.image.join('/')}`,
       });
-    });
+    }
   }
   return out;
 }
 
+function itemAt(where: string, field: ImageField, i: number): string {
+  return `${where}.${field.list}[${i}]`;
+}
+
 /** The image string at `path` inside one item; undefined when the item names none (e.g. a volume of another type). */
-function imageAt(item: Record<string, unknown>, path: readonly string[], at: string): string | undefined {
+function imageAt(item: Record<string, unknown>, path: readonly string[], where: string, field: ImageField, index: number): string | undefined {
   let node: unknown = item;
-  let where = at;
+  const at = (i: number) => `${itemAt(where, field, index)}.${path.slice(0, i + 1).join('.')}`;
   for (let i = 0; i < path.length; i++) {
     const next: unknown = (node as Record<string, unknown>)[path[i]!];
-    where += `.${path[i]}`;
     if (next === undefined || next === null) return undefined;
     if (i === path.length - 1) {
       if (next === '') return undefined;
-      if (typeof next !== 'string') throw new WorkloadError(`${where} must be a string, got ${typeName(next)}`);
+      if (typeof next !== 'string') throw new WorkloadError(`${at(i)} must be a string, got ${typeName(next)}`);
       return next;
     }
-    if (!isObject(next)) throw new WorkloadError(`${where} must be an object, got ${typeName(next)}`);
+    if (!isObject(next)) throw new WorkloadError(`${at(i)} must be an object, got ${typeName(next)}`);
     node = next;
   }
   return undefined;

@@ -13,6 +13,32 @@ function labelKey(labels: Labels): string {
   return key === '' ? '' : `${key}}`;
 }
 
+interface KeyNode {
+  next: Map<string, KeyNode>;
+  key?: string;
+}
+
+/**
+ * Label sets seen before, to their rendered key: walking two small maps per label costs less
+ * than building the key again on every admission. Grows with the series it names, which are
+ * bounded (see the top).
+ */
+class LabelKeys {
+  private readonly root: KeyNode = { next: new Map() };
+
+  of(labels: Labels): string {
+    let node = this.root;
+    for (const k in labels) node = step(step(node, k), labels[k]!);
+    return (node.key ??= labelKey(labels));
+  }
+}
+
+function step(node: KeyNode, s: string): KeyNode {
+  let n = node.next.get(s);
+  if (!n) node.next.set(s, (n = { next: new Map() }));
+  return n;
+}
+
 const NEEDS_ESCAPE = /[\\\n"]/;
 
 function escapeLabel(v: string): string {
@@ -28,6 +54,7 @@ function formatNumber(n: number): string {
 
 export class Counter {
   private readonly values = new Map<string, number>();
+  private readonly keys = new LabelKeys();
   constructor(
     readonly name: string,
     readonly help: string,
@@ -35,7 +62,7 @@ export class Counter {
 
   inc(labels: Labels = {}, by = 1): void {
     if (!(by >= 0)) throw new RangeError(`counter ${this.name} can only increase`);
-    const key = labelKey(labels);
+    const key = this.keys.of(labels);
     this.values.set(key, (this.values.get(key) ?? 0) + by);
   }
 
@@ -54,6 +81,7 @@ export class Counter {
 
 export class Histogram {
   private readonly series = new Map<string, { labels: Labels; counts: number[]; sum: number; count: number }>();
+  private readonly keys = new LabelKeys();
   readonly buckets: readonly number[];
 
   constructor(
@@ -65,7 +93,7 @@ export class Histogram {
   }
 
   observe(value: number, labels: Labels = {}): void {
-    const key = labelKey(labels);
+    const key = this.keys.of(labels);
     let s = this.series.get(key);
     if (!s) {
       s = { labels, counts: this.buckets.map(() => 0), sum: 0, count: 0 };

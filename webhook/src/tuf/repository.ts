@@ -35,19 +35,22 @@ interface RoleView {
 export class TrustedRepository {
   /** Top-level targets first, then the delegations: every lookup goes through it. */
   private readonly roles: RoleMap;
+  /**
+   * What a role's view needs beyond expiry, worked out at its first lookup: the parts are
+   * immutable, and warm admissions look the same roles up thousands of times a second.
+   * Expiry is never part of it (it depends on the caller's clock).
+   */
+  private readonly views = new Map<string, RoleView>();
+  /** The earliest expiry among root, timestamp, snapshot and targets. */
+  readonly expires: Date;
 
   constructor(
     readonly gun: string,
     readonly parts: TrustedParts,
   ) {
     this.roles = roleMap(parts);
-  }
-
-  /** The earliest expiry among root, timestamp, snapshot and targets. */
-  get expires(): Date {
-    const { root, timestamp, snapshot, targets } = this.parts;
-    const all = [root.meta.expires, timestamp.meta.expires, snapshot.meta.expires, targets.meta.expires];
-    return new Date(Math.min(...all.map((d) => d.getTime())));
+    const { root, timestamp, snapshot, targets } = parts;
+    this.expires = new Date(Math.min(root.meta.expires.getTime(), timestamp.meta.expires.getTime(), snapshot.meta.expires.getTime(), targets.meta.expires.getTime()));
   }
 
   assertFresh(now: Date): void {
@@ -74,8 +77,13 @@ export class TrustedRepository {
       if (!isExpired(up.meta, now)) continue;
       return new TufError('expired', name, up === role ? `expired at ${up.meta.expiresText}` : `its parent ${up.name} expired at ${up.meta.expiresText}`);
     }
-    const { keys, keyids } = delegatedKeys(this.parts.root.meta, this.roles, role);
-    return { name, meta: role.meta, paths: role.paths, signers: keyids.map((id) => keys.get(id)!.canonicalId) };
+    let view = this.views.get(name);
+    if (!view) {
+      const { keys, keyids } = delegatedKeys(this.parts.root.meta, this.roles, role);
+      view = { name, meta: role.meta, paths: role.paths, signers: keyids.map((id) => keys.get(id)!.canonicalId) };
+      this.views.set(name, view);
+    }
+    return view;
   }
 
   /** The target `name` exactly as role `roleName` signs it. */
@@ -124,13 +132,22 @@ export class TrustedRepository {
   }
 }
 
+/** `sha256:<hex>` per verified hash, made once: a warm lookup should not re-encode it. */
+const digestTexts = new WeakMap<Uint8Array, string>();
+
+function digestText(sha: Buffer): string {
+  let text = digestTexts.get(sha);
+  if (text === undefined) digestTexts.set(sha, (text = 'sha256:' + sha.toString('hex')));
+  return text;
+}
+
 function toSigned(name: string, roleName: string, file: FileMeta, role: RoleView): SignedTarget | TufError {
   const sha = file.hashes.get('sha256');
   if (!sha || sha.length !== 32) return new TufError('malformed', roleName, `target "${name}" has no sha256 manifest digest`);
   return {
     name,
     role: roleName,
-    digest: 'sha256:' + sha.toString('hex'),
+    digest: digestText(sha),
     length: file.length,
     signers: role.signers,
     expires: role.meta.expiresText,

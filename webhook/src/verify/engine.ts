@@ -19,7 +19,7 @@ import { roleExpiries, type RoleExpiry } from './expiry.js';
 import { TufTrust } from './tuf-trust.js';
 import type { SpecSource } from '../tufrepo/source.js';
 import type { SpecRepository } from '../tufrepo/updater.js';
-import { signedDigest } from './signed-digest.js';
+import { signedDigest, type ImageTarget } from './signed-digest.js';
 import { failure, trustServerErrorKind, type Failure } from './failure.js';
 import type { ImageVerdict, ImageVerifier, PolicyFailure, PolicyRef } from './types.js';
 import { MemoryVersionStore, type VersionStore } from './version-store.js';
@@ -261,9 +261,10 @@ export class VerificationEngine implements ImageVerifier {
   /** What the verified trust data says about this reference under this policy. */
   private judge(policy: TrustPolicy, ref: ImageReference, repo: TrustedRepository): PolicyOutcome {
     try {
-      const tagged = ref.tag !== undefined ? { tag: ref.tag } : {};
-      const digest = ref.digest !== undefined ? { digest: ref.digest } : {};
-      const result = signedDigest(repo, { ...tagged, ...digest }, policy.spec.delegations, this.clock());
+      const target: ImageTarget = {};
+      if (ref.tag !== undefined) target.tag = ref.tag;
+      if (ref.digest !== undefined) target.digest = ref.digest;
+      const result = signedDigest(repo, target, policy.spec.delegations, this.clock());
       if (!result.ok) return failedOutcome(policy, result, result.role, result.reason);
       return { policy, digest: result.digest, roles: result.roles };
     } catch (e) {

@@ -16,8 +16,13 @@ export interface PolicyOutcome {
   failure?: PolicyFailure;
 }
 
+const refs = new WeakMap<TrustPolicy, PolicyRef>();
+
+/** Made once per policy (frozen: verdicts share it) since every verdict names its policies. */
 export function policyRef(p: TrustPolicy): PolicyRef {
-  return p.namespace ? { kind: p.kind, name: p.name, namespace: p.namespace } : { kind: p.kind, name: p.name };
+  let ref = refs.get(p);
+  if (!ref) refs.set(p, (ref = Object.freeze(p.namespace ? { kind: p.kind, name: p.name, namespace: p.namespace } : { kind: p.kind, name: p.name })));
+  return ref;
 }
 
 /** At most this many of an invalid policy's problems go into a denial; the policy's status and `policy check` list them all. */
@@ -73,6 +78,7 @@ export function denied(image: string, reference: string, f: Failure & { reason: 
 }
 
 export function compose(image: string, reference: string, ref: ImageReference, outcomes: PolicyOutcome[], invalid: PolicyFailure[]): ImageVerdict {
+  if (outcomes.length === 1 && invalid.length === 0) return composeOne(image, reference, ref, outcomes[0]!);
   const failures = [...invalid, ...outcomes.flatMap((o) => (o.failure ? [o.failure] : []))];
   const passed = outcomes.filter((o) => o.digest);
   const digests = new Set(passed.map((o) => o.digest!));
@@ -105,3 +111,22 @@ export function compose(image: string, reference: string, ref: ImageReference, o
   return verdict;
 }
 
+
+/** compose() for the common case, one policy and no invalid one, without its intermediate lists. */
+function composeOne(image: string, reference: string, ref: ImageReference, o: PolicyOutcome): ImageVerdict {
+  const policy = policyRef(o.policy);
+  const allowed = o.failure?.mode !== 'enforce';
+  const verdict: ImageVerdict = {
+    image,
+    reference,
+    allowed,
+    passed: o.digest ? [policy] : [],
+    failures: o.failure ? [o.failure] : [],
+    policyResults: [{ policy, mode: o.policy.spec.mode, result: o.digest ? 'pass' : 'fail' }],
+  };
+  if (allowed && o.digest) {
+    verdict.digest = o.digest;
+    verdict.pinned = pinnedReference(ref, o.digest);
+  }
+  return verdict;
+}

@@ -150,7 +150,7 @@ function imagesToVerify(req: AdmissionRequest): ImagesToVerify | Decision {
     if (!(e instanceof WorkloadError)) throw e;
     return { response: invalid(req.uid, `trustgate cannot read the images of this ${req.kind.kind}: ${e.message}`), mode: 'none', images: [] };
   }
-  let distinct = [...new Set(uses.map((u) => u.image))];
+  let distinct = uses.length <= SMALL ? uniqueSmall(uses.map((u) => u.image)) : [...new Set(uses.map((u) => u.image))];
   if (req.operation === 'UPDATE') {
     // Only images new in this update need trust. Leaving the others alone also matters for
     // pinning: the kubelet restarts a running container whose image field changes.
@@ -188,6 +188,8 @@ function decide(steps: Steps, req: AdmissionRequest, work: ImagesToVerify, outco
 
 /** Warnings for kubectl, audit annotations for the audit log (and a log line for each). */
 function report(steps: Steps, req: AdmissionRequest, outcomes: ImageOutcome[], response: AdmissionResponse): void {
+  // Nearly every admission: nothing failed and everything was verified, so nothing to say.
+  if (outcomes.every((o) => o.verdict !== undefined && o.verdict.failures.length === 0 && o.verdict.unverified === undefined)) return;
   const warn = warnings(outcomes);
   for (const w of unverifiedWarnings(outcomes)) warn.push(w);
   const audit = Object.assign(auditAnnotations(outcomes), unverifiedAnnotations(outcomes));
@@ -275,7 +277,7 @@ function addPinnedAndPolicies(fields: LogFields, outcomes: ImageOutcome[] | unde
     for (const r of o.verdict?.policyResults ?? []) policies.push(`${policyLabel(r.policy)} ${r.mode} ${r.result}`);
   }
   if (anyPinned) fields['pinned'] = pinned;
-  if (policies.length > 0) fields['policies'] = [...new Set(policies)];
+  if (policies.length > 0) fields['policies'] = policies.length <= SMALL ? uniqueSmall(policies) : [...new Set(policies)];
 }
 
 /** Images of the object before the update, or undefined when they cannot be read (then everything is checked). */
@@ -297,6 +299,15 @@ function samePinnedRepository(image: string, pinned: string, digest: string | un
   } catch {
     return false;
   }
+}
+
+/** Up to this many items, a list is made unique without a Set (quicker for a Pod's few images); past it, with one (linear). */
+const SMALL = 16;
+
+function uniqueSmall(items: string[]): string[] {
+  const out: string[] = [];
+  for (const i of items) if (!out.includes(i)) out.push(i);
+  return out;
 }
 
 function invalid(uid: string, message: string): AdmissionResponse {

@@ -183,8 +183,19 @@ export function withoutDefaultPort(ref: ImageReference): ImageReference | undefi
   return parseReference(s);
 }
 
+/** The last pin made of each (shared, frozen) parsed reference: warm admissions repeat it. */
+const lastPin = new WeakMap<ImageReference, { digest: string; pinned: string }>();
+
 /** `name:tag@digest` (no tag when the reference had none). */
 export function pinnedReference(ref: ImageReference, digest: string): string {
+  const last = lastPin.get(ref);
+  if (last?.digest === digest) return last.pinned;
+  const pinned = makePin(ref, digest);
+  lastPin.set(ref, { digest, pinned });
+  return pinned;
+}
+
+function makePin(ref: ImageReference, digest: string): string {
   const problem = digestProblem(digest);
   if (problem) throw new ImageReferenceError(formatReference(ref), `cannot pin: ${problem}`);
   // Swapping one digest for another would run something other than what was asked for.

@@ -163,7 +163,7 @@ export class VerificationEngine implements ImageVerifier {
     // it; an enforcing one decides without trust data, whatever broader valid policies say.
     const invalidPolicies = this.opts.policies.invalidFor?.(reference, namespace) ?? [];
     const aliased = portless ? (this.opts.policies.invalidFor?.(formatReference(portless), namespace) ?? []) : [];
-    const invalid = [...new Set([...invalidPolicies, ...aliased])].map(invalidFailure);
+    const invalid = invalidPolicies.length + aliased.length === 0 ? [] : [...new Set([...invalidPolicies, ...aliased])].map(invalidFailure);
     if (invalid.some((f) => f.mode === 'enforce')) return { image, reference, allowed: false, passed: [], failures: invalid };
     const policies = this.opts.policies.policiesFor(reference, namespace);
     if (portless) {

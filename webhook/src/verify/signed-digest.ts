@@ -52,11 +52,11 @@ function describe(image: ImageTarget): string {
 }
 
 function byDockerRule(repo: TrustedRepository, image: ImageTarget, now: Date): SignedDigest {
-  const misses: TufError[] = [];
+  let misses: TufError[] | undefined;
   for (const role of DOCKER_ROLES) {
     const found = lookup(repo, role, image, now);
     if (found instanceof TufError) {
-      misses.push(found);
+      (misses ??= []).push(found);
       continue;
     }
     if (image.digest && found.digest !== image.digest) {
@@ -65,7 +65,7 @@ function byDockerRule(repo: TrustedRepository, image: ImageTarget, now: Date): S
     return { ok: true, digest: found.digest, roles: [role], targets: [found] };
   }
   // Say why the preferred role could not vouch (expired? under-signed?) before "unsigned".
-  const telling = misses.find((m) => m.code !== 'not-found');
+  const telling = misses?.find((m) => m.code !== 'not-found');
   if (telling) return refusal(telling.code, telling.role, telling.message);
   return refusal('unsigned', 'targets', `${describe(image)} is not signed in targets/releases or targets`);
 }

@@ -240,7 +240,7 @@ function looksLikeDomain(first: string): boolean {
   return first.includes('.') || first.includes(':') || first === 'localhost' || HAS_UPPER.test(first);
 }
 
-function domainProblem(domain: string): string | undefined {
+export function domainProblem(domain: string): string | undefined {
   let host = domain;
   let port: string | undefined;
   if (domain.startsWith('[')) {

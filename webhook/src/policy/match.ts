@@ -17,7 +17,7 @@
  * webhook backtrack for seconds on a crafted glob.
  */
 
-import { DOCKER_HUB_ALIASES } from '../images/reference.js';
+import { DOCKER_HUB_ALIASES, domainProblem } from '../images/reference.js';
 
 /** Longest pattern accepted: a normalized reference is at most ~462 characters. */
 export const MAX_PATTERN_LENGTH = 512;
@@ -90,7 +90,6 @@ export function matchesImage(pattern: string, reference: string): boolean {
   }
 }
 
-const DOMAIN_COMPONENT = /^(?:[a-z0-9]|[a-z0-9][a-z0-9-]*[a-z0-9])$/;
 const PATH_CHARS = /^[a-z0-9._\-*?]+$/;
 const TAG_CHARS = /^[A-Za-z0-9_.\-*?]+$/;
 const GLOB = /[*?]/;
@@ -125,9 +124,10 @@ export function imagePatternProblems(pattern: string): string[] {
     problems.push(`the registry ${JSON.stringify(first)} must be literal, without '*' or '?': list each registry in its own pattern`);
     return problems;
   }
-  const domainProblem = checkDomain(first);
-  if (domainProblem) problems.push(domainProblem);
-  if (first.endsWith(':443') && !domainProblem) {
+  // The same rule as an image's registry: a pattern can only name what a reference can.
+  const badDomain = domainProblem(first);
+  if (badDomain) problems.push(badDomain);
+  if (first.endsWith(':443') && !badDomain) {
     // One spelling per registry: a reference that spells the default port is refused when a
     // policy covers the registry without it, so a pattern with it could only ever cover that.
     problems.push(
@@ -154,31 +154,6 @@ export function imagePatternProblems(pattern: string): string[] {
   }
   if (tag !== undefined && !TAG_CHARS.test(tag)) problems.push(`tag ${JSON.stringify(tag)} may hold only A-Z, a-z, 0-9, '_', '.', '-' and the globs '*', '?'`);
   return problems;
-}
-
-function checkDomain(domain: string): string | undefined {
-  let host = domain;
-  let port: string | undefined;
-  if (domain.startsWith('[')) {
-    const close = domain.indexOf(']');
-    if (close < 0 || !/^\[[a-fA-F0-9:]+\]$/.test(domain.slice(0, close + 1))) return `invalid registry host ${JSON.stringify(domain)}`;
-    const after = domain.slice(close + 1);
-    if (after !== '' && !after.startsWith(':')) return `invalid registry host ${JSON.stringify(domain)}`;
-    if (after !== '') port = after.slice(1);
-    host = '';
-  } else {
-    const colon = domain.indexOf(':');
-    if (colon >= 0) {
-      host = domain.slice(0, colon);
-      port = domain.slice(colon + 1);
-    }
-    if (/[A-Z]/.test(host)) return `registry host ${JSON.stringify(host)} must be lowercase (references are normalized to lowercase hosts)`;
-    if (host === '' || !host.split('.').every((c) => DOMAIN_COMPONENT.test(c))) return `invalid registry host ${JSON.stringify(host)}`;
-  }
-  if (port !== undefined && (!/^[1-9][0-9]{0,4}$/.test(port) || Number(port) > 65535)) {
-    return `invalid registry port ${JSON.stringify(port)}: 1-65535 without leading zeros`;
-  }
-  return undefined;
 }
 
 /** The tag is after a ':' in the last path segment (a ':' before the first '/' is a port). */

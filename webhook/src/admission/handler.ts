@@ -4,6 +4,7 @@
 import { isObject } from '../common/is-object.js';
 import { parseReference } from '../images/reference.js';
 import { imagesOf, isPodKind, podSpecPath, WorkloadError, type ImageUse } from '../images/workloads.js';
+import type { FailureCause } from '../verify/failure.js';
 import type { ImageVerifier } from '../verify/types.js';
 import { encodedPinPatch, ORIGINAL_IMAGES_ANNOTATION, type Pin } from './patch.js';
 import { auditAnnotations, decisionMode, denyLines, isDenied, policyLabel, unverifiedAnnotations, unverifiedWarnings, warnings, type ImageOutcome } from './report.js';
@@ -227,10 +228,17 @@ function respond(steps: Steps, req: AdmissionRequest, decision: Decision, starte
   const unverified = (decision.outcomes ?? []).filter((o) => o.verdict?.unverified !== undefined);
   const result = resultOf(decision.response, unverified.length > 0);
   steps.metrics.admission({ operation: req.operation, result, mode: decision.mode, webhook: steps.webhook }, secondsSince(started));
+  if (result === 'denied') steps.metrics.denial?.(steps.webhook, denialCause(decision.outcomes));
   for (const o of decision.outcomes ?? []) for (const r of o.verdict?.policyResults ?? []) steps.metrics.policyResult?.(policyLabel(r.policy), r.mode, r.result);
   // A denial is something an operator may have to act on; an allow is routine.
   steps.log[result === 'allowed' ? 'info' : 'warn']('admission', logFields(steps, req, decision, result, unverified, started));
   return review(decision.response);
+}
+
+/** What denied: the first denied image's first enforcing failure; a deadline or a verifier error is ours. */
+function denialCause(outcomes: ImageOutcome[] | undefined): FailureCause {
+  const first = outcomes?.find(isDenied);
+  return first?.verdict?.failures.find((f) => f.mode === 'enforce')?.cause ?? 'internal';
 }
 
 function resultOf(response: AdmissionResponse, unverified: boolean): AdmissionResult {

@@ -1,5 +1,6 @@
 // Shapes admission.k8s.io/v1 puts on the wire, and the small interfaces admission needs from
 // its host (logging, metrics) so it does not depend on the server.
+import type { FailureCause } from '../verify/failure.js';
 
 export interface GroupVersionKind {
   group: string;
@@ -75,6 +76,8 @@ export interface AdmissionMetrics {
   imageVerificationSeconds(seconds: number): void;
   /** One policy's verdict on one image of an admission: policy as Kind/namespace/name. */
   policyResult?(policy: string, mode: string, result: string): void;
+  /** A denied admission, by the cause of what denied it (the first image's first enforcing failure). */
+  denial?(webhook: WebhookName, cause: FailureCause): void;
 }
 
 /** Seconds since `t0`, a performance.now() reading: what the metrics take. */

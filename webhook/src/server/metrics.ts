@@ -3,6 +3,7 @@
 // results, policy servers), so series never grow with request content.
 import type { AdmissionMetrics, AdmissionResult, DecisionMode, WebhookName } from '../admission/types.js';
 import type { RoleExpiry } from '../verify/expiry.js';
+import type { FailureCause } from '../verify/failure.js';
 
 type Labels = Record<string, string>;
 
@@ -184,6 +185,7 @@ export class Metrics implements AdmissionMetrics {
   readonly cacheHits = new Counter('trustgate_cache_hits_total', 'Verified trust data served from the cache.');
   readonly cacheMisses = new Counter('trustgate_cache_misses_total', 'Verified trust data that had to be fetched.');
   readonly trustServerErrors = new Counter('trustgate_trust_server_errors_total', 'Failed requests to trust servers by server and kind of failure.');
+  readonly denials = new Counter('trustgate_denials_total', 'Denied admissions by webhook and the cause of the first enforcing failure: trust-data (refused or stale trust data), transport (a trust server not reached or not answering well), policy (unsigned, no policy, an invalid policy), reference (an image reference that cannot be verified), internal (deadline, verifier).');
   readonly httpRequests = new Counter('trustgate_http_requests_total', 'HTTP requests by path and status code.');
 
   admission(labels: { operation: string; result: AdmissionResult; mode: DecisionMode; webhook: WebhookName }, seconds: number): void {
@@ -209,6 +211,10 @@ export class Metrics implements AdmissionMetrics {
 
   httpRequest(path: string, code: number): void {
     this.httpRequests.inc({ path, code: String(code) });
+  }
+
+  denial(webhook: WebhookName, cause: FailureCause): void {
+    this.denials.inc({ webhook, cause });
   }
 
   policyResult(policy: string, mode: string, result: string): void {
@@ -275,6 +281,7 @@ export class Metrics implements AdmissionMetrics {
       [
         this.buildInfo,
         this.admissions,
+        this.denials,
         this.admissionDuration,
         this.verificationDuration,
         this.cacheHits,

@@ -7,10 +7,11 @@
  * forged source, for each place a threshold is counted: root, timestamp, snapshot, targets
  * and a delegation.
  */
-import { ECDH } from 'node:crypto';
+import { ECDH, generateKeyPairSync } from 'node:crypto';
 import { expect } from 'chai';
 import { loadRepository } from '../../webhook/src/notary/updater.js';
 import { pinFromPem, TufError, type RootPin, type TrustedRepository } from '../../webhook/src/tuf/index.js';
+import { keyId, parseKey } from '../../webhook/src/tuf/keys.js';
 import { certKey, dict, ForgeKey, GUN, RepoForge, type ForgedRepo } from '../support/forge.js';
 import { ForgedSource } from '../support/forged-source.js';
 
@@ -243,5 +244,17 @@ describe('tuf: a pin that does not sign the served root is reported as that', ()
     expect(e.code, e.message).to.equal('untrusted-root');
     expect(e.message).to.contain('too few pinned keys signed root v1 (1 of the required 2)');
     expect(e.message).to.contain(`it is signed by ${k1.id.slice(0, 12)}…`);
+  });
+});
+
+describe('parsed keys are shared while in use', () => {
+  it('gives the same key object for the same key ID in two files, and still checks each declared ID', () => {
+    const spki = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ format: 'der', type: 'spki' }).toString('base64');
+    const id = keyId('ecdsa', spki, 'targets');
+    const a = parseKey(id, { keytype: 'ecdsa', keyval: { public: spki } }, 'targets');
+    const b = parseKey(id, { keytype: 'ecdsa', keyval: { public: spki } }, 'snapshot');
+    expect(b).to.equal(a);
+    // A file that lists the same key under another ID is still refused.
+    expect(() => parseKey('0'.repeat(64), { keytype: 'ecdsa', keyval: { public: spki } }, 'targets')).to.throw(/actually has ID/);
   });
 });

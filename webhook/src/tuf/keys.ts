@@ -79,14 +79,32 @@ export function parseKey(declaredId: string, value: JsonValue | undefined, role:
   if (id !== declaredId) {
     throw new TufError('bad-key', role, `key listed as ${declaredId} actually has ID ${id}`);
   }
+  const known = parsedKeys.get(id)?.deref();
+  if (known) return known;
   const raw = decodeBase64(publicB64, role, `key ${id} public value`);
+  let key: PublicKey;
   try {
-    return { ...buildKey(id, keytype as KeyType, raw, role), publicValue: publicB64 };
+    key = { ...buildKey(id, keytype as KeyType, raw, role), publicValue: publicB64 };
   } catch (e) {
     if (e instanceof TufError) throw e;
     throw new TufError('bad-key', role, `key ${id} (${keytype}) cannot be parsed: ${(e as Error).message}`);
   }
+  parsedKeys.set(id, new WeakRef(key));
+  forgetKey.register(key, id);
+  return key;
 }
+
+/**
+ * Parsed keys by ID while any verified metadata still holds them. The ID is the SHA-256 of
+ * the key type and public value, so one ID is one parse result; repositories signed by the
+ * same keys (an organisation's release key, a wildcard root certificate, every refresh of
+ * one repository) then share one native key and certificate instead of holding one each,
+ * tens of kilobytes outside the JS heap. Weak: an entry lives as long as its users.
+ */
+const parsedKeys = new Map<string, WeakRef<PublicKey>>();
+const forgetKey = new FinalizationRegistry<string>((id) => {
+  if (parsedKeys.get(id)?.deref() === undefined) parsedKeys.delete(id);
+});
 
 function buildKey(id: string, keytype: KeyType, raw: Buffer, role: string): Omit<PublicKey, 'publicValue'> {
   switch (keytype) {

@@ -11,18 +11,23 @@ export function isLogLevel(v: string): v is LogLevel {
 /**
  * Lines for stderr, written in batches: a write per admission costs more than the
  * admission, and so does one per turn of the event loop under load (a turn often carries a
- * single admission). A batch goes out after FLUSH_MS or once it holds FLUSH_BYTES, and on
- * exit, so nothing logged is lost short of a kill -9 (at most FLUSH_MS of lines).
+ * single admission). Routine lines (info, debug: every allowed admission) go out after
+ * FLUSH_MS or once FLUSH_BYTES are waiting; a warning or an error goes out at the end of the
+ * current turn, with whatever waits before it. All of it on exit, so nothing logged is lost
+ * short of a kill -9 (at most FLUSH_MS of routine lines).
  */
 const FLUSH_MS = 20;
 const FLUSH_BYTES = 64 * 1024;
 const pending: string[] = [];
 let pendingBytes = 0;
 let timer: NodeJS.Timeout | undefined;
+let soon: NodeJS.Immediate | undefined;
 
 function flushStderr(): void {
   if (timer) clearTimeout(timer);
+  if (soon) clearImmediate(soon);
   timer = undefined;
+  soon = undefined;
   if (pending.length === 0) return;
   const text = pending.join('');
   pending.length = 0;
@@ -30,17 +35,18 @@ function flushStderr(): void {
   process.stderr.write(text);
 }
 
-function writeStderr(line: string): void {
+function writeStderr(line: string, level: LogLevel): void {
   pending.push(line);
   pendingBytes += line.length;
   if (pendingBytes >= FLUSH_BYTES) return flushStderr();
   // Unref'd: a pending batch never keeps the process alive; the exit handler writes it.
-  timer ??= setTimeout(flushStderr, FLUSH_MS).unref();
+  if (level === 'warn' || level === 'error') soon ??= setImmediate(flushStderr).unref();
+  else timer ??= setTimeout(flushStderr, FLUSH_MS).unref();
 }
 
 process.once('exit', flushStderr);
 
-export function createJsonLogger(level: LogLevel = 'info', write: (line: string) => void = writeStderr, clock: () => Date = () => new Date()): Logger {
+export function createJsonLogger(level: LogLevel = 'info', write: (line: string, level: LogLevel) => void = writeStderr, clock: () => Date = () => new Date()): Logger {
   const min = LOG_LEVELS.indexOf(level);
   // Under load many lines share a millisecond: its text is made once.
   let lastMs = NaN;
@@ -65,7 +71,7 @@ export function createJsonLogger(level: LogLevel = 'info', write: (line: string)
       // A field that cannot be serialized (cycle, BigInt) must not take the request down.
       rest = JSON.stringify({ logError: (e as Error).message });
     }
-    write(rest === '{}' ? `${head}}\n` : `${head},${rest.slice(1)}\n`);
+    write(rest === '{}' ? `${head}}\n` : `${head},${rest.slice(1)}\n`, lvl);
   };
   return {
     debug: (m, f) => emit('debug', m, f),

@@ -3,7 +3,7 @@
 import { FetchError, type SpecFileRequest, type SpecSource } from '../../webhook/src/tufrepo/source.js';
 
 export class MemorySpecSource implements SpecSource {
-  readonly server = 'memory://repo/';
+  readonly server: string = 'memory://repo/';
   readonly requests: string[] = [];
 
   constructor(public files: Map<string, Buffer>) {}

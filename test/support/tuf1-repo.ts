@@ -190,8 +190,10 @@ export class TufRepo {
   /**
    * Re-signs snapshot and timestamp over the current targets, bumping every version that
    * changed, and returns the files a static server would hold.
+   * @param opts.declare lengths to sign instead of the true ones, by role ('snapshot': the
+   *   timestamp's entry for it): what a repository's key holder may declare.
    */
-  publish(opts: { bump?: string[]; hashes?: boolean } = {}): Map<string, Buffer> {
+  publish(opts: { bump?: string[]; hashes?: boolean; declare?: Record<string, number> } = {}): Map<string, Buffer> {
     if (this.roots.size === 0) this.publishRoot();
     const files = new Map<string, Buffer>();
     const consistent = this.root.signed.consistentSnapshot;
@@ -200,7 +202,8 @@ export class TufRepo {
       if (opts.bump?.includes(name)) (md.signed as { version: number }).version += 1;
       const bytes = this.signWith(md, this.signers.get(name)!);
       const v = md.signed.version;
-      snapMeta[`${name}.json`] = new MetaFile({ version: v, ...(opts.hashes ? { length: bytes.length, hashes: { sha256: sha256hex(bytes) } } : {}) });
+      const length = opts.declare?.[name] ?? (opts.hashes ? bytes.length : undefined);
+      snapMeta[`${name}.json`] = new MetaFile({ version: v, ...(length !== undefined ? { length } : {}), ...(opts.hashes ? { hashes: { sha256: sha256hex(bytes) } } : {}) });
       files.set(consistent ? `${v}.${name}.json` : `${name}.json`, bytes);
     }
     const snap = this.snapshot.signed as { meta: Record<string, MetaFile>; version: number };
@@ -209,7 +212,7 @@ export class TufRepo {
     const snapBytes = this.signWith(this.snapshot, this.signers.get('snapshot')!);
     files.set(consistent ? `${snap.version}.snapshot.json` : 'snapshot.json', snapBytes);
     const ts = this.timestamp.signed as { snapshotMeta: MetaFile; version: number };
-    ts.snapshotMeta = new MetaFile({ version: snap.version, length: snapBytes.length, hashes: { sha256: sha256hex(snapBytes) } });
+    ts.snapshotMeta = new MetaFile({ version: snap.version, length: opts.declare?.['snapshot'] ?? snapBytes.length, hashes: { sha256: sha256hex(snapBytes) } });
     if (opts.bump?.includes('timestamp')) ts.version += 1;
     files.set('timestamp.json', this.signWith(this.timestamp, this.signers.get('timestamp')!));
     for (const [v, bytes] of this.roots) files.set(`${v}.root.json`, bytes);

@@ -173,7 +173,7 @@ function loadLimitSettings(): Setting[] {
     row('verifyWorkers', 'verify-workers', 1, 1, 16, 'Worker threads that verify large trust data off the admission thread'),
     row('workerMemoryMb', 'worker-memory-mb', DEFAULT_WORKER_MEMORY_MB, 16, 4096, 'Heap limit (MB) of each verification worker; a load past it is refused and the worker replaced'),
     row('maxTotalMibInFlight', 'max-total-mib-in-flight', DEFAULT_TOTAL_BYTES_IN_FLIGHT / MiB, 1, 4096, 'MiB of trust data held by loads at once, over all trust servers'),
-    row('clusterServerMaxLoads', 'cluster-server-max-loads', c.maxConcurrentLoads, 1, 1024, 'Loads at once from one trust server named by ClusterTrustPolicies'),
+    row('clusterServerMaxLoads', 'cluster-server-max-loads', c.maxConcurrentLoads, 1, 1024, 'Loads at once from one trust server (a Notary server, or a TUF 1.0 repository by its metadata URL) named by ClusterTrustPolicies'),
     row('clusterServerMaxMibInFlight', 'cluster-server-max-mib-in-flight', c.maxBytesInFlight / MiB, 1, 4096, 'MiB held at once by loads from one such server'),
     row('clusterServerMaxMetadataMib', 'cluster-server-max-metadata-mib', c.maxMetadataBytes / MiB, 1, maxMib, 'Largest metadata file (MiB) accepted from one such server'),
     row('namespacedServerMaxLoads', 'namespaced-server-max-loads', ns.maxConcurrentLoads, 1, 1024, 'Loads at once from one trust server named only by TrustPolicies (a tenant)'),

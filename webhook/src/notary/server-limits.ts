@@ -3,9 +3,33 @@
  * bytes fetched and still held by unfinished loads, and the largest metadata file. Trust
  * servers named by namespaced policies (any team may name any server) get their own, lower
  * limits, counted apart from the same server's loads for cluster policies; a total over all
- * servers bounds what many hostile servers can hold together.
+ * servers bounds what many hostile servers can hold together. Both protocols load through
+ * here: Notary repositories (verify/engine.ts) and TUF 1.0 repositories, whose lazy
+ * delegated-role loads count as loads too (verify/tuf-trust.ts).
  */
-import { FetchError, type MetadataRequest, type MetadataSource } from './source.js';
+import { FetchError } from './source.js';
+
+/** What runLoad needs of a request; Notary's MetadataRequest and TUF 1.0's SpecFileRequest both are one. */
+export interface LimitedRequest {
+  role: string;
+  maxBytes: number;
+  /**
+   * `maxBytes` is the length that signed, already trusted metadata declares for the file
+   * (TUF 1.0: the timestamp's for the snapshot, the snapshot's for a targets role). A
+   * declared length is exact (tuf/declared-file.ts), so one above a cap is refused without a
+   * request: no file that could verify would fit.
+   */
+  declared?: boolean;
+  /** Notary: a hash-addressed file, whose length the snapshot declares (declared, as above). */
+  sha256Hex?: string;
+}
+
+/** What runLoad needs of a source; Notary's MetadataSource and TUF 1.0's SpecSource both are one. */
+export interface LimitedSource<R extends LimitedRequest> {
+  /** The trust server: limits are kept per scope and server, and refusals name it. */
+  readonly server: string;
+  fetch(req: R, signal?: AbortSignal): Promise<Uint8Array>;
+}
 
 export type PolicyScope = 'cluster' | 'namespaced';
 
@@ -90,11 +114,14 @@ export class TrustServerLimits {
   }
 
   /**
-   * Runs one repository load once the server has a free slot. `load` gets a source that
-   * applies the scope's file cap and counts every byte it returns against the server and the
-   * total until the load ends.
+   * Runs one repository load once the server has a free slot. `load` gets the source with a
+   * fetch that applies the scope's file cap and counts every byte it returns against the
+   * server and the total until the load ends. The limited source is the given one with only
+   * `fetch` replaced (other fields, such as a Notary source's `gun`, read through), and it
+   * serves only while the load runs: fetches still in flight when it ends are aborted, since
+   * nothing would count the bytes they hold.
    */
-  async runLoad<T>(scope: PolicyScope, source: MetadataSource, load: (limited: MetadataSource) => Promise<T>): Promise<T> {
+  async runLoad<R extends LimitedRequest, S extends LimitedSource<R>, T>(scope: PolicyScope, source: S, load: (limited: S) => Promise<T>): Promise<T> {
     const key = `${scope}|${source.server}`;
     const limits = this.limits[scope];
     let state = this.servers.get(key);
@@ -107,50 +134,54 @@ export class TrustServerLimits {
     if (s.active >= limits.maxConcurrentLoads) await new Promise<void>((resolve) => s.waiting.push(resolve));
     else s.active++;
     let held = 0;
-    const refuse = (req: MetadataRequest, n: number): FetchError | undefined => {
-      if (s.bytes + n > limits.maxBytesInFlight) {
-        return new FetchError('too-large', source.server, req.role, `loads from this trust server for ${scope} policies would hold more than ${mib(limits.maxBytesInFlight)} at once (${FLAG[scope].maxBytesInFlight})`);
-      }
-      if (this.totalBytes + n > this.maxTotalBytesInFlight) {
-        return new FetchError('too-large', source.server, req.role, `loads from all trust servers would hold more than ${mib(this.maxTotalBytesInFlight)} at once (--max-total-mib-in-flight)`);
-      }
+    const ended = new AbortController();
+    /** Why `n` more bytes cannot be held now (this server's budget, then the total), or undefined. */
+    const overBudget = (n: number): string | undefined => {
+      if (s.bytes + n > limits.maxBytesInFlight) return `loads from this trust server for ${scope} policies would hold more than ${mib(limits.maxBytesInFlight)} at once (${FLAG[scope].maxBytesInFlight})`;
+      if (this.totalBytes + n > this.maxTotalBytesInFlight) return `loads from all trust servers would hold more than ${mib(this.maxTotalBytesInFlight)} at once (--max-total-mib-in-flight)`;
       return undefined;
     };
-    const limited: MetadataSource = {
-      server: source.server,
-      gun: source.gun,
-      fetch: async (req, signal) => {
-        // A file larger than a budget it counts against could never be held: refused before
-        // a byte is read (by Content-Length, or while reading), like one above the file cap.
-        const cap = Math.min(req.maxBytes, limits.maxMetadataBytes, limits.maxBytesInFlight, this.maxTotalBytesInFlight);
-        // A length the signed metadata declares that no longer fits what is free right now.
-        if (req.sha256Hex !== undefined) {
-          const early = refuse(req, req.maxBytes);
-          if (early && req.maxBytes <= cap) throw early;
+    const overFileCap = `larger than the ${mib(limits.maxMetadataBytes)} limit for metadata files from trust servers of ${scope} policies (${FLAG[scope].maxMetadataBytes})`;
+    const tooLarge = (req: R, reason: string) => new FetchError('too-large', source.server, req.role, reason);
+    const fetch = async (req: R, signal?: AbortSignal): Promise<Uint8Array> => {
+      if (ended.signal.aborted) throw new Error(`a fetch of ${req.role} from ${source.server} was started after its load ended`);
+      // A file larger than a budget it counts against could never be held: refused before
+      // a byte is read (by Content-Length, or while reading), like one above the file cap.
+      const cap = Math.min(req.maxBytes, limits.maxMetadataBytes, limits.maxBytesInFlight, this.maxTotalBytesInFlight);
+      if (req.declared === true || req.sha256Hex !== undefined) {
+        // Not one request for a file that cannot fit: the attacker's server never sees it.
+        if (req.maxBytes > cap) {
+          const why = cap === limits.maxMetadataBytes ? overFileCap : overBudget(req.maxBytes)!;
+          throw tooLarge(req, `the signed metadata declares ${req.maxBytes} bytes (${mib(req.maxBytes, true)}), ${why}`);
         }
-        let bytes: Uint8Array;
-        try {
-          bytes = await source.fetch(cap === req.maxBytes ? req : { ...req, maxBytes: cap }, signal);
-        } catch (e) {
-          if (cap < req.maxBytes && e instanceof FetchError && e.kind === 'too-large') {
-            if (cap === limits.maxMetadataBytes) {
-              throw new FetchError('too-large', source.server, req.role, `larger than the ${mib(cap)} limit for metadata files from trust servers of ${scope} policies (${FLAG[scope].maxMetadataBytes})`);
-            }
-            throw refuse(req, req.maxBytes) ?? e;
-          }
-          throw e;
+        // A length that fits the caps but no longer fits what is free right now.
+        const busy = overBudget(req.maxBytes);
+        if (busy) throw tooLarge(req, busy);
+      }
+      let bytes: Uint8Array;
+      try {
+        bytes = await source.fetch(cap === req.maxBytes ? req : { ...req, maxBytes: cap }, signal ? AbortSignal.any([signal, ended.signal]) : ended.signal);
+      } catch (e) {
+        if (cap < req.maxBytes && e instanceof FetchError && e.kind === 'too-large') {
+          if (cap === limits.maxMetadataBytes) throw tooLarge(req, overFileCap);
+          const busy = overBudget(req.maxBytes);
+          throw busy ? tooLarge(req, busy) : e;
         }
-        const over = refuse(req, bytes.length);
-        if (over) throw over;
-        s.bytes += bytes.length;
-        this.totalBytes += bytes.length;
-        held += bytes.length;
-        return bytes;
-      },
+        throw e;
+      }
+      if (ended.signal.aborted) throw new Error(`a fetch of ${req.role} from ${source.server} finished after its load ended`);
+      const over = overBudget(bytes.length);
+      if (over) throw tooLarge(req, over);
+      s.bytes += bytes.length;
+      this.totalBytes += bytes.length;
+      held += bytes.length;
+      return bytes;
     };
+    const limited = Object.create(source, { fetch: { value: fetch } }) as S;
     try {
       return await load(limited);
     } finally {
+      ended.abort();
       s.bytes -= held;
       this.totalBytes -= held;
       const next = s.waiting.shift();
@@ -160,7 +191,9 @@ export class TrustServerLimits {
   }
 }
 
-function mib(bytes: number): string {
+/** A limit in the unit of its flag; `approx`: any size, rounded (for what a server declares). */
+function mib(bytes: number, approx = false): string {
   const m = bytes / MiB;
+  if (approx) return `${m >= 10 ? Math.round(m) : m.toFixed(1)} MiB`;
   return Number.isInteger(m) ? `${m} MiB` : `${bytes} bytes`;
 }

@@ -12,7 +12,14 @@ export interface SpecFileRequest {
   file: string;
   /** An unversioned name a directory may hold instead (VERSION.ROLE.json -> ROLE.json). */
   fallback?: string;
+  /** The most bytes accepted: what `declared` says, else the client's cap for the role. */
   maxBytes: number;
+  /**
+   * `maxBytes` is the length trusted metadata declares (the timestamp's for the snapshot,
+   * the snapshot's for a targets role), not a client default: the file must be exactly that
+   * long, so a limit below it refuses the file without a request (notary/server-limits.ts).
+   */
+  declared?: boolean;
 }
 
 export interface SpecSource {

@@ -65,7 +65,17 @@ export interface SpecRefreshOptions {
   floor?: SpecVersionFloor;
   signal?: AbortSignal;
   config?: Partial<SpecUpdaterConfig>;
+  /**
+   * Runs each batch of fetches (the refresh, then each lookup that loads roles) with the
+   * source it may use: the webhook's per-trust-server limits. Default: the source as is.
+   */
+  limit?: SpecFetchLimit;
 }
+
+/** Runs `work` with a source that may be a limited view of `source` (TrustServerLimits.runLoad's shape). */
+export type SpecFetchLimit = <T>(source: SpecSource, work: (limited: SpecSource) => Promise<T>) => Promise<T>;
+
+const UNLIMITED: SpecFetchLimit = (source, work) => work(source);
 
 /** A lookup over verified roles reached one that is not loaded yet (SpecRepository.withRoles loads it). */
 export class NeedsRole extends Error {
@@ -83,11 +93,17 @@ export interface FoundTarget {
   readonly role: string;
 }
 
-export async function refreshSpecRepository(source: SpecSource, opts: SpecRefreshOptions): Promise<SpecRepository> {
+export function refreshSpecRepository(source: SpecSource, opts: SpecRefreshOptions): Promise<SpecRepository> {
+  const limit = opts.limit ?? UNLIMITED;
+  return limit(source, (limited) => refresh(source, limited, limit, opts));
+}
+
+/** The refresh proper: every fetch through `limited`; the repository keeps `source` and `limit` for its lookups. */
+async function refresh(source: SpecSource, limited: SpecSource, limit: SpecFetchLimit, opts: SpecRefreshOptions): Promise<SpecRepository> {
   const config = { ...DEFAULT_SPEC_CONFIG, ...opts.config };
   const local = opts.local;
-  const fetch = (role: string, file: string, maxBytes: number, fallback?: string) =>
-    source.fetch({ role, file, maxBytes, ...(fallback ? { fallback } : {}) }, opts.signal);
+  const fetch = (role: string, file: string, maxBytes: number, fallback?: string, declared?: boolean) =>
+    limited.fetch({ role, file, maxBytes, ...(fallback ? { fallback } : {}), ...(declared ? { declared } : {}) }, opts.signal);
 
   // §5.2: the trusted root. With pinned keys, 1.root.json is the root they must sign.
   let trusted: Uint8Array;
@@ -141,12 +157,12 @@ export async function refreshSpecRepository(source: SpecSource, opts: SpecRefres
   if (!set.snapshot) {
     const snap = set.timestamp!.snapshot;
     const consistent = set.root.consistentSnapshot;
-    const bytes = await fetch('snapshot', roleFile('snapshot', consistent ? snap.version : undefined), snap.length ?? config.snapshotMaxBytes, consistent ? roleFile('snapshot', undefined) : undefined);
+    const bytes = await fetch('snapshot', roleFile('snapshot', consistent ? snap.version : undefined), snap.length ?? config.snapshotMaxBytes, consistent ? roleFile('snapshot', undefined) : undefined, snap.length !== undefined);
     set.updateSnapshot(bytes);
     await local?.write('snapshot', bytes);
   }
-  const repo = new SpecRepository(source, set, config, opts.clock ?? (() => new Date()), opts.signal, local);
-  await repo.role('targets', 'root'); // §5.6
+  const repo = new SpecRepository(source, set, config, opts.clock ?? (() => new Date()), opts.signal, local, limit);
+  await repo.role('targets', 'root', opts.signal, undefined, limited); // §5.6
   return repo;
 }
 
@@ -171,6 +187,8 @@ export class SpecRepository {
     private readonly clock: () => Date,
     private readonly signal?: AbortSignal,
     private readonly local?: SpecLocalMetadata,
+    /** Each lookup that loads roles runs its fetches inside it (one load, as the refresh was). */
+    private readonly limit: SpecFetchLimit = UNLIMITED,
   ) {}
 
   get trusted(): SpecTrustedSet {
@@ -187,8 +205,11 @@ export class SpecRepository {
     this.set.assertFresh(this.clock());
   }
 
-  /** A targets role, fetched and verified once (§5.6), bound to the snapshot's version. */
-  role(name: string, parent: string, signal = this.signal, early?: Promise<Uint8Array>): Promise<SpecTargets> {
+  /**
+   * A targets role, fetched and verified once (§5.6), bound to the snapshot's version.
+   * @param source what to fetch it with: the limited source of the refresh or lookup asking.
+   */
+  role(name: string, parent: string, signal = this.signal, early?: Promise<Uint8Array>, source = this.source): Promise<SpecTargets> {
     const have = this.set.targets(name);
     if (have) {
       // Loaded earlier: still only trusted while unexpired (§5.6.5 at the time of use).
@@ -201,7 +222,7 @@ export class SpecRepository {
     }
     let p = this.loading.get(name);
     if (!p) {
-      p = this.fetchRole(name, parent, signal, early);
+      p = this.fetchRole(name, parent, signal, early, source);
       this.loading.set(name, p);
       // A failed load is not kept: the next lookup tries again (the caller's cache decides when).
       p.catch(() => this.loading.delete(name));
@@ -210,29 +231,30 @@ export class SpecRepository {
   }
 
   /** The bytes of a targets role's file, as the snapshot names and bounds it; nothing verified yet. */
-  private fetchBytes(name: string, signal?: AbortSignal): Promise<Uint8Array> {
+  private fetchBytes(name: string, source: SpecSource, signal?: AbortSignal): Promise<Uint8Array> {
     const meta = this.set.snapshot!.meta.get(name);
     if (!meta) return Promise.reject(new TufError('not-found', name, `snapshot does not list ${name}.json`));
     const consistent = this.set.root.consistentSnapshot;
-    return this.source.fetch(
+    return source.fetch(
       {
         role: name,
         file: roleFile(name, consistent ? meta.version : undefined),
         ...(consistent ? { fallback: roleFile(name, undefined) } : {}),
         maxBytes: meta.length ?? this.config.targetsMaxBytes,
+        ...(meta.length !== undefined ? { declared: true } : {}),
       },
       signal,
     );
   }
 
-  private async fetchRole(name: string, parent: string, signal?: AbortSignal, early?: Promise<Uint8Array>): Promise<SpecTargets> {
+  private async fetchRole(name: string, parent: string, signal: AbortSignal | undefined, early: Promise<Uint8Array> | undefined, source: SpecSource): Promise<SpecTargets> {
     if (this.local) {
       // A stored copy is used when it passes every check a fetched file must pass (§5.6).
       const stored = await this.local.read(name);
       const kept = stored && ignoreRefusal(() => this.set.targets(name) ?? this.set.updateTargets(stored, name, parent, this.clock()));
       if (kept) return kept;
     }
-    const bytes = await (early ?? this.fetchBytes(name, signal));
+    const bytes = await (early ?? this.fetchBytes(name, source, signal));
     const have = this.set.targets(name);
     if (have) return have;
     const targets = this.set.updateTargets(bytes, name, parent, this.clock());
@@ -313,18 +335,27 @@ export class SpecRepository {
    *   conformance suite checks).
    */
   async withRoles<T>(lookup: () => T, signal = this.signal, prefetchFor?: string): Promise<T> {
-    const early = new Map<string, Promise<Uint8Array>>();
-    for (;;) {
-      try {
-        return lookup();
-      } catch (e) {
-        if (!(e instanceof NeedsRole)) throw e;
-        const loaded = this.role(e.role, e.parent, signal, early.get(e.role));
-        if (prefetchFor !== undefined) this.prefetchSiblings(e, prefetchFor, early, signal);
-        await loaded;
-        // role() resolves only with the role verified, so the next attempt gets further.
-      }
+    try {
+      return lookup();
+    } catch (e) {
+      if (!(e instanceof NeedsRole)) throw e;
     }
+    // Roles to load: one load under the limit, holding its slot and bytes until the lookup
+    // has every role it needs (a tenant's lookups queue like its refreshes).
+    return this.limit(this.source, async (source) => {
+      const early = new Map<string, Promise<Uint8Array>>();
+      for (;;) {
+        try {
+          return lookup();
+        } catch (e) {
+          if (!(e instanceof NeedsRole)) throw e;
+          const loaded = this.role(e.role, e.parent, signal, early.get(e.role), source);
+          if (prefetchFor !== undefined) this.prefetchSiblings(e, prefetchFor, early, source, signal);
+          await loaded;
+          // role() resolves only with the role verified, so the next attempt gets further.
+        }
+      }
+    });
   }
 
   /**
@@ -332,7 +363,7 @@ export class SpecRepository {
    * parent (up to PREFETCH_SIBLINGS, stopping at a terminating one), so their round trips
    * overlap. Bytes only: each is verified when, and only if, the walk reaches it, in order.
    */
-  private prefetchSiblings(next: NeedsRole, path: string, early: Map<string, Promise<Uint8Array>>, signal?: AbortSignal): void {
+  private prefetchSiblings(next: NeedsRole, path: string, early: Map<string, Promise<Uint8Array>>, source: SpecSource, signal?: AbortSignal): void {
     const delegations = this.set.targets(next.parent)?.delegations;
     if (!delegations?.roles) return; // succinct bins: one bin per path, nothing comes after it
     const candidates = rolesForTarget(delegations, path);
@@ -340,7 +371,7 @@ export class SpecRepository {
     if (at < 0 || candidates[at]!.terminating) return;
     for (const r of candidates.slice(at + 1, at + 1 + PREFETCH_SIBLINGS)) {
       if (!early.has(r.name) && !this.set.targets(r.name) && !this.loading.has(r.name) && this.set.snapshot!.meta.has(r.name)) {
-        const bytes = this.fetchBytes(r.name, signal);
+        const bytes = this.fetchBytes(r.name, source, signal);
         bytes.catch(() => undefined); // reported when the walk reaches the role, not before
         early.set(r.name, bytes);
       }

@@ -95,15 +95,16 @@ export class VerificationEngine implements ImageVerifier {
     const c = this.cache;
     const tufCache = opts.tufCache ?? new RepositoryCache<SpecRepository>({ clock: this.clock, refreshIntervalMs: c.refreshIntervalMs, maxEntries: c.maxEntries, retryMs: c.retryMs, refreshWaitMs: c.refreshWaitMs });
     tufCache.onEvict((key) => this.opts.metrics?.trustDataForgotten?.(key));
+    this.limits = opts.limits ?? new TrustServerLimits();
     this.tuf = new TufTrust({
       cache: tufCache,
       versions: this.versions,
       clock: this.clock,
+      limits: this.limits,
       ...(opts.tufSourceFor ? { sourceFor: opts.tufSourceFor } : {}),
       onFetchError: (server, kind) => opts.metrics?.trustServerError?.(server, trustServerErrorKind(failure('transport', kind))!),
       onVerified: (key, data) => opts.metrics?.trustDataVerified?.(key, data),
     });
-    this.limits = opts.limits ?? new TrustServerLimits();
     if (opts.workers) this.workers = opts.workers;
   }
 

@@ -9,11 +9,12 @@ import { createHash } from 'node:crypto';
 import * as http from 'node:http';
 import * as https from 'node:https';
 import type { ImageReference } from '../images/reference.js';
+import type { PolicyScope, TrustServerLimits } from '../notary/server-limits.js';
 import type { TrustPolicy } from '../policy/model.js';
 import { pinFromPem } from '../tuf/index.js';
 import { SpecHttpSource } from '../tufrepo/http-source.js';
 import { FetchError, type FetchErrorKind, type SpecSource } from '../tufrepo/source.js';
-import { NeedsRole, refreshSpecRepository, type SpecBootstrap, type SpecRepository, type SpecUpdaterConfig } from '../tufrepo/updater.js';
+import { NeedsRole, refreshSpecRepository, type SpecBootstrap, type SpecFetchLimit, type SpecRepository, type SpecUpdaterConfig } from '../tufrepo/updater.js';
 import type { CachedRepository, RepositoryCache } from './repository-cache.js';
 import type { ImageTarget, SignedDigest } from './signed-digest.js';
 import { specRoleExpiries, type RoleExpiry } from './expiry.js';
@@ -27,12 +28,31 @@ export interface TufTrustOptions {
   /** Where a policy's TUF metadata comes from; default: its trustServer over HTTP(S). */
   sourceFor?: (policy: TrustPolicy) => SpecSource;
   config?: Partial<SpecUpdaterConfig>;
+  /**
+   * The engine's per-trust-server limits, shared with Notary loads: every fetch of a refresh
+   * or of a lookup's delegated roles runs under those of the policy's scope. Default: none.
+   */
+  limits?: TrustServerLimits;
   onFetchError?: (server: string, kind: FetchErrorKind) => void;
   /** A load or a lookup verified trust data: its roles' expiries (the expiry gauge; a TUF repository's `repository` label is its URL). */
   onVerified?: (key: string, data: { server: string; repository: string; expiries: RoleExpiry[] }) => void;
 }
 
 const MAX_SOURCES = 256;
+
+/** The same rule as Notary loads (verify/engine.ts): a TrustPolicy is a tenant's. */
+function scopeOf(policy: TrustPolicy): PolicyScope {
+  return policy.kind === 'TrustPolicy' ? 'namespaced' : 'cluster';
+}
+
+/**
+ * The limits of one scope as the updater takes them. The trust server is the metadata URL
+ * (source.server): each repository counts as its own server, so tenants whose repositories
+ * share a host (a CDN, an object store) do not queue behind one another.
+ */
+function limitOf(limits: TrustServerLimits, scope: PolicyScope): SpecFetchLimit {
+  return (source, work) => limits.runLoad(scope, source, work);
+}
 
 function imageOf(ref: ImageReference): ImageTarget {
   return { ...(ref.tag !== undefined ? { tag: ref.tag } : {}), ...(ref.digest !== undefined ? { digest: ref.digest } : {}) };
@@ -52,9 +72,8 @@ export class TufTrust {
 
   /** The repository this policy names, from the cache or a refresh; TufError / FetchError when it cannot be trusted. */
   repository(policy: TrustPolicy, maxAgeMs: number | undefined): Promise<CachedRepository<SpecRepository>> {
-    const { bootstrap, id } = this.bootstrapOf(policy);
-    const key = this.repositoryKey(policy);
-    return this.opts.cache.get(`${key}|${id}`, () => this.load(policy, key, bootstrap), maxAgeMs);
+    const { bootstrap } = this.bootstrapOf(policy);
+    return this.opts.cache.get(this.cacheKey(policy), () => this.load(policy, this.repositoryKey(policy), bootstrap), maxAgeMs);
   }
 
   /**
@@ -63,8 +82,7 @@ export class TufTrust {
    * the search reaches is not loaded yet (signedDigest then does the I/O).
    */
   cachedDigest(policy: TrustPolicy, ref: ImageReference, maxAgeMs: number | undefined): SignedDigest | undefined {
-    const { id } = this.bootstrapOf(policy);
-    const repo = this.opts.cache.peek(`${this.repositoryKey(policy)}|${id}`, maxAgeMs)?.repo;
+    const repo = this.opts.cache.peek(this.cacheKey(policy), maxAgeMs)?.repo;
     if (!repo) return undefined;
     try {
       return tufSignedDigestLoaded(repo, ref.name, imageOf(ref), policy.spec.delegations);
@@ -79,6 +97,10 @@ export class TufTrust {
     const verified = repo.rolesVerified;
     try {
       return await tufSignedDigest(repo, ref.name, imageOf(ref), policy.spec.delegations);
+    } catch (e) {
+      // A delegated role the lookup could not fetch (over a cap, server down) counts like a failed refresh.
+      if (e instanceof FetchError) this.opts.onFetchError?.(e.server, e.kind);
+      throw e;
     } finally {
       // Lookups load delegated roles lazily: their versions become marks too. Only then:
       // the marks of a warm lookup are those already recorded (and computing them hashes keys).
@@ -92,11 +114,22 @@ export class TufTrust {
   /** The expiry forecast of what was just verified (the gauge's series for this repository). */
   private verified(policy: TrustPolicy, repo: SpecRepository): void {
     const url = policy.spec.trustServer.url;
-    this.opts.onVerified?.(`${this.repositoryKey(policy)}|${this.bootstrapOf(policy).id}`, { server: url, repository: url, expiries: specRoleExpiries(repo) });
+    this.opts.onVerified?.(this.cacheKey(policy), { server: url, repository: url, expiries: specRoleExpiries(repo) });
   }
 
+  /** The repository's high-water marks: one set per URL, whoever loads it. */
   private repositoryKey(policy: TrustPolicy): string {
     return `tuf|${policy.spec.trustServer.url}`;
+  }
+
+  /**
+   * One verified repository per URL, trusted root and policy scope. The scope is part of it
+   * because lookups load delegated roles later, under the limits of the repository's
+   * loader: a namespaced policy naming the same repository as a cluster policy must not
+   * have its lookups fetch under the cluster's larger caps.
+   */
+  private cacheKey(policy: TrustPolicy): string {
+    return `${this.repositoryKey(policy)}|${this.bootstrapOf(policy).id}|${scopeOf(policy)}`;
   }
 
   private async load(policy: TrustPolicy, key: string, bootstrap: SpecBootstrap): Promise<SpecRepository> {
@@ -108,6 +141,7 @@ export class TufTrust {
         clock: this.opts.clock,
         floor: this.opts.versions.floor(key),
         ...(this.opts.config ? { config: this.opts.config } : {}),
+        ...(this.opts.limits ? { limit: limitOf(this.opts.limits, scopeOf(policy)) } : {}),
       });
       this.opts.versions.recordVersions(key, repo.versionFloor());
       this.verified(policy, repo);

@@ -5,7 +5,7 @@
  * limits, counted apart from the same server's loads for cluster policies; a total over all
  * servers bounds what many hostile servers can hold together.
  */
-import { FetchError, type MetadataRequest, type MetadataSource } from './source.js';
+import { FetchError, type HeldBytes, type MetadataRequest, type MetadataSource } from './source.js';
 
 export type PolicyScope = 'cluster' | 'namespaced';
 
@@ -116,37 +116,41 @@ export class TrustServerLimits {
       }
       return undefined;
     };
+    // Bytes held here or in a verification worker count alike: both are this process's memory.
+    const counted = async <B extends { length: number }>(req: MetadataRequest, get: (capped: MetadataRequest) => Promise<B>): Promise<B> => {
+      // A file larger than a budget it counts against could never be held: refused before
+      // a byte is read (by Content-Length, or while reading), like one above the file cap.
+      const cap = Math.min(req.maxBytes, limits.maxMetadataBytes, limits.maxBytesInFlight, this.maxTotalBytesInFlight);
+      // A length the signed metadata declares that no longer fits what is free right now.
+      if (req.sha256Hex !== undefined) {
+        const early = refuse(req, req.maxBytes);
+        if (early && req.maxBytes <= cap) throw early;
+      }
+      let bytes: B;
+      try {
+        bytes = await get(cap === req.maxBytes ? req : { ...req, maxBytes: cap });
+      } catch (e) {
+        if (cap < req.maxBytes && e instanceof FetchError && e.kind === 'too-large') {
+          if (cap === limits.maxMetadataBytes) {
+            throw new FetchError('too-large', source.server, req.role, `larger than the ${mib(cap)} limit for metadata files from trust servers of ${scope} policies (${FLAG[scope].maxMetadataBytes})`);
+          }
+          throw refuse(req, req.maxBytes) ?? e;
+        }
+        throw e;
+      }
+      const over = refuse(req, bytes.length);
+      if (over) throw over;
+      s.bytes += bytes.length;
+      this.totalBytes += bytes.length;
+      held += bytes.length;
+      return bytes;
+    };
+    const fetchHeld = source.fetchHeld?.bind(source);
     const limited: MetadataSource = {
       server: source.server,
       gun: source.gun,
-      fetch: async (req, signal) => {
-        // A file larger than a budget it counts against could never be held: refused before
-        // a byte is read (by Content-Length, or while reading), like one above the file cap.
-        const cap = Math.min(req.maxBytes, limits.maxMetadataBytes, limits.maxBytesInFlight, this.maxTotalBytesInFlight);
-        // A length the signed metadata declares that no longer fits what is free right now.
-        if (req.sha256Hex !== undefined) {
-          const early = refuse(req, req.maxBytes);
-          if (early && req.maxBytes <= cap) throw early;
-        }
-        let bytes: Uint8Array;
-        try {
-          bytes = await source.fetch(cap === req.maxBytes ? req : { ...req, maxBytes: cap }, signal);
-        } catch (e) {
-          if (cap < req.maxBytes && e instanceof FetchError && e.kind === 'too-large') {
-            if (cap === limits.maxMetadataBytes) {
-              throw new FetchError('too-large', source.server, req.role, `larger than the ${mib(cap)} limit for metadata files from trust servers of ${scope} policies (${FLAG[scope].maxMetadataBytes})`);
-            }
-            throw refuse(req, req.maxBytes) ?? e;
-          }
-          throw e;
-        }
-        const over = refuse(req, bytes.length);
-        if (over) throw over;
-        s.bytes += bytes.length;
-        this.totalBytes += bytes.length;
-        held += bytes.length;
-        return bytes;
-      },
+      fetch: (req, signal) => counted(req, (capped) => source.fetch(capped, signal)),
+      ...(fetchHeld ? { fetchHeld: (req, via, signal): Promise<HeldBytes> => counted(req, (capped) => fetchHeld(capped, via, signal)) } : {}),
     };
     try {
       return await load(limited);

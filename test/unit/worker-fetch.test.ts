@@ -4,7 +4,7 @@
 // the main thread stops before such a file instead of reading it first.
 import { expect } from 'chai';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as http from 'node:http';
@@ -208,6 +208,31 @@ describe('the byte budget of a load on the main thread', () => {
 });
 
 describe('verification workers kept warm', () => {
+  const threads = () => Number(/^Threads:\s+(\d+)/m.exec(readFileSync('/proc/self/status', 'utf8'))![1]);
+
+  it('an engine without a pool of its own starts no thread for loads that stay on the main thread', async () => {
+    const repo = forgeBig(0);
+    const server = await serve(repo);
+    const engines: VerificationEngine[] = [];
+    const verify = async () => {
+      const engine = new VerificationEngine({ policies: { policiesFor: () => [policy(repo, server.url)] }, sourceFor: () => new HttpSource({ url: server.url, gun: GUN }), clock: () => NOW });
+      engines.push(engine);
+      const v = await engine.verifyImage(`${GUN}:v2.0`, undefined, AbortSignal.timeout(30_000));
+      expect(v.allowed, JSON.stringify(v.failures)).to.equal(true);
+    };
+    try {
+      await verify();
+      await new Promise((r) => setTimeout(r, 200));
+      const before = threads();
+      await verify();
+      await new Promise((r) => setTimeout(r, 200));
+      expect(threads()).to.equal(before);
+    } finally {
+      for (const e of engines) await e.close();
+      await server.close();
+    }
+  });
+
   it('are running before the first load, and an idle one does not keep the process alive', function () {
     this.timeout(30_000);
     const module = new URL('../../webhook/src/verify/load-workers.js', import.meta.url).href;

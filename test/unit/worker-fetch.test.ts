@@ -150,6 +150,62 @@ describe('fetches of loads verified in a worker', function () {
   });
 });
 
+describe('a file whose declared length no limit admits', function () {
+  this.timeout(60_000);
+
+  it('is refused on the main thread without a request, and without waiting for a worker', async () => {
+    const big = forgeBig(20_000);
+    expect(big.get('targets/releases').length).to.be.greaterThan(2 * 1024 * 1024);
+    const requested: string[] = [];
+    const server = await serve(big, (file) => {
+      requested.push(file);
+      return false;
+    });
+    const workers = new LoadWorkers({ keepWarm: false });
+    const engine = new VerificationEngine({
+      policies: { policiesFor: () => [policy(big, server.url)] },
+      sourceFor: () => new HttpSource({ url: server.url, gun: GUN }),
+      clock: () => NOW,
+      cache: new RepositoryCache({ clock: () => NOW }),
+      workers,
+      limits: new TrustServerLimits({ cluster: { maxMetadataBytes: 2 * 1024 * 1024 } }),
+      mainThreadBytes: 64 * 1024,
+    });
+    try {
+      const v = await engine.verifyImage(`${GUN}:v2.0`, undefined, AbortSignal.timeout(30_000));
+      expect(v.allowed).to.equal(false);
+      expect(v.failures[0]).to.include({ code: 'too-large', role: 'targets/releases' });
+      expect(v.failures[0]!.reason).to.include('larger than the 2 MiB limit for metadata files from trust servers of cluster policies (--cluster-server-max-metadata-mib)');
+      expect(requested.filter((f) => f.startsWith('targets/releases')), 'never asked for').to.deep.equal([]);
+      expect(workers.threads, 'no worker was needed to refuse it').to.equal(0);
+    } finally {
+      await engine.close();
+      await server.close();
+    }
+  });
+
+  it('is refused by the limits before a byte is asked for', async () => {
+    const MiB = 1024 * 1024;
+    const limits = new TrustServerLimits({ cluster: { maxMetadataBytes: 8 * MiB } });
+    const asked: number[] = [];
+    const source: MetadataSource = {
+      server: 'https://notary.test',
+      gun: GUN,
+      fetch: async (req) => {
+        asked.push(req.maxBytes);
+        return new Uint8Array(Math.min(req.maxBytes, 100));
+      },
+    };
+    const e = await limits.runLoad('cluster', source, (s) => s.fetch({ role: 'targets/releases', sha256Hex: 'ab'.repeat(32), maxBytes: 10 * MiB })).catch((x: unknown) => x);
+    expect(e).to.be.instanceOf(FetchError);
+    expect((e as Error).message).to.include('larger than the 8 MiB limit for metadata files from trust servers of cluster policies');
+    expect(asked).to.deep.equal([]);
+    // By name the length is not known: asked for with the cap, the HTTP layer stops there.
+    await limits.runLoad('cluster', source, (s) => s.fetch({ role: 'snapshot', maxBytes: 10 * MiB }));
+    expect(asked).to.deep.equal([8 * MiB]);
+  });
+});
+
 describe('the byte budget of a load on the main thread', () => {
   function recording(size: number): { source: MetadataSource; asked: MetadataRequest[] } {
     const asked: MetadataRequest[] = [];

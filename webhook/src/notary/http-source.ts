@@ -149,12 +149,12 @@ export class HttpSource implements MetadataSource {
         throw fail('auth', `HTTP ${res.status} with a token from ${ch.realm}${why}`, res.status);
       }
     }
-    if (res.status !== 200) throw this.refusal(res, fail);
+    if (res.status !== 200) throw this.statusError(res, fail);
     return res;
   }
 
   /** Why a response other than 200 yields no metadata. */
-  private refusal(res: GetResponse, fail: (kind: FetchError['kind'], reason: string, status?: number) => FetchError): FetchError {
+  private statusError(res: GetResponse, fail: (kind: FetchError['kind'], reason: string, status?: number) => FetchError): FetchError {
     const s = res.status;
     const detail = errorDetail(res);
     if (s === 404) return fail('not-found', `HTTP 404: no such metadata for ${this.gun}${detail}`, s);

@@ -116,26 +116,29 @@ export class TrustServerLimits {
       }
       return undefined;
     };
+    // A file larger than a budget it counts against could never be held: refused before a
+    // byte is read (by Content-Length, or while reading), like one above the file cap.
+    const capOf = (req: MetadataRequest) => Math.min(req.maxBytes, limits.maxMetadataBytes, limits.maxBytesInFlight, this.maxTotalBytesInFlight);
+    const overCap = (req: MetadataRequest, cap: number): FetchError | undefined =>
+      cap === limits.maxMetadataBytes
+        ? new FetchError('too-large', source.server, req.role, `larger than the ${mib(cap)} limit for metadata files from trust servers of ${scope} policies (${FLAG[scope].maxMetadataBytes})`)
+        : refuse(req, req.maxBytes);
+    // A length the signed metadata declares: above a cap, or not fitting what is free right now.
+    const refusal = (req: MetadataRequest): FetchError | undefined => {
+      if (req.sha256Hex === undefined) return undefined;
+      const cap = capOf(req);
+      return cap < req.maxBytes ? overCap(req, cap) : refuse(req, req.maxBytes);
+    };
     // Bytes held here or in a verification worker count alike: both are this process's memory.
     const counted = async <B extends { length: number }>(req: MetadataRequest, get: (capped: MetadataRequest) => Promise<B>): Promise<B> => {
-      // A file larger than a budget it counts against could never be held: refused before
-      // a byte is read (by Content-Length, or while reading), like one above the file cap.
-      const cap = Math.min(req.maxBytes, limits.maxMetadataBytes, limits.maxBytesInFlight, this.maxTotalBytesInFlight);
-      // A length the signed metadata declares that no longer fits what is free right now.
-      if (req.sha256Hex !== undefined) {
-        const early = refuse(req, req.maxBytes);
-        if (early && req.maxBytes <= cap) throw early;
-      }
+      const early = refusal(req);
+      if (early) throw early;
+      const cap = capOf(req);
       let bytes: B;
       try {
         bytes = await get(cap === req.maxBytes ? req : { ...req, maxBytes: cap });
       } catch (e) {
-        if (cap < req.maxBytes && e instanceof FetchError && e.kind === 'too-large') {
-          if (cap === limits.maxMetadataBytes) {
-            throw new FetchError('too-large', source.server, req.role, `larger than the ${mib(cap)} limit for metadata files from trust servers of ${scope} policies (${FLAG[scope].maxMetadataBytes})`);
-          }
-          throw refuse(req, req.maxBytes) ?? e;
-        }
+        if (cap < req.maxBytes && e instanceof FetchError && e.kind === 'too-large') throw overCap(req, cap) ?? e;
         throw e;
       }
       const over = refuse(req, bytes.length);
@@ -150,6 +153,7 @@ export class TrustServerLimits {
       server: source.server,
       gun: source.gun,
       fetch: (req, signal) => counted(req, (capped) => source.fetch(capped, signal)),
+      refusal,
       ...(fetchHeld ? { fetchHeld: (req, via, signal): Promise<HeldBytes> => counted(req, (capped) => fetchHeld(capped, via, signal)) } : {}),
     };
     try {

@@ -153,7 +153,6 @@ export class TrustServerLimits {
       server: source.server,
       gun: source.gun,
       fetch: (req, signal) => counted(req, (capped) => source.fetch(capped, signal)),
-      refusal,
       ...(fetchHeld ? { fetchHeld: (req, via, signal): Promise<HeldBytes> => counted(req, (capped) => fetchHeld(capped, via, signal)) } : {}),
     };
     try {

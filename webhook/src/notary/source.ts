@@ -49,12 +49,6 @@ export interface MetadataSource {
    * stay there under a handle. Only sources that speak HTTP have it.
    */
   fetchHeld?(req: MetadataRequest, via: RemoteGet, signal?: AbortSignal): Promise<HeldBytes>;
-  /**
-   * The refusal fetch() would give at once, before any byte is read, for a file whose
-   * length the signed metadata declares (a limit it cannot fit); undefined when it might be
-   * fetched. Lets a caller decline such a file without asking for it.
-   */
-  refusal?(req: MetadataRequest): FetchError | undefined;
 }
 
 /** Bytes received and kept by whoever ran the GET (see MetadataSource.fetchHeld). */

@@ -350,12 +350,12 @@ export function budgetedSource(source: MetadataSource, maxBytes: number): { sour
     source: {
       server: source.server,
       gun: source.gun,
-      ...(source.refusal ? { refusal: source.refusal.bind(source) } : {}),
       async fetch(req, signal) {
         if (spent > maxBytes) throw new OverBudget();
         const left = maxBytes - spent;
-        // Refused at once if it cannot fit a limit (no worker needed to learn that), else the worker's.
-        if (req.sha256Hex !== undefined && req.maxBytes > left) throw source.refusal?.(req) ?? new OverBudget();
+        // Not asked for here: the worker's fetch of it goes through the same limits, which
+        // refuse a file above a cap without a request (TrustServerLimits' refusal).
+        if (req.sha256Hex !== undefined && req.maxBytes > left) throw new OverBudget();
         let bytes: Uint8Array;
         if (req.maxBytes > left + 1) {
           // One byte more than is left: a file that long takes the load to the worker.

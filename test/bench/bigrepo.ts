@@ -18,6 +18,7 @@ import { HttpSource } from '../../webhook/src/notary/http-source.js';
 import type { MetadataSource } from '../../webhook/src/notary/source.js';
 import type { TrustPolicy } from '../../webhook/src/policy/model.js';
 import { VerificationEngine } from '../../webhook/src/verify/engine.js';
+import { LoadWorkers } from '../../webhook/src/verify/load-workers.js';
 import { RepositoryCache } from '../../webhook/src/verify/repository-cache.js';
 import { manifest, RepoForge } from '../support/forge.js';
 import { bigTagName, median, startProfiler } from './common.js';
@@ -117,6 +118,9 @@ function forgedSetup(tags: number): Setup {
 
 async function main(): Promise<void> {
   const setup = values.remote ? remoteSetup(values.remote) : forgedSetup(Number(values.tags));
+  // The verification workers of the process, started with it as `trustgate serve` starts
+  // them: "cold" means no verified data, not no worker thread.
+  const workers = new LoadWorkers();
   try {
     const { gun, policy, expected } = setup;
     const engine = () =>
@@ -124,6 +128,7 @@ async function main(): Promise<void> {
         policies: { policiesFor: () => [policy] },
         sourceFor: (_p, g) => setup.sourceFor(g),
         cache: new RepositoryCache(),
+        workers,
       });
     const tags = [...expected.keys()];
     const pick = (i: number) => tags[(i * 7919) % tags.length]!;
@@ -172,6 +177,7 @@ async function main(): Promise<void> {
     };
     process.stdout.write(JSON.stringify(result) + '\n');
   } finally {
+    await workers.close();
     setup.cleanup();
   }
 }

@@ -552,9 +552,11 @@ async function startIsolationWebhook(ctx: Ctx, name: string, hostile: HostileInf
   const secondKey = hostile.rootPems[1]!.trimEnd().split('\n').map((l) => `        ${l}`).join('\n');
   writeFileSync(join(dir, 'tenant.yaml'), hostilePolicy.replace('  mode: enforce', `      - |\n${secondKey}\n  mode: enforce`));
   const errFd = openSync(join(ctx.work, `webhook-${name}.log`), 'a');
+  // One profile per thread: the main thread's shows what still stalls the admissions.
+  const prof = args.profile ? ['--cpu-prof', '--cpu-prof-dir', join(args.profile, name)] : [];
   try {
     return await startNode(
-      [`${DIST}webhook/src/cli/main.js`, 'serve', '--policy-dir', dir, '--port', '0', '--host', '127.0.0.1', '--tls-cert', ctx.cert, '--tls-key', ctx.key, ...extra],
+      [...prof, `${DIST}webhook/src/cli/main.js`, 'serve', '--policy-dir', dir, '--port', '0', '--host', '127.0.0.1', '--tls-cert', ctx.cert, '--tls-key', ctx.key, ...extra],
       /serving on https:\/\/127\.0\.0\.1:(\d+)/,
       { stderrFd: errFd },
     );

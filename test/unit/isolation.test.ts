@@ -164,6 +164,8 @@ describe('tenant isolation', function () {
     team.repos.set('registry.test/team/app', forgeRepo('registry.test/team/app'));
     const policy = policyFor('team', 'registry.test/team', [...team.repos.values()], SERVER);
     const workers = new LoadWorkers({ maxOldGenerationSizeMb: 16 });
+    // Started before any load needs it, so the first large load does not wait for a thread.
+    expect(workers.threads).to.equal(1);
     const errors: string[] = [];
     const { engine } = rig([policy], [team], { workers, errors });
     closers.push(() => engine.close());
@@ -176,6 +178,9 @@ describe('tenant isolation', function () {
     expect(hostile.failures[0]!.reason).to.match(/more than the 16 MB memory budget of a verification worker.*discarded/);
     expect(workers.outOfMemory).to.equal(1);
     expect(errors, 'counted in trustgate_trust_server_errors_total').to.deep.equal([`${SERVER} worker-memory`]);
+    // The discarded worker is replaced at once, not when the next large load comes.
+    for (let i = 0; i < 100 && workers.threads !== 1; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(workers.threads, 'a replacement worker is running').to.equal(1);
 
     // Still serving: warm data answers, and a new worker verifies the next large repository.
     expect((await engine.verifyImage('registry.test/team/app:v2.0', undefined, signal())).allowed).to.equal(true);

@@ -7,7 +7,7 @@
 import * as http from 'node:http';
 import * as https from 'node:https';
 import { X509Certificate } from 'node:crypto';
-import { FetchError, type MetadataRequest, type MetadataSource } from './source.js';
+import { FetchError, type HeldBytes, type MetadataRequest, type MetadataSource, type RemoteGet } from './source.js';
 import { metadataFileName, validateGun } from './paths.js';
 import { startDeadline, type Deadline } from '../common/abort.js';
 import { GetFailure, httpGet, presentedCertificate, type GetRequest, type GetResponse } from './http-get.js';
@@ -84,10 +84,23 @@ export class HttpSource implements MetadataSource {
   }
 
   async fetch(req: MetadataRequest, signal?: AbortSignal): Promise<Uint8Array> {
+    return (await this.fetchThrough(req, signal, (r) => this.transport(r))).body;
+  }
+
+  /** As fetch, with the metadata GETs run by `via` (token requests stay here): the body stays there. */
+  async fetchHeld(req: MetadataRequest, via: RemoteGet, signal?: AbortSignal): Promise<HeldBytes> {
+    const remote: Transport = (r) =>
+      via({ url: r.url.href, headers: r.headers ?? {}, ...(this.ca !== undefined ? { ca: this.ca } : {}), maxBytes: r.maxBytes }, r.signal, r.abortReason ?? (() => 'aborted'));
+    const res = await this.fetchThrough(req, signal, remote);
+    if (!res.held) throw new FetchError('http', this.server, req.role, `HTTP 200 without the body held where it was received (GET ${this.urlFor(req).href})`);
+    return res.held;
+  }
+
+  private async fetchThrough(req: MetadataRequest, signal: AbortSignal | undefined, transport: Transport): Promise<GetResponse & { held?: HeldBytes }> {
     const url = this.urlFor(req);
     const deadline = startDeadline(this.timeoutMs, signal);
     try {
-      return await this.fetchWithAuth(req, url, deadline);
+      return await this.fetchWithAuth(req, url, deadline, transport);
     } finally {
       deadline.dispose();
     }
@@ -98,7 +111,7 @@ export class HttpSource implements MetadataSource {
     if (this.ownAgent) this.agent.destroy();
   }
 
-  private async fetchWithAuth(req: MetadataRequest, url: URL, deadline: Deadline): Promise<Uint8Array> {
+  private async fetchWithAuth(req: MetadataRequest, url: URL, deadline: Deadline, transport: Transport): Promise<GetResponse & { held?: HeldBytes }> {
     const fail = (kind: FetchError['kind'], reason: string, status?: number) =>
       new FetchError(kind, this.server, req.role, `${reason} (GET ${url.href})`, status);
 
@@ -108,7 +121,7 @@ export class HttpSource implements MetadataSource {
       const token = this.tokens.get(key);
       if (token !== undefined) sentToken = { key, token };
     }
-    let res = await this.get(url, req, deadline, fail, sentToken?.token);
+    let res = await this.get(transport, url, req, deadline, fail, sentToken?.token);
     if (res.status === 401) {
       const ch = bearerChallenge(res.challenges);
       if (!ch) {
@@ -128,7 +141,7 @@ export class HttpSource implements MetadataSource {
         if (e instanceof TokenError) throw fail(e.kind, e.message, e.status);
         throw e;
       }
-      res = await this.get(url, req, deadline, fail, token);
+      res = await this.get(transport, url, req, deadline, fail, token);
       if (res.status === 401 || res.status === 403) {
         this.tokens.drop(TokenCache.key(ch, this.credentials), token);
         const again = bearerChallenge(res.challenges);
@@ -136,31 +149,33 @@ export class HttpSource implements MetadataSource {
         throw fail('auth', `HTTP ${res.status} with a token from ${ch.realm}${why}`, res.status);
       }
     }
-    return this.interpret(res, fail);
+    if (res.status !== 200) throw this.statusError(res, fail);
+    return res;
   }
 
-  private interpret(res: GetResponse, fail: (kind: FetchError['kind'], reason: string, status?: number) => FetchError): Uint8Array {
+  /** Why a response other than 200 yields no metadata. */
+  private statusError(res: GetResponse, fail: (kind: FetchError['kind'], reason: string, status?: number) => FetchError): FetchError {
     const s = res.status;
-    if (s === 200) return res.body;
     const detail = errorDetail(res);
-    if (s === 404) throw fail('not-found', `HTTP 404: no such metadata for ${this.gun}${detail}`, s);
-    if (s === 401 || s === 403) throw fail('auth', `HTTP ${s}${detail}`, s);
+    if (s === 404) return fail('not-found', `HTTP 404: no such metadata for ${this.gun}${detail}`, s);
+    if (s === 401 || s === 403) return fail('auth', `HTTP ${s}${detail}`, s);
     if (s >= 300 && s < 400) {
       const to = res.headers.location;
-      throw fail('http', `HTTP ${s} redirect${to ? ` to ${JSON.stringify(to)}` : ''} not followed`, s);
+      return fail('http', `HTTP ${s} redirect${to ? ` to ${JSON.stringify(to)}` : ''} not followed`, s);
     }
-    throw fail('http', `HTTP ${s}${res.statusMessage ? ` ${res.statusMessage}` : ''}${detail}`, s);
+    return fail('http', `HTTP ${s}${res.statusMessage ? ` ${res.statusMessage}` : ''}${detail}`, s);
   }
 
   private async get(
+    transport: Transport,
     url: URL,
     req: MetadataRequest,
     deadline: Deadline,
     fail: (kind: FetchError['kind'], reason: string, status?: number) => FetchError,
     token?: string,
-  ): Promise<GetResponse> {
+  ): Promise<GetResponse & { held?: HeldBytes }> {
     try {
-      return await this.transport({
+      return await transport({
         url,
         headers: token !== undefined ? { Authorization: `Bearer ${token}` } : {},
         signal: deadline.signal,
@@ -188,12 +203,16 @@ export class HttpSource implements MetadataSource {
     }
   }
 
-  private transport(r: Omit<GetRequest, 'agent' | 'ca'>): Promise<GetResponse> {
+  private transport(r: TransportRequest): Promise<GetResponse> {
     // The token realm may be another scheme than the notary server; the pool only fits one.
     const agent = r.url.protocol === this.base.protocol ? this.agent : undefined;
     return httpGet({ ...r, ...(agent ? { agent } : {}), ...(this.ca !== undefined ? { ca: this.ca } : {}) });
   }
 }
+
+type TransportRequest = Omit<GetRequest, 'agent' | 'ca'>;
+/** Where a metadata GET runs: here (http-get), or where its bytes are verified (fetchHeld). */
+type Transport = (r: TransportRequest) => Promise<GetResponse & { held?: HeldBytes }>;
 
 function parseBaseUrl(raw: string): URL {
   let u: URL;

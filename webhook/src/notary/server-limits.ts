@@ -7,7 +7,7 @@
  * here: Notary repositories (verify/engine.ts) and TUF 1.0 repositories, whose lazy
  * delegated-role loads count as loads too (verify/tuf-trust.ts).
  */
-import { FetchError } from './source.js';
+import { FetchError, type HeldBytes, type MetadataRequest, type RemoteGet } from './source.js';
 
 /** What runLoad needs of a request; Notary's MetadataRequest and TUF 1.0's SpecFileRequest both are one. */
 export interface LimitedRequest {
@@ -143,7 +143,8 @@ export class TrustServerLimits {
     };
     const overFileCap = `larger than the ${mib(limits.maxMetadataBytes)} limit for metadata files from trust servers of ${scope} policies (${FLAG[scope].maxMetadataBytes})`;
     const tooLarge = (req: R, reason: string) => new FetchError('too-large', source.server, req.role, reason);
-    const fetch = async (req: R, signal?: AbortSignal): Promise<Uint8Array> => {
+    // Bytes held here or in a verification worker (fetchHeld) count alike: both are this process's memory.
+    const counted = async <B extends { length: number }>(req: R, signal: AbortSignal | undefined, get: (capped: R, signal: AbortSignal) => Promise<B>): Promise<B> => {
       if (ended.signal.aborted) throw new Error(`a fetch of ${req.role} from ${source.server} was started after its load ended`);
       // A file larger than a budget it counts against could never be held: refused before
       // a byte is read (by Content-Length, or while reading), like one above the file cap.
@@ -158,9 +159,9 @@ export class TrustServerLimits {
         const busy = overBudget(req.maxBytes);
         if (busy) throw tooLarge(req, busy);
       }
-      let bytes: Uint8Array;
+      let bytes: B;
       try {
-        bytes = await source.fetch(cap === req.maxBytes ? req : { ...req, maxBytes: cap }, signal ? AbortSignal.any([signal, ended.signal]) : ended.signal);
+        bytes = await get(cap === req.maxBytes ? req : { ...req, maxBytes: cap }, signal ? AbortSignal.any([signal, ended.signal]) : ended.signal);
       } catch (e) {
         if (cap < req.maxBytes && e instanceof FetchError && e.kind === 'too-large') {
           if (cap === limits.maxMetadataBytes) throw tooLarge(req, overFileCap);
@@ -177,7 +178,13 @@ export class TrustServerLimits {
       held += bytes.length;
       return bytes;
     };
-    const limited = Object.create(source, { fetch: { value: fetch } }) as S;
+    const props: PropertyDescriptorMap = { fetch: { value: (req: R, signal?: AbortSignal) => counted(req, signal, (capped, sig) => source.fetch(capped, sig)) } };
+    // An HTTP Notary source can have a worker run its GETs (see MetadataSource.fetchHeld).
+    const fetchHeld = (source as { fetchHeld?: (req: MetadataRequest, via: RemoteGet, signal?: AbortSignal) => Promise<HeldBytes> }).fetchHeld;
+    if (fetchHeld) {
+      props['fetchHeld'] = { value: (req: R & MetadataRequest, via: RemoteGet, signal?: AbortSignal) => counted(req, signal, (capped, sig) => fetchHeld.call(source, capped as R & MetadataRequest, via, sig)) };
+    }
+    const limited = Object.create(source, props) as S;
     try {
       return await load(limited);
     } finally {

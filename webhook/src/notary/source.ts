@@ -43,4 +43,36 @@ export interface MetadataSource {
   /** The GUN this source serves. */
   readonly gun: string;
   fetch(req: MetadataRequest, signal?: AbortSignal): Promise<Uint8Array>;
+  /**
+   * The same fetch with its HTTP GET run by `via`, where the bytes are to be verified (a
+   * verification worker), so that a large body is never received on this thread; the bytes
+   * stay there under a handle. Only sources that speak HTTP have it.
+   */
+  fetchHeld?(req: MetadataRequest, via: RemoteGet, signal?: AbortSignal): Promise<HeldBytes>;
 }
+
+/** Bytes received and kept by whoever ran the GET (see MetadataSource.fetchHeld). */
+export interface HeldBytes {
+  readonly held: number;
+  readonly length: number;
+}
+
+/** One HTTP GET as plain data, for a thread that runs it (notary/http-get.ts there). */
+export interface RemoteGetRequest {
+  url: string;
+  headers: Record<string, string>;
+  /** PEM CA bundle; replaces the system roots when given. */
+  ca?: string;
+  maxBytes: number;
+}
+
+/**
+ * Runs a GET elsewhere: the answer as http-get gives it, except that the body of a 200 stays
+ * there (`held`); other bodies (error details, a few KB at most) come back. Rejects with a
+ * GetFailure; `signal` stops the request there too.
+ */
+export type RemoteGet = (
+  req: RemoteGetRequest,
+  signal: AbortSignal,
+  abortReason: () => string,
+) => Promise<{ status: number; statusMessage: string; headers: Record<string, string | string[] | undefined>; challenges: string[]; body: Uint8Array; held?: HeldBytes }>;

@@ -297,8 +297,7 @@ export class VerificationEngine implements ImageVerifier {
   private async load(source: MetadataSource, pin: RootPin, repository: string, previous: TrustedRepository | undefined): Promise<TrustedRepository> {
     const now = this.clock();
     const floor = this.versions.floor(repository);
-    const workers = this.opts.workers === false ? undefined : (this.workers ??= new LoadWorkers());
-    if (!workers) return loadRepository(source, { pin, now, floor, previous });
+    if (this.opts.workers === false) return loadRepository(source, { pin, now, floor, previous });
     let prefetched: Map<string, Uint8Array> | undefined;
     if (!previous || !this.offloaded.has(previous)) {
       const budget = budgetedSource(source, this.opts.mainThreadBytes ?? DEFAULT_MAIN_THREAD_BYTES);
@@ -309,6 +308,9 @@ export class VerificationEngine implements ImageVerifier {
         prefetched = budget.fetched;
       }
     }
+    // Made when first needed and not kept warm: engines without a pool of their own (the
+    // self-check's, the CLI's) mostly never need one.
+    const workers = (this.workers ??= new LoadWorkers({ keepWarm: false }));
     const repo = await workers.load(source, { pin, now, floor }, prefetched);
     this.offloaded.add(repo);
     return repo;

@@ -2,7 +2,8 @@
  * Messages between the main thread and a verification worker, and errors as plain data
  * (a structured clone keeps neither class nor code of TufError and FetchError).
  */
-import { FetchError, type FetchErrorKind, type MetadataRequest } from '../notary/source.js';
+import type { GetFailureKind } from '../notary/http-get.js';
+import { FetchError, type FetchErrorKind, type MetadataRequest, type RemoteGetRequest } from '../notary/source.js';
 import { TufError, type RepositoryWire, type TufErrorCode } from '../tuf/index.js';
 
 export type ErrorWire =
@@ -21,12 +22,31 @@ export type ToWorker =
       floor: Map<string, number>;
     }
   | { type: 'fetched'; fid: number; bytes: Uint8Array }
-  | { type: 'fetch-failed'; fid: number; error: ErrorWire };
+  /** The answer is the body the worker received itself for its GET `held`. */
+  | { type: 'fetched-held'; fid: number; held: number }
+  | { type: 'fetch-failed'; fid: number; error: ErrorWire }
+  /** Run this GET of the current job and keep the body of a 200 (a fetch of a large file). */
+  | { type: 'get'; gid: number; req: RemoteGetRequest }
+  | { type: 'get-abort'; gid: number };
 
 export type FromWorker =
   | { type: 'fetch'; job: number; fid: number; req: MetadataRequest }
   | { type: 'done'; job: number; wire: RepositoryWire }
-  | { type: 'failed'; job: number; error: ErrorWire };
+  | { type: 'failed'; job: number; error: ErrorWire }
+  /** The answer to a GET; the body of a 200 stays in the worker (only its length comes). */
+  | { type: 'got'; gid: number; res: GotWire }
+  | { type: 'get-failed'; gid: number; kind: GetFailureKind; message: string };
+
+export interface GotWire {
+  status: number;
+  statusMessage: string;
+  headers: Record<string, string | string[] | undefined>;
+  challenges: string[];
+  /** Empty for a 200; otherwise the (capped) error body. */
+  body: Uint8Array;
+  /** Bytes of the body of a 200. */
+  length: number;
+}
 
 export function errorToWire(e: unknown): ErrorWire {
   if (e instanceof TufError) return { kind: 'tuf', code: e.code, role: e.role, message: e.message.slice(e.role.length + 2) };

@@ -3,11 +3,14 @@
  * (a byte budget per load: a few hundred KB of metadata verify in milliseconds there); past
  * the budget, in a worker thread with a memory limit, so a large or hostile file is parsed
  * and verified while other admissions keep being answered. A worker that exceeds its memory
- * or time is discarded and replaced; the load fails with that reason. Fetches stay on the
- * main thread (connections, tokens, per-server limits); workers only see bytes.
+ * or time is discarded and replaced; the load fails with that reason. The main thread
+ * decides every fetch (connections, tokens, per-server limits); for an HTTP source the GETs
+ * of a worker's load run in that worker, so a large body is never received, decrypted or
+ * collected on the main thread; the worker keeps the bytes it received.
  */
 import { Worker } from 'node:worker_threads';
-import type { MetadataRequest, MetadataSource } from '../notary/source.js';
+import { GetFailure } from '../notary/http-get.js';
+import { FetchError, type MetadataRequest, type MetadataSource, type RemoteGet } from '../notary/source.js';
 import { repositoryFromWire, type RootPin, type TrustedRepository, type VersionFloor } from '../tuf/index.js';
 import { errorFromWire, errorToWire, type FromWorker, type ToWorker } from './load-protocol.js';
 
@@ -19,6 +22,11 @@ export interface LoadWorkersOptions {
   maxYoungGenerationSizeMb?: number;
   /** A load running longer than this in a worker is stopped with its worker. */
   jobTimeoutMs?: number;
+  /**
+   * Start the workers now and replace a lost one at once (default true), so that a load
+   * does not wait for a thread to start and load its modules (tens of milliseconds).
+   */
+  keepWarm?: boolean;
 }
 
 export { DEFAULT_WORKER_MEMORY_MB } from '../notary/server-limits.js';
@@ -51,21 +59,29 @@ interface Job {
   reject: (e: unknown) => void;
 }
 
+type RemoteAnswer = Awaited<ReturnType<RemoteGet>>;
+
 interface Slot {
   worker: Worker;
   job?: Job;
+  /** GETs the worker runs for its job, by id. */
+  gets: Map<number, { resolve: (r: RemoteAnswer) => void; reject: (e: unknown) => void }>;
   timer?: NodeJS.Timeout;
   /** Why the worker is going away, for the job's error. */
   death?: WorkerLoadError;
+  /** It started: a worker that cannot even start is not replaced at once, or it would be again and again. */
+  online?: boolean;
 }
 
 let nextJob = 0;
+let nextGet = 0;
 
 export class LoadWorkers {
   readonly size: number;
   readonly maxOldGenerationSizeMb: number;
   private readonly maxYoungGenerationSizeMb: number;
   private readonly jobTimeoutMs: number;
+  private readonly keepWarm: boolean;
   private readonly slots: Slot[] = [];
   /** Waiting jobs per trust server, served round-robin so one server cannot hold every worker. */
   private readonly queues = new Map<string, Job[]>();
@@ -78,6 +94,19 @@ export class LoadWorkers {
     this.maxOldGenerationSizeMb = opts.maxOldGenerationSizeMb ?? DEFAULT_WORKER_MEMORY_MB;
     this.maxYoungGenerationSizeMb = opts.maxYoungGenerationSizeMb ?? 8;
     this.jobTimeoutMs = opts.jobTimeoutMs ?? DEFAULT_JOB_TIMEOUT_MS;
+    this.keepWarm = opts.keepWarm ?? true;
+    this.fill();
+  }
+
+  /** Worker threads running now, busy or idle (for tests and metrics). */
+  get threads(): number {
+    return this.slots.length;
+  }
+
+  /** With keepWarm, every worker that is missing is started now. */
+  private fill(): void {
+    if (!this.keepWarm || this.closed) return;
+    while (this.slots.length < this.size) this.spawn();
   }
 
   /** Load and verify a repository in a worker; `prefetched` answers fetches already made. */
@@ -134,9 +163,9 @@ export class LoadWorkers {
       stdout: false,
       stderr: false,
     });
-    const slot: Slot = { worker };
+    const slot: Slot = { worker, gets: new Map() };
     this.slots.push(slot);
-    worker.unref();
+    worker.once('online', () => (slot.online = true));
     worker.on('message', (m: FromWorker) => this.onMessage(slot, m));
     worker.on('error', (e: Error & { code?: string }) => {
       if (e.code === 'ERR_WORKER_OUT_OF_MEMORY') {
@@ -152,9 +181,17 @@ export class LoadWorkers {
       if (slot.timer) clearTimeout(slot.timer);
       const job = slot.job;
       slot.job = undefined;
-      if (job) job.reject(slot.death ?? new WorkerLoadError('error', 'the verification worker stopped'));
-      if (!this.closed) this.dispatch();
+      const death = slot.death ?? new WorkerLoadError('error', 'the verification worker stopped');
+      this.dropGets(slot, death);
+      if (job) job.reject(death);
+      if (!this.closed) {
+        if (slot.online) this.fill();
+        this.dispatch();
+      }
     });
+    // After the listeners: adding a 'message' listener refs the worker's port again. An idle
+    // worker must not keep the process alive; a running load refs it (start/finish).
+    worker.unref();
     return slot;
   }
 
@@ -181,6 +218,8 @@ export class LoadWorkers {
   private finish(slot: Slot): Job | undefined {
     const job = slot.job;
     slot.job = undefined;
+    // The worker forgets the GETs of a finished job; whoever still waits for one gets an error.
+    this.dropGets(slot, new WorkerLoadError('error', 'the load this fetch was for has finished'));
     if (slot.timer) clearTimeout(slot.timer);
     slot.worker.unref();
     job?.prefetched.clear();
@@ -188,7 +227,51 @@ export class LoadWorkers {
     return job;
   }
 
+  private dropGets(slot: Slot, why: Error): void {
+    const gets = [...slot.gets.values()];
+    slot.gets.clear();
+    for (const g of gets) g.reject(why);
+  }
+
+  /** GETs run by the worker of `slot`; the body of a 200 stays there. */
+  private remoteGet(slot: Slot): RemoteGet {
+    return (req, signal, abortReason) =>
+      new Promise<RemoteAnswer>((resolve, reject) => {
+        if (signal.aborted) {
+          reject(new GetFailure('aborted', abortReason()));
+          return;
+        }
+        const gid = ++nextGet;
+        const onAbort = () => {
+          if (!slot.gets.delete(gid)) return;
+          slot.worker.postMessage({ type: 'get-abort', gid } satisfies ToWorker);
+          reject(new GetFailure('aborted', abortReason()));
+        };
+        signal.addEventListener('abort', onAbort, { once: true });
+        const settle = () => signal.removeEventListener('abort', onAbort);
+        slot.gets.set(gid, {
+          resolve: (r) => {
+            settle();
+            resolve(r);
+          },
+          reject: (e) => {
+            settle();
+            reject(e);
+          },
+        });
+        slot.worker.postMessage({ type: 'get', gid, req } satisfies ToWorker);
+      });
+  }
+
   private onMessage(slot: Slot, m: FromWorker): void {
+    if (m.type === 'got' || m.type === 'get-failed') {
+      const g = slot.gets.get(m.gid);
+      slot.gets.delete(m.gid);
+      if (!g) return;
+      if (m.type === 'get-failed') g.reject(new GetFailure(m.kind, m.message));
+      else g.resolve({ ...m.res, ...(m.res.status === 200 ? { held: { held: m.gid, length: m.res.length } } : {}) });
+      return;
+    }
     const job = slot.job;
     if (!job || m.job !== job.id) return;
     if (m.type === 'fetch') {
@@ -211,6 +294,17 @@ export class LoadWorkers {
     const key = prefetchKey(req);
     const early = job.prefetched.get(key);
     job.prefetched.delete(key);
+    if (!early && job.source.fetchHeld) {
+      job.source.fetchHeld(req, this.remoteGet(slot)).then(
+        (h) => {
+          if (slot.job === job) slot.worker.postMessage({ type: 'fetched-held', fid, held: h.held } satisfies ToWorker);
+        },
+        (e: unknown) => {
+          if (slot.job === job) slot.worker.postMessage({ type: 'fetch-failed', fid, error: errorToWire(e) } satisfies ToWorker);
+        },
+      );
+      return;
+    }
     const bytes = early ? Promise.resolve(early) : job.source.fetch(req);
     bytes.then(
       (b) => {
@@ -244,6 +338,9 @@ export class OverBudget extends Error {
 /**
  * A source for a load on the main thread: once the load has fetched more than `maxBytes`,
  * no more bytes reach the verifier here; the bytes already fetched are kept for the worker.
+ * A file that would take the load past its budget is not received here at all (the worker
+ * fetches it): one whose length the signed metadata declares is not asked for, and one
+ * asked for by name is read only up to what is left of the budget.
  */
 export function budgetedSource(source: MetadataSource, maxBytes: number): { source: MetadataSource; fetched: Map<string, Uint8Array> } {
   const fetched = new Map<string, Uint8Array>();
@@ -255,7 +352,22 @@ export function budgetedSource(source: MetadataSource, maxBytes: number): { sour
       gun: source.gun,
       async fetch(req, signal) {
         if (spent > maxBytes) throw new OverBudget();
-        const bytes = await source.fetch(req, signal);
+        const left = maxBytes - spent;
+        // Not asked for here: the worker's fetch of it goes through the same limits, which
+        // refuse a file above a cap without a request (TrustServerLimits' refusal).
+        if (req.sha256Hex !== undefined && req.maxBytes > left) throw new OverBudget();
+        let bytes: Uint8Array;
+        if (req.maxBytes > left + 1) {
+          // One byte more than is left: a file that long takes the load to the worker.
+          try {
+            bytes = await source.fetch({ ...req, maxBytes: left + 1 }, signal);
+          } catch (e) {
+            if (e instanceof FetchError && e.kind === 'too-large') throw new OverBudget();
+            throw e;
+          }
+        } else {
+          bytes = await source.fetch(req, signal);
+        }
         spent += bytes.length;
         if (spent > maxBytes) {
           fetched.set(prefetchKey(req), bytes);

@@ -33,6 +33,7 @@ import { startCountingProxy } from './counting-proxy.js';
 import type { LoadResult } from './loadgen.js';
 import type { MemoryResult } from './memory.js';
 import { tuf1Figures, tuf1Json, tuf1Rows, type Tuf1Results } from './tuf1.js';
+import { RUNTIME_NODE_FLAGS } from '../support/runtime.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -157,7 +158,7 @@ async function startWebhook(ctx: Ctx, name: string, notaryUrl: string): Promise<
   const prof = args.profile ? ['--cpu-prof', '--cpu-prof-dir', join(args.profile, name)] : [];
   try {
     return await startNode(
-      [...prof, `${DIST}webhook/src/cli/main.js`, 'serve', '--policy-dir', dir, '--port', '0', '--host', '127.0.0.1', '--tls-cert', ctx.cert, '--tls-key', ctx.key],
+      [...RUNTIME_NODE_FLAGS, ...prof, `${DIST}webhook/src/cli/main.js`, 'serve', '--policy-dir', dir, '--port', '0', '--host', '127.0.0.1', '--tls-cert', ctx.cert, '--tls-key', ctx.key],
       /serving on https:\/\/127\.0\.0\.1:(\d+)/,
       { stderrFd: errFd },
     );
@@ -365,8 +366,8 @@ async function warmFigure(ctx: Ctx, webhookPort: number, webhookPid: number): Pr
   const bodyFile = join(ctx.work, 'pod-3-images.json');
   writeFileSync(bodyFile, podReview(images));
   const prof = (name: string) => (args.profile ? ['--cpu-prof', '--cpu-prof-dir', join(args.profile, name)] : []);
-  const baseline = await startNode([...prof('baseline'), `${DIST}test/bench/baseline-server.js`, ctx.cert, ctx.key, 'express'], /baseline serving on port (\d+)/);
-  const bareServer = await startNode([...prof('bare'), `${DIST}test/bench/baseline-server.js`, ctx.cert, ctx.key, 'bare'], /baseline serving on port (\d+)/).catch(async (e: unknown) => {
+  const baseline = await startNode([...RUNTIME_NODE_FLAGS, ...prof('baseline'), `${DIST}test/bench/baseline-server.js`, ctx.cert, ctx.key, 'express'], /baseline serving on port (\d+)/);
+  const bareServer = await startNode([...RUNTIME_NODE_FLAGS, ...prof('bare'), `${DIST}test/bench/baseline-server.js`, ctx.cert, ctx.key, 'bare'], /baseline serving on port (\d+)/).catch(async (e: unknown) => {
     await baseline.stop();
     throw e;
   });
@@ -556,7 +557,7 @@ async function startIsolationWebhook(ctx: Ctx, name: string, hostile: HostileInf
   const prof = args.profile ? ['--cpu-prof', '--cpu-prof-dir', join(args.profile, name)] : [];
   try {
     return await startNode(
-      [...prof, `${DIST}webhook/src/cli/main.js`, 'serve', '--policy-dir', dir, '--port', '0', '--host', '127.0.0.1', '--tls-cert', ctx.cert, '--tls-key', ctx.key, ...extra],
+      [...RUNTIME_NODE_FLAGS, ...prof, `${DIST}webhook/src/cli/main.js`, 'serve', '--policy-dir', dir, '--port', '0', '--host', '127.0.0.1', '--tls-cert', ctx.cert, '--tls-key', ctx.key, ...extra],
       /serving on https:\/\/127\.0\.0\.1:(\d+)/,
       { stderrFd: errFd },
     );

@@ -24,6 +24,7 @@ import { startStaticServer } from '../support/static-server.js';
 import { sha256hex, TufRepo } from '../support/tuf1-repo.js';
 import { bigTagName, DIST, fmt, median, runNodeJson, singleImageReview, startNode } from './common.js';
 import type { BigTufConfig, BigTufResult, LookupJob } from './tuf1-child.js';
+import { RUNTIME_NODE_FLAGS } from '../support/runtime.js';
 
 const REG = 'registry.example.com';
 const TAG = 'v1';
@@ -229,7 +230,7 @@ async function coldFigure(opts: Tuf1Options, work: string, ca: CertAuthority, bu
   const errFd = openSync(join(work, 'webhook-tuf.log'), 'a');
   const prof = opts.profile ? ['--cpu-prof', '--cpu-prof-dir', join(opts.profile, 'tuf')] : [];
   const webhook = await startNode(
-    [...prof, `${DIST}webhook/src/cli/main.js`, 'serve', '--policy-dir', policies, '--port', '0', '--host', '127.0.0.1', '--tls-cert', join(work, 'webhook.crt'), '--tls-key', join(work, 'webhook.key')],
+    [...RUNTIME_NODE_FLAGS, ...prof, `${DIST}webhook/src/cli/main.js`, 'serve', '--policy-dir', policies, '--port', '0', '--host', '127.0.0.1', '--tls-cert', join(work, 'webhook.crt'), '--tls-key', join(work, 'webhook.key')],
     /serving on https:\/\/127\.0\.0\.1:(\d+)/,
     { stderrFd: errFd },
   ).finally(() => closeSync(errFd));

@@ -12,6 +12,7 @@ import { issueServerCert, makeCa } from '../fault/certs.js';
 import { call } from '../fixtures/admission/https-client.js';
 import { fixture } from '../fixtures/admission/support.js';
 import { freePorts, repoRoot } from '../support/stack.js';
+import { RUNTIME_NODE_FLAGS } from '../support/runtime.js';
 
 const run = promisify(execFile);
 const ROOT = repoRoot();
@@ -59,7 +60,7 @@ describe('container image (buildah build, podman run)', function () {
     console.log(`      image size: ${mb.toFixed(1)} MB (${config!.Size} bytes)`);
     expect(mb).to.be.above(50).and.below(250);
     expect(config!.Config.User).to.equal('65532:65532');
-    expect(config!.Config.Entrypoint).to.deep.equal(['/nodejs/bin/node', 'dist/webhook/src/cli/main.js']);
+    expect(config!.Config.Entrypoint).to.deep.equal(['/nodejs/bin/node', ...RUNTIME_NODE_FLAGS, 'dist/webhook/src/cli/main.js']);
     const labels = config!.Config.Labels;
     expect(labels['org.opencontainers.image.title']).to.equal('trustgate');
     expect(labels['org.opencontainers.image.version']).to.equal(VERSION);

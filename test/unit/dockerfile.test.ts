@@ -6,6 +6,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { builtinModules } from 'node:module';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { RUNTIME_NODE_FLAGS } from '../support/runtime.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 
@@ -116,7 +117,7 @@ describe('Dockerfile', () => {
   it('runs as 65532 the command the chart expects, with OCI labels', () => {
     const users = args(final, 'USER');
     expect(users[users.length - 1]).to.equal('65532:65532');
-    expect(JSON.parse(args(final, 'ENTRYPOINT')[0]!)).to.deep.equal(['/nodejs/bin/node', pkg.bin['trustgate']]);
+    expect(JSON.parse(args(final, 'ENTRYPOINT')[0]!)).to.deep.equal(['/nodejs/bin/node', ...RUNTIME_NODE_FLAGS, pkg.bin['trustgate']]);
     expect(JSON.parse(args(final, 'CMD')[0]!)).to.deep.equal(['serve', '--kubernetes']);
     expect(args(final, 'EXPOSE')).to.deep.equal(['8443']);
     const labels = args(final, 'LABEL').join(' ');

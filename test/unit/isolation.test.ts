@@ -304,6 +304,36 @@ describe('tenant isolation', function () {
     expect(after.length).to.equal(6 * MiB);
   });
 
+  it('downloads of declared lengths running side by side are reserved up front, so together they cannot overshoot the budget', async () => {
+    const MiB = 1024 * 1024;
+    const limits = new TrustServerLimits({ namespaced: { maxBytesInFlight: 8 * MiB, maxMetadataBytes: 8 * MiB } });
+    const asked: string[] = [];
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const source: MetadataSource = {
+      server: SERVER,
+      gun: 'reserve',
+      fetch: async (req) => {
+        asked.push(req.role);
+        await gate;
+        return new Uint8Array(req.maxBytes);
+      },
+    };
+    const load = limits.runLoad('namespaced', source, (s) =>
+      // Three delegations of 3 MiB each, asked for at once, as a delegation wave does.
+      Promise.allSettled(['targets/a', 'targets/b', 'targets/c'].map((role) => s.fetch({ role, sha256Hex: role, maxBytes: 3 * MiB }))),
+    );
+    await new Promise((r) => setImmediate(r));
+    // Two fit the 8 MiB budget and are held from the moment they are asked for; the third is refused without a request.
+    expect(asked).to.deep.equal(['targets/a', 'targets/b']);
+    expect(limits.state('namespaced', SERVER).bytes).to.equal(6 * MiB);
+    release();
+    const results = await load;
+    expect(results.map((r) => r.status)).to.deep.equal(['fulfilled', 'fulfilled', 'rejected']);
+    expect(String((results[2] as PromiseRejectedResult).reason)).to.match(/would hold more than 8 MiB at once/);
+    expect(limits.state('namespaced', SERVER).bytes).to.equal(0);
+  });
+
   it('a namespaced policy cannot make the webhook take a file above the namespaced cap, which a cluster policy may', async () => {
     const team = new Server(SERVER);
     team.repos.set('registry.test/team/big', forgeRepo('registry.test/team/big', 9_000));

@@ -159,10 +159,16 @@ export class TrustServerLimits {
         const busy = overBudget(req.maxBytes);
         if (busy) throw tooLarge(req, busy);
       }
+      // A declared length is exact, so it is reserved before the request: downloads running
+      // side by side (a lookup's prefetched siblings, a Notary delegation wave) cannot
+      // together overshoot the budget before any of them is counted.
+      const reserved = req.declared === true || req.sha256Hex !== undefined ? req.maxBytes : 0;
+      hold(reserved);
       let bytes: B;
       try {
         bytes = await get(cap === req.maxBytes ? req : { ...req, maxBytes: cap }, signal ? AbortSignal.any([signal, ended.signal]) : ended.signal);
       } catch (e) {
+        if (!ended.signal.aborted) hold(-reserved);
         if (cap < req.maxBytes && e instanceof FetchError && e.kind === 'too-large') {
           if (cap === limits.maxMetadataBytes) throw tooLarge(req, overFileCap);
           const busy = overBudget(req.maxBytes);
@@ -171,12 +177,17 @@ export class TrustServerLimits {
         throw e;
       }
       if (ended.signal.aborted) throw new Error(`a fetch of ${req.role} from ${source.server} finished after its load ended`);
+      hold(-reserved);
       const over = overBudget(bytes.length);
       if (over) throw tooLarge(req, over);
-      s.bytes += bytes.length;
-      this.totalBytes += bytes.length;
-      held += bytes.length;
+      hold(bytes.length);
       return bytes;
+    };
+    /** Counts `n` bytes (negative: releases them) against the server, the total and this load. */
+    const hold = (n: number): void => {
+      s.bytes += n;
+      this.totalBytes += n;
+      held += n;
     };
     const props: PropertyDescriptorMap = { fetch: { value: (req: R, signal?: AbortSignal) => counted(req, signal, (capped, sig) => source.fetch(capped, sig)) } };
     // An HTTP Notary source can have a worker run its GETs (see MetadataSource.fetchHeld).

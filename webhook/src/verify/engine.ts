@@ -114,14 +114,12 @@ export class VerificationEngine implements ImageVerifier {
   }
 
   async verifyImage(image: string, namespace: string | undefined, signal: AbortSignal): Promise<ImageVerdict> {
-    // Warm trust data answers without a promise per policy (same answer, counted the same).
-    const warm = this.verifyCached(image, namespace);
-    if (warm) return warm;
     const started = performance.now();
     try {
       const plan = this.plan(image, namespace);
       if (!('policies' in plan)) return plan;
-      const outcomes = await Promise.all(plan.policies.map((p) => this.checkPolicy(p, plan.ref, signal)));
+      // Warm trust data answers without a promise per policy (the same answer as the I/O path).
+      const outcomes = this.peekAll(plan.policies, plan.ref) ?? (await Promise.all(plan.policies.map((p) => this.checkPolicy(p, plan.ref, signal))));
       return compose(image, plan.reference, plan.ref, outcomes, plan.invalid);
     } finally {
       this.opts.metrics?.verificationSeconds?.((performance.now() - started) / 1000);
@@ -138,17 +136,24 @@ export class VerificationEngine implements ImageVerifier {
     let verdict: ImageVerdict;
     if (!('policies' in plan)) verdict = plan;
     else {
-      const outcomes: PolicyOutcome[] = [];
-      for (const policy of plan.policies) {
-        const outcome = this.peekPolicy(policy, plan.ref);
-        if (!outcome) return undefined;
-        outcomes.push(outcome);
-      }
-      for (let i = 0; i < outcomes.length; i++) this.opts.metrics?.cacheHit?.();
+      const outcomes = this.peekAll(plan.policies, plan.ref);
+      if (!outcomes) return undefined;
       verdict = compose(image, plan.reference, plan.ref, outcomes, plan.invalid);
     }
     this.opts.metrics?.verificationSeconds?.((performance.now() - started) / 1000);
     return verdict;
+  }
+
+  /** Every policy's outcome from warm trust data, counted as cache hits; undefined (nothing counted) when any needs I/O. */
+  private peekAll(policies: TrustPolicy[], ref: ImageReference): PolicyOutcome[] | undefined {
+    const outcomes: PolicyOutcome[] = [];
+    for (const policy of policies) {
+      const outcome = this.peekPolicy(policy, ref);
+      if (!outcome) return undefined;
+      outcomes.push(outcome);
+    }
+    for (let i = 0; i < outcomes.length; i++) this.opts.metrics?.cacheHit?.();
+    return outcomes;
   }
 
   /** A verdict that needs no trust data (bad reference, exempt, no policy), or what to check. */

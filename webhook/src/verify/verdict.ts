@@ -78,15 +78,24 @@ export function denied(image: string, reference: string, f: Failure & { reason: 
 }
 
 export function compose(image: string, reference: string, ref: ImageReference, outcomes: PolicyOutcome[], invalid: PolicyFailure[]): ImageVerdict {
-  if (outcomes.length === 1 && invalid.length === 0) return composeOne(image, reference, ref, outcomes[0]!);
-  const failures = [...invalid, ...outcomes.flatMap((o) => (o.failure ? [o.failure] : []))];
-  const passed = outcomes.filter((o) => o.digest);
-  const digests = new Set(passed.map((o) => o.digest!));
-  const results = (pass: boolean) => [
-    ...invalid.map((f) => ({ policy: f.policy, mode: f.mode, result: 'fail' as const })),
-    ...outcomes.map((o) => ({ policy: policyRef(o.policy), mode: o.policy.spec.mode, result: pass && o.digest ? ('pass' as const) : ('fail' as const) })),
-  ];
-  if (digests.size > 1) {
+  // Plain loops: this runs for every image of every admission, nearly always with one policy.
+  const failures = invalid.slice();
+  const passed: PolicyOutcome[] = [];
+  let digest: string | undefined;
+  let disagree = false;
+  for (const o of outcomes) {
+    if (o.failure) failures.push(o.failure);
+    if (!o.digest) continue;
+    passed.push(o);
+    if (digest === undefined) digest = o.digest;
+    else if (o.digest !== digest) disagree = true;
+  }
+  const results = (pass: boolean) => {
+    const out: NonNullable<ImageVerdict['policyResults']> = invalid.map((f) => ({ policy: f.policy, mode: f.mode, result: 'fail' as const }));
+    for (const o of outcomes) out.push({ policy: policyRef(o.policy), mode: o.policy.spec.mode, result: pass && o.digest ? 'pass' : 'fail' });
+    return out;
+  };
+  if (disagree) {
     // Two trust sources disagree on what this tag is: nothing can be pinned safely.
     const detail = passed.map((o) => `${policyRef(o.policy).name}: ${o.digest}`).join('; ');
     for (const o of passed) {
@@ -101,32 +110,11 @@ export function compose(image: string, reference: string, ref: ImageReference, o
     return { image, reference, allowed: false, passed: [], failures, policyResults: results(false) };
   }
   const allowed = !failures.some((f) => f.mode === 'enforce');
-  const digest = [...digests][0];
   const verdict: ImageVerdict = { image, reference, allowed, passed: passed.map((o) => policyRef(o.policy)), failures, policyResults: results(true) };
   // Pin only what every enforcing policy vouched for.
   if (allowed && digest) {
     verdict.digest = digest;
     verdict.pinned = pinnedReference(ref, digest);
-  }
-  return verdict;
-}
-
-
-/** compose() for the common case, one policy and no invalid one, without its intermediate lists. */
-function composeOne(image: string, reference: string, ref: ImageReference, o: PolicyOutcome): ImageVerdict {
-  const policy = policyRef(o.policy);
-  const allowed = o.failure?.mode !== 'enforce';
-  const verdict: ImageVerdict = {
-    image,
-    reference,
-    allowed,
-    passed: o.digest ? [policy] : [],
-    failures: o.failure ? [o.failure] : [],
-    policyResults: [{ policy, mode: o.policy.spec.mode, result: o.digest ? 'pass' : 'fail' }],
-  };
-  if (allowed && o.digest) {
-    verdict.digest = o.digest;
-    verdict.pinned = pinnedReference(ref, o.digest);
   }
   return verdict;
 }
